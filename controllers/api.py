@@ -1,0 +1,99 @@
+"""The controller's state API: newline-delimited JSON over a Unix domain socket.
+
+No IP address is involved anywhere between the cluster and its controller: the
+OpenFlow channel and this API are both Unix sockets in the run directory.
+
+Requests (one JSON object per line, one reply line each):
+
+* ``{"op": "status"}`` -> ``{"ok": true, "generation": G, "switches": {...}, "errors": [...]}``
+* ``{"op": "apply", "cluster": {...}}`` -> replaces the desired cluster model; the
+  controller diffs and pushes it to every connected switch.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import threading
+import time
+from typing import Any, Callable
+
+Handler = Callable[[dict[str, Any]], dict[str, Any]]
+
+
+class ApiServer:
+    def __init__(self, path: str, handler: Handler):
+        self.path = path
+        self.handler = handler
+        if os.path.exists(path):
+            os.unlink(path)
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.bind(path)
+        self.sock.listen(16)
+        self.thread = threading.Thread(target=self._serve, name="k8snet-api", daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def _serve(self) -> None:
+        while True:
+            conn, _ = self.sock.accept()
+            threading.Thread(target=self._client, args=(conn,), daemon=True).start()
+
+    def _client(self, conn: socket.socket) -> None:
+        with conn, conn.makefile("rwb") as stream:
+            for line in stream:
+                try:
+                    reply = self.handler(json.loads(line))
+                except Exception as exc:  # report, never kill the controller
+                    reply = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+                stream.write(json.dumps(reply).encode() + b"\n")
+                stream.flush()
+
+
+class ApiClient:
+    """Talks to a running controller."""
+
+    def __init__(self, path: str, timeout: float = 10.0):
+        self.path = path
+        self.timeout = timeout
+
+    def call(self, request: dict[str, Any]) -> dict[str, Any]:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(self.timeout)
+            sock.connect(self.path)
+            with sock.makefile("rwb") as stream:
+                stream.write(json.dumps(request).encode() + b"\n")
+                stream.flush()
+                line = stream.readline()
+        if not line:
+            raise ConnectionError(f"controller at {self.path} closed the connection")
+        reply = json.loads(line)
+        if not reply.get("ok"):
+            raise RuntimeError(f"controller refused {request.get('op')}: {reply.get('error')}")
+        return reply
+
+    def status(self) -> dict[str, Any]:
+        return self.call({"op": "status"})
+
+    def apply(self, cluster_json: dict[str, Any]) -> dict[str, Any]:
+        return self.call({"op": "apply", "cluster": cluster_json})
+
+    def wait_synced(self, switches: list[str], timeout: float) -> dict[str, Any]:
+        """Wait until every named switch is connected and holds the desired state."""
+        deadline = time.monotonic() + timeout
+        last: dict[str, Any] = {}
+        while time.monotonic() < deadline:
+            try:
+                last = self.status()
+            except (OSError, ConnectionError):
+                time.sleep(0.05)
+                continue
+            state = last.get("switches", {})
+            if all(state.get(s, {}).get("synced") for s in switches):
+                return last
+            time.sleep(0.05)
+        missing = [s for s in switches if not last.get("switches", {}).get(s, {}).get("synced")]
+        raise TimeoutError(f"switches not in sync with the controller after {timeout:g}s: "
+                           f"{', '.join(missing)}; last status: {last}")

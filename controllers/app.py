@@ -1,0 +1,229 @@
+"""The os-ken (or Ryu) application: a thin adapter between the compiler and switches.
+
+It owns no forwarding logic.  It holds the desired cluster model, asks
+:mod:`controllers.compiler` what each switch should hold, and moves each switch there:
+
+* on (re)connect it *replays*: adds every desired flow with this run's generation
+  in the cookie (an ADD with the same table/priority/match replaces the old entry in
+  place, so traffic keeps flowing), then dumps the switch's flows and deletes any whose
+  generation is not ours (stale flows of an older run), then a barrier; when the
+  barrier returns, the switch is *synced*;
+* on a model change it diffs installed against desired and sends deletes, group
+  changes, then adds (:func:`controllers.flows.plan`), then a barrier.
+
+Configuration comes from the environment so that ``ryu-manager`` can load the same
+app: ``K8SNET_STATE`` (the cluster model as JSON) and ``K8SNET_API`` (the API socket).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+import threading
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from controllers import compiler
+from controllers.api import ApiServer
+from controllers.flows import Desired, Flow, flow_mod, group_mod, plan
+from controllers.framework import (
+    CONFIG_DISPATCHER, DEAD_DISPATCHER, MAIN_DISPATCHER, BaseApp, ofp_event, ofproto_v1_3,
+    set_ev_cls,
+)
+from controllers.pipeline import generation_of, with_generation
+from topos.model import Cluster
+
+LOG = logging.getLogger("k8snet.controller")
+
+
+@dataclass
+class Switch:
+    name: str
+    datapath: Any
+    installed: Desired = field(default_factory=Desired)
+    synced: bool = False
+    pending_barrier: Optional[int] = None
+    dump: list[Any] = field(default_factory=list)
+    messages: int = 0
+
+
+class K8snetController(BaseApp):
+    OFP_VERSIONS = [ofproto_v1_3.OFP_VERSION]
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.lock = threading.RLock()
+        self.state_path = os.environ.get("K8SNET_STATE", "")
+        self.cluster = self._load_state()
+        # 16 bits of this run's identity in every cookie; never 0 (0 = "no generation").
+        self.generation = random.randint(1, 0xFFFF)
+        self.switches: dict[int, Switch] = {}
+        self.errors: list[str] = []
+        api_path = os.environ.get("K8SNET_API")
+        if api_path:
+            self.api = ApiServer(api_path, self.handle_api)
+            self.api.start()
+        LOG.info("k8snet controller up: generation %#x, %s", self.generation,
+                 self.cluster.summary() if self.cluster else "no model yet")
+
+    # ------------------------------------------------------------------ model
+    def _load_state(self) -> Optional[Cluster]:
+        if not self.state_path or not os.path.exists(self.state_path):
+            return None
+        with open(self.state_path, encoding="utf-8") as handle:
+            return Cluster.model_validate_json(handle.read())
+
+    def _save_state(self, cluster: Cluster) -> None:
+        if not self.state_path:
+            return
+        tmp = f"{self.state_path}.tmp"
+        with open(tmp, "w", encoding="utf-8") as handle:
+            handle.write(cluster.model_dump_json())
+        os.replace(tmp, self.state_path)
+
+    def desired_for(self, dpid: int) -> tuple[Optional[str], Desired]:
+        if self.cluster is None:
+            return None, Desired()
+        try:
+            node = self.cluster.node_by_dpid(dpid)
+        except KeyError:
+            return None, Desired()
+        return node.name, compiler.compile_node(self.cluster, node.name)
+
+    # ------------------------------------------------------------------ API
+    def handle_api(self, request: dict[str, Any]) -> dict[str, Any]:
+        op = request.get("op")
+        if op == "status":
+            return self.status()
+        if op == "apply":
+            cluster = Cluster.model_validate(request["cluster"])
+            self.apply(cluster)
+            return {"ok": True, "generation": self.generation}
+        return {"ok": False, "error": f"unknown op {op!r}; allowed: status, apply"}
+
+    def status(self) -> dict[str, Any]:
+        with self.lock:
+            switches = {s.name: {"dpid": dpid, "connected": True, "synced": s.synced,
+                                 "flows": len(s.installed.flows), "groups": len(s.installed.groups),
+                                 "messages": s.messages}
+                        for dpid, s in self.switches.items()}
+            return {"ok": True, "generation": self.generation, "switches": switches,
+                    "errors": list(self.errors[-20:])}
+
+    def apply(self, cluster: Cluster) -> None:
+        with self.lock:
+            self.cluster = cluster
+            self._save_state(cluster)
+            for dpid, switch in self.switches.items():
+                _, desired = self.desired_for(dpid)
+                self._push(switch, desired)
+
+    # ------------------------------------------------------------------ OpenFlow
+    def _send(self, switch: Switch, msg: Any) -> None:
+        switch.datapath.send_msg(msg)
+        switch.messages += 1
+
+    def _stamp(self, flow: Flow) -> int:
+        return with_generation(flow.cookie, self.generation)
+
+    def _barrier(self, switch: Switch) -> None:
+        dp = switch.datapath
+        msg = dp.ofproto_parser.OFPBarrierRequest(dp)
+        dp.set_xid(msg)
+        switch.pending_barrier = msg.xid
+        self._send(switch, msg)
+
+    def _push(self, switch: Switch, desired: Desired) -> None:
+        """Move a synced switch from what it holds to ``desired`` (deletes first)."""
+        dp = switch.datapath
+        changes = plan(switch.installed, desired)
+        if not changes:
+            return
+        for flow in changes.flow_deletes:
+            self._send(switch, flow_mod(dp, flow, "delete_strict"))
+        for group in changes.group_deletes:
+            self._send(switch, group_mod(dp, group, "delete"))
+        for group in changes.group_adds:
+            self._send(switch, group_mod(dp, group, "add"))
+        for group in changes.group_modifies:
+            self._send(switch, group_mod(dp, group, "modify"))
+        for flow in changes.flow_adds:
+            self._send(switch, flow_mod(dp, flow, "add", cookie=self._stamp(flow)))
+        switch.installed = desired
+        switch.synced = False
+        self._barrier(switch)
+
+    @set_ev_cls(ofp_event.EventOFPSwitchFeatures, CONFIG_DISPATCHER)
+    def on_switch_features(self, ev: Any) -> None:
+        dp = ev.msg.datapath
+        with self.lock:
+            name, desired = self.desired_for(dp.id)
+            switch = Switch(name or f"dpid-{dp.id:x}", dp)
+            self.switches[dp.id] = switch
+            LOG.info("switch %s (dpid %#x) connected: replaying %d flows", switch.name, dp.id,
+                     len(desired.flows))
+            # Replay: ADD replaces same-key entries in place, so nothing stops forwarding.
+            for group in desired.groups:
+                self._send(switch, group_mod(dp, group, "add"))
+            for flow in desired.flows:
+                self._send(switch, flow_mod(dp, flow, "add", cookie=self._stamp(flow)))
+            switch.installed = desired
+            switch.dump = []
+            parser, ofp = dp.ofproto_parser, dp.ofproto
+            self._send(switch, parser.OFPFlowStatsRequest(dp, 0, ofp.OFPTT_ALL, ofp.OFPP_ANY,
+                                                          ofp.OFPG_ANY, 0, 0, parser.OFPMatch()))
+
+    @set_ev_cls(ofp_event.EventOFPFlowStatsReply, MAIN_DISPATCHER)
+    def on_flow_stats(self, ev: Any) -> None:
+        dp = ev.msg.datapath
+        with self.lock:
+            switch = self.switches.get(dp.id)
+            if switch is None:
+                return
+            switch.dump.extend(ev.msg.body)
+            if ev.msg.flags & dp.ofproto.OFPMPF_REPLY_MORE:
+                return
+            stale = [s for s in switch.dump if generation_of(s.cookie) != self.generation]
+            parser, ofp = dp.ofproto_parser, dp.ofproto
+            for entry in stale:
+                self._send(switch, parser.OFPFlowMod(
+                    datapath=dp, cookie=entry.cookie, cookie_mask=0, table_id=entry.table_id,
+                    command=ofp.OFPFC_DELETE_STRICT, priority=entry.priority,
+                    out_port=ofp.OFPP_ANY, out_group=ofp.OFPG_ANY, match=entry.match))
+            if stale:
+                LOG.info("switch %s: deleted %d stale flows", switch.name, len(stale))
+            switch.dump = []
+            self._barrier(switch)
+
+    @set_ev_cls(ofp_event.EventOFPBarrierReply, MAIN_DISPATCHER)
+    def on_barrier(self, ev: Any) -> None:
+        with self.lock:
+            switch = self.switches.get(ev.msg.datapath.id)
+            if switch is not None and switch.pending_barrier == ev.msg.xid:
+                switch.pending_barrier = None
+                switch.synced = True
+
+    @set_ev_cls(ofp_event.EventOFPErrorMsg, [CONFIG_DISPATCHER, MAIN_DISPATCHER])
+    def on_error(self, ev: Any) -> None:
+        msg = ev.msg
+        with self.lock:
+            switch = self.switches.get(msg.datapath.id)
+            text = (f"switch {switch.name if switch else msg.datapath.id}: OpenFlow error "
+                    f"type={msg.type} code={msg.code}")
+            self.errors.append(text)
+        LOG.error(text)
+
+    @set_ev_cls(ofp_event.EventOFPStateChange, DEAD_DISPATCHER)
+    def on_disconnect(self, ev: Any) -> None:
+        dp = ev.datapath
+        with self.lock:
+            switch = self.switches.get(dp.id) if dp.id is not None else None
+            if switch is not None and switch.datapath is dp:
+                del self.switches[dp.id]
+                LOG.info("switch %s disconnected", switch.name)
+
+
+def state_json(cluster: Cluster) -> dict[str, Any]:
+    return json.loads(cluster.model_dump_json())

@@ -1,0 +1,294 @@
+"""OpenFlow flows and groups as plain, hashable data, with two renderings.
+
+The compiler builds :class:`Flow` values; they render to
+
+* ``ovs-ofctl`` text (:meth:`Flow.ofctl`), which the flow tests load into a
+  throwaway OVS and trace, and which a human can review; and
+* os-ken (or Ryu) messages (:func:`flow_mod`), which the controller sends.
+
+Both renderings come from the same data, so what is tested is what is installed.
+Match fields use the OXM names that both ``ovs-ofctl`` and os-ken's ``OFPMatch``
+accept (``eth_type``, ``ipv4_dst``, ``arp_tpa``, ``reg0`` ...); a masked value is
+written ``value/mask`` (``10.244.1.0/24``, ``0x1/0xf``).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Union
+
+OFPP_IN_PORT = 0xFFFFFFF8
+OFPP_LOCAL = 0xFFFFFFFE
+OFPP_CONTROLLER = 0xFFFFFFFD
+_PORT_NAMES = {OFPP_IN_PORT: "IN_PORT", OFPP_LOCAL: "LOCAL", OFPP_CONTROLLER: "CONTROLLER"}
+
+ETH_TYPE_IP = 0x0800
+ETH_TYPE_ARP = 0x0806
+
+#: Widths of the fields that ``move`` actions copy (whole-field moves only).
+FIELD_BITS = {
+    "eth_src": 48, "eth_dst": 48, "arp_sha": 48, "arp_tha": 48,
+    "arp_spa": 32, "arp_tpa": 32, "ipv4_src": 32, "ipv4_dst": 32,
+    **{f"reg{i}": 32 for i in range(8)},
+}
+_INT_FIELDS = {"in_port", "eth_type", "arp_op", "ip_proto", "tcp_src", "tcp_dst",
+               "udp_src", "udp_dst", "icmpv4_type", "icmpv4_code"}
+_IP_FIELDS = {"ipv4_src", "ipv4_dst", "arp_spa", "arp_tpa"}
+#: ovs-ofctl spells a few OXM fields its own way.
+_OFCTL_NAMES = {"ipv4_src": "nw_src", "ipv4_dst": "nw_dst", "ip_proto": "nw_proto"}
+
+
+def ofctl_name(name: str) -> str:
+    return _OFCTL_NAMES.get(name, name)
+
+Value = Union[int, str]
+
+
+def port_text(port: int) -> str:
+    return _PORT_NAMES.get(port, str(port))
+
+
+@dataclass(frozen=True)
+class Match:
+    """An OpenFlow match: field name -> value, immutable and ordered for stable output."""
+
+    fields: tuple[tuple[str, Value], ...] = ()
+
+    @classmethod
+    def of(cls, **fields: Value) -> "Match":
+        return cls(tuple(sorted(fields.items())))
+
+    def get(self, name: str) -> Value | None:
+        return dict(self.fields).get(name)
+
+    def ofctl(self) -> str:
+        parts = []
+        for name, value in self.fields:
+            if name == "in_port":
+                parts.append(f"in_port={port_text(int(value))}")
+            elif isinstance(value, int) and name not in _INT_FIELDS:
+                parts.append(f"{ofctl_name(name)}={value:#x}")
+            elif name == "eth_type":
+                parts.append(f"eth_type={int(value):#06x}")
+            else:
+                parts.append(f"{ofctl_name(name)}={value}")
+        return ",".join(parts)
+
+    def osken_kwargs(self) -> dict[str, Any]:
+        """Arguments for ``OFPMatch(**kwargs)`` (os-ken and Ryu alike)."""
+        out: dict[str, Any] = {}
+        for name, value in self.fields:
+            if isinstance(value, str) and "/" in value:
+                base, mask = value.split("/", 1)
+                if name in _IP_FIELDS:
+                    net = ipaddress.IPv4Network(value, strict=False)
+                    out[name] = (str(net.network_address), str(net.netmask))
+                else:
+                    out[name] = (int(base, 0), int(mask, 0))
+            else:
+                out[name] = value
+        return out
+
+
+# --------------------------------------------------------------------------- actions
+@dataclass(frozen=True)
+class Output:
+    port: int
+
+    def ofctl(self) -> str:
+        return f"output:{port_text(self.port)}" if self.port not in _PORT_NAMES else port_text(self.port)
+
+    def osken(self, parser: Any, ofp: Any) -> Any:
+        return parser.OFPActionOutput(self.port, 0xFFFF)
+
+
+@dataclass(frozen=True)
+class SetField:
+    name: str
+    value: Value
+
+    def ofctl(self) -> str:
+        value = f"{self.value:#x}" if isinstance(self.value, int) and self.name not in _INT_FIELDS else self.value
+        return f"set_field:{value}->{ofctl_name(self.name)}"
+
+    def osken(self, parser: Any, ofp: Any) -> Any:
+        return parser.OFPActionSetField(**{self.name: self.value})
+
+
+@dataclass(frozen=True)
+class Move:
+    """Copy one whole field into another (``move:src[]->dst[]``)."""
+
+    src: str
+    dst: str
+
+    def ofctl(self) -> str:
+        return f"move:{ofctl_name(self.src)}[]->{ofctl_name(self.dst)}[]"
+
+    def osken(self, parser: Any, ofp: Any) -> Any:
+        bits = FIELD_BITS[self.src]
+        if FIELD_BITS[self.dst] != bits:
+            raise ValueError(f"move {self.src}->{self.dst}: widths differ")
+        return parser.NXActionRegMove(src_field=self.src, dst_field=self.dst, n_bits=bits)
+
+
+@dataclass(frozen=True)
+class DecTtl:
+    def ofctl(self) -> str:
+        return "dec_ttl"
+
+    def osken(self, parser: Any, ofp: Any) -> Any:
+        return parser.OFPActionDecNwTtl()
+
+
+@dataclass(frozen=True)
+class GroupAction:
+    group_id: int
+
+    def ofctl(self) -> str:
+        return f"group:{self.group_id}"
+
+    def osken(self, parser: Any, ofp: Any) -> Any:
+        return parser.OFPActionGroup(self.group_id)
+
+
+Action = Union[Output, SetField, Move, DecTtl, GroupAction]
+
+
+@dataclass(frozen=True)
+class Flow:
+    """One flow entry. ``goto`` is the OpenFlow goto-table instruction (after actions)."""
+
+    table: int
+    priority: int
+    match: Match
+    actions: tuple[Action, ...] = ()
+    goto: int | None = None
+    cookie: int = 0
+
+    @property
+    def key(self) -> tuple[int, int, Match]:
+        """What OpenFlow uses to tell flows apart (an ADD with the same key replaces)."""
+        return (self.table, self.priority, self.match)
+
+    def action_text(self) -> str:
+        parts = [a.ofctl() for a in self.actions]
+        if self.goto is not None:
+            parts.append(f"goto_table:{self.goto}")
+        return ",".join(parts) if parts else "drop"
+
+    def ofctl(self, with_cookie: bool = True) -> str:
+        head = f"cookie={self.cookie:#x}," if with_cookie else ""
+        match = self.match.ofctl()
+        match = f",{match}" if match else ""
+        return f"{head}table={self.table},priority={self.priority}{match} actions={self.action_text()}"
+
+
+@dataclass(frozen=True)
+class Bucket:
+    actions: tuple[Action, ...]
+    weight: int = 100
+
+
+@dataclass(frozen=True)
+class Group:
+    group_id: int
+    type: str = "select"
+    buckets: tuple[Bucket, ...] = ()
+
+    def ofctl(self) -> str:
+        buckets = ",".join(f"bucket=weight:{b.weight},actions={','.join(a.ofctl() for a in b.actions)}"
+                           for b in self.buckets)
+        return f"group_id={self.group_id},type={self.type}" + (f",{buckets}" if buckets else "")
+
+
+@dataclass(frozen=True)
+class Desired:
+    """Everything one switch should hold."""
+
+    flows: tuple[Flow, ...] = ()
+    groups: tuple[Group, ...] = ()
+
+    def flows_by_key(self) -> dict[tuple[int, int, Match], Flow]:
+        out: dict[tuple[int, int, Match], Flow] = {}
+        for flow in self.flows:
+            if flow.key in out:
+                raise ValueError(f"two flows share table/priority/match: {flow.ofctl()} and "
+                                 f"{out[flow.key].ofctl()}")
+            out[flow.key] = flow
+        return out
+
+    def ofctl_lines(self) -> list[str]:
+        return [f.ofctl() for f in self.flows]
+
+
+# --------------------------------------------------------------------------- os-ken rendering
+def instructions(flow: Flow, parser: Any, ofp: Any) -> list[Any]:
+    inst = []
+    if flow.actions:
+        inst.append(parser.OFPInstructionActions(
+            ofp.OFPIT_APPLY_ACTIONS, [a.osken(parser, ofp) for a in flow.actions]))
+    if flow.goto is not None:
+        inst.append(parser.OFPInstructionGotoTable(flow.goto))
+    return inst
+
+
+def flow_mod(datapath: Any, flow: Flow, command: str, cookie: int | None = None) -> Any:
+    """An ``OFPFlowMod`` for ``add`` or ``delete_strict`` of ``flow``."""
+    parser, ofp = datapath.ofproto_parser, datapath.ofproto
+    commands = {"add": ofp.OFPFC_ADD, "delete_strict": ofp.OFPFC_DELETE_STRICT}
+    match = parser.OFPMatch(**flow.match.osken_kwargs())
+    return parser.OFPFlowMod(
+        datapath=datapath, cookie=flow.cookie if cookie is None else cookie, cookie_mask=0,
+        table_id=flow.table, command=commands[command], priority=flow.priority,
+        out_port=ofp.OFPP_ANY, out_group=ofp.OFPG_ANY, match=match,
+        instructions=instructions(flow, parser, ofp) if command == "add" else [])
+
+
+def group_mod(datapath: Any, group: Group, command: str) -> Any:
+    parser, ofp = datapath.ofproto_parser, datapath.ofproto
+    commands = {"add": ofp.OFPGC_ADD, "modify": ofp.OFPGC_MODIFY, "delete": ofp.OFPGC_DELETE}
+    types = {"select": ofp.OFPGT_SELECT, "all": ofp.OFPGT_ALL, "indirect": ofp.OFPGT_INDIRECT}
+    buckets = [parser.OFPBucket(weight=b.weight, watch_port=ofp.OFPP_ANY, watch_group=ofp.OFPG_ANY,
+                                actions=[a.osken(parser, ofp) for a in b.actions])
+               for b in group.buckets] if command != "delete" else []
+    return parser.OFPGroupMod(datapath, commands[command], types[group.type], group.group_id, buckets)
+
+
+def merge(*parts: Iterable[Flow]) -> tuple[Flow, ...]:
+    out: list[Flow] = []
+    for part in parts:
+        out.extend(part)
+    return tuple(out)
+
+
+@dataclass
+class Plan:
+    """What to send to move a switch from ``installed`` to ``desired``, in the order
+    OpenFlow needs: deletes first (flows, then the groups no flow points at any more),
+    then group adds and modifies (so that new flows find their groups), then flow adds."""
+
+    flow_deletes: list[Flow] = field(default_factory=list)
+    group_deletes: list[Group] = field(default_factory=list)
+    group_adds: list[Group] = field(default_factory=list)
+    group_modifies: list[Group] = field(default_factory=list)
+    flow_adds: list[Flow] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return (len(self.flow_deletes) + len(self.group_deletes) + len(self.group_adds)
+                + len(self.group_modifies) + len(self.flow_adds))
+
+
+def plan(installed: Desired, desired: Desired) -> Plan:
+    """The difference between two states as an ordered list of changes (pure)."""
+    have, want = installed.flows_by_key(), desired.flows_by_key()
+    result = Plan()
+    result.flow_deletes = [f for k, f in have.items() if k not in want]
+    result.flow_adds = [f for k, f in want.items() if have.get(k) != f]
+    have_groups = {g.group_id: g for g in installed.groups}
+    want_groups = {g.group_id: g for g in desired.groups}
+    result.group_adds = [g for i, g in want_groups.items() if i not in have_groups]
+    result.group_modifies = [g for i, g in want_groups.items() if i in have_groups and have_groups[i] != g]
+    result.group_deletes = [g for i, g in have_groups.items() if i not in want_groups]
+    return result

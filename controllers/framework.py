@@ -1,0 +1,31 @@
+"""Import the OpenFlow framework the app runs under: os-ken (default) or Ryu.
+
+The app uses only the API the two share (os-ken is Ryu's maintained fork, renamed).
+Ryu is chosen when ``K8SNET_FRAMEWORK=ryu`` or when Ryu's manager is already loaded
+(``ryu-manager controllers.app``).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+NAME = "ryu" if (os.environ.get("K8SNET_FRAMEWORK") == "ryu" or "ryu.cmd.manager" in sys.modules) \
+    else "os_ken"
+
+if NAME == "ryu":  # pragma: no cover - exercised by the Ryu emulation test in its own process
+    from ryu.base import app_manager  # noqa: F401
+    from ryu.controller import controller, ofp_event  # noqa: F401
+    from ryu.controller.handler import (  # noqa: F401
+        CONFIG_DISPATCHER, DEAD_DISPATCHER, MAIN_DISPATCHER, set_ev_cls,
+    )
+    from ryu.ofproto import ofproto_v1_3  # noqa: F401
+    BaseApp = app_manager.RyuApp
+else:
+    from os_ken.base import app_manager  # noqa: F401  (import before os_ken.controller)
+    from os_ken.controller import controller, ofp_event  # noqa: F401
+    from os_ken.controller.handler import (  # noqa: F401
+        CONFIG_DISPATCHER, DEAD_DISPATCHER, MAIN_DISPATCHER, set_ev_cls,
+    )
+    from os_ken.ofproto import ofproto_v1_3  # noqa: F401
+    BaseApp = app_manager.OSKenApp

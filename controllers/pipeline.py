@@ -1,0 +1,104 @@
+"""The OpenFlow pipeline of every node bridge, declared once.
+
+Tables are listed in the order a packet walks them; their ids come from that order,
+so no other module writes a bare table number.  Priorities, register bits and cookie
+categories live here too.
+
+::
+
+    classifier ──ARP──▶ arp ──▶ reply to IN_PORT / uplink <-> LOCAL
+        │
+        └──IP──▶ l3_forwarding ──▶ local pod / LOCAL / peer node via uplink (host-gw)
+
+* ``classifier``: where did the packet come from?  A pod port (only with the pod's
+  own MAC and IP: a spoof guard), the uplink (the underlay), or LOCAL (the node's own
+  network stack).  The source class is written to ``REG_SOURCE``.
+* ``arp``: answers ARP for the pod gateway (for pods and for the node's kernel, whose
+  route to the pod CIDR points at the gateway) and for same-node pods; lets underlay
+  ARP pass between the uplink and LOCAL.
+* ``l3_forwarding``: routes by destination IP like the node kernel does in Flannel:
+  same-node pods are bridged (no TTL change), routed packets get new MACs and
+  ``dec_ttl``, remote pod CIDRs go to the peer node's MAC (host-gw).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import IntEnum
+
+
+@dataclass(frozen=True)
+class Table:
+    name: str
+    id: int
+    purpose: str
+
+
+_ORDER = (
+    ("classifier", "source class and spoof guard; hands ARP and IP to the next stages"),
+    ("arp", "ARP responder for the pod gateway and local pods; underlay ARP passes through"),
+    ("l3_forwarding", "routing by destination IP: local pod, own node, peer pods and nodes"),
+)
+TABLES: tuple[Table, ...] = tuple(Table(name, i, purpose) for i, (name, purpose) in enumerate(_ORDER))
+T = {t.name: t.id for t in TABLES}
+CLASSIFIER = T["classifier"]
+ARP = T["arp"]
+L3_FORWARDING = T["l3_forwarding"]
+
+
+class Priority(IntEnum):
+    """Flow priorities. Higher wins; related flows are spaced so others fit between."""
+
+    PASS_THROUGH = 210     # traffic that must bypass everything below (underlay ARP)
+    SPECIFIC = 200         # exact matches: a pod's port, a pod's MAC, the gateway IP
+    ROUTE_HOST = 190       # /32 routes: a pod IP, a node IP
+    ROUTE_SUBNET = 180     # subnet routes: a peer's pod CIDR, the cluster CIDR
+    FALLBACK = 100         # whatever else a source may send
+    DROP = 0               # the table miss
+
+
+#: REG_SOURCE[0..3] holds where the packet entered the bridge.
+REG_SOURCE = "reg0"
+SOURCE_MASK = 0xF
+
+
+class Source(IntEnum):
+    POD = 1
+    UPLINK = 2
+    LOCAL = 3
+
+
+def source_match(source: Source) -> str:
+    return f"{int(source):#x}/{SOURCE_MASK:#x}"
+
+
+class Feature(IntEnum):
+    """Cookie categories: the top byte of every cookie says which feature owns a flow,
+    so one masked delete removes a feature, and a dump says who installed what."""
+
+    PODNET = 0x01
+    HOSTGW = 0x02
+
+
+FEATURE_SHIFT = 56
+FEATURE_MASK = 0xFF << FEATURE_SHIFT
+#: Bits 32..47: the controller run (generation) that installed the flow.  A restarted
+#: controller re-adds every flow with its own generation, then deletes flows whose
+#: generation is older: they are stale (Antrea's "round" in the cookie).
+GENERATION_SHIFT = 32
+GENERATION_MASK = 0xFFFF << GENERATION_SHIFT
+OBJECT_MASK = 0xFFFFFFFF
+
+
+def cookie(feature: Feature, obj: int = 0) -> int:
+    """Cookie for a flow of ``feature`` about object ``obj`` (generation left 0:
+    the controller adds its own when it sends the flow)."""
+    return (int(feature) << FEATURE_SHIFT) | (obj & OBJECT_MASK)
+
+
+def with_generation(value: int, generation: int) -> int:
+    return (value & ~GENERATION_MASK) | ((generation & 0xFFFF) << GENERATION_SHIFT)
+
+
+def generation_of(value: int) -> int:
+    return (value & GENERATION_MASK) >> GENERATION_SHIFT

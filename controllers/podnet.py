@@ -1,0 +1,113 @@
+"""Pod network on one node: classification, the gateway ARP responder, local delivery.
+
+This is what Flannel's ``cni0`` bridge plus the node kernel do for a node's own pods:
+pods ARP for their gateway (``10.244.N.1``) and for each other; same-node traffic is
+bridged; traffic to or from the node's host network is routed through the gateway.
+"""
+
+from __future__ import annotations
+
+import zlib
+from typing import Iterator
+
+from controllers.flows import (
+    ETH_TYPE_ARP, ETH_TYPE_IP, OFPP_IN_PORT, OFPP_LOCAL, DecTtl, Flow, Match, Move, Output,
+    SetField,
+)
+from controllers.pipeline import (
+    ARP, CLASSIFIER, L3_FORWARDING, REG_SOURCE, Feature, Priority, Source, cookie, source_match,
+)
+from topos.model import UPLINK_OFPORT, Cluster, Node, Pod
+
+
+def pod_object(pod: Pod) -> int:
+    """A stable 32-bit object id for a pod's cookie."""
+    return zlib.crc32(f"pod/{pod.namespace}/{pod.name}".encode())
+
+
+def arp_reply(mac: str, ip: str) -> tuple:
+    """Turn an ARP request into the reply "``ip`` is at ``mac``", sent back where it came from."""
+    return (
+        Move("eth_src", "eth_dst"),
+        SetField("eth_src", mac),
+        SetField("arp_op", 2),
+        Move("arp_sha", "arp_tha"),
+        Move("arp_spa", "arp_tpa"),
+        SetField("arp_sha", mac),
+        SetField("arp_spa", ip),
+        Output(OFPP_IN_PORT),
+    )
+
+
+def flows(cluster: Cluster, node: Node) -> Iterator[Flow]:
+    node_cookie = cookie(Feature.PODNET)
+    yield from _classifier(cluster, node, node_cookie)
+    yield from _arp(node, node_cookie)
+    for pod in cluster.pods_on(node.name):
+        yield from _pod(node, pod)
+    yield Flow(L3_FORWARDING, Priority.ROUTE_HOST, Match.of(eth_type=ETH_TYPE_IP, ipv4_dst=str(node.ip)),
+               (SetField("eth_src", node.gateway_mac), SetField("eth_dst", node.mac), Output(OFPP_LOCAL)),
+               cookie=node_cookie)
+    for table in (CLASSIFIER, ARP, L3_FORWARDING):
+        yield Flow(table, Priority.DROP, Match(), (), cookie=node_cookie)
+
+
+def _source(source: Source) -> SetField:
+    return SetField(REG_SOURCE, int(source))
+
+
+def _classifier(cluster: Cluster, node: Node, c: int) -> Iterator[Flow]:
+    yield Flow(CLASSIFIER, Priority.SPECIFIC, Match.of(in_port=UPLINK_OFPORT, eth_type=ETH_TYPE_ARP),
+               (_source(Source.UPLINK),), goto=ARP, cookie=c)
+    # The underlay reaches the node's own IP directly and its pods through routing.
+    yield Flow(CLASSIFIER, Priority.ROUTE_HOST,
+               Match.of(in_port=UPLINK_OFPORT, eth_type=ETH_TYPE_IP, ipv4_dst=str(node.ip)),
+               (Output(OFPP_LOCAL),), cookie=c)
+    yield Flow(CLASSIFIER, Priority.ROUTE_SUBNET,
+               Match.of(in_port=UPLINK_OFPORT, eth_type=ETH_TYPE_IP, ipv4_dst=str(node.pod_cidr)),
+               (_source(Source.UPLINK),), goto=L3_FORWARDING, cookie=c)
+    yield Flow(CLASSIFIER, Priority.SPECIFIC, Match.of(in_port=OFPP_LOCAL, eth_type=ETH_TYPE_ARP),
+               (_source(Source.LOCAL),), goto=ARP, cookie=c)
+    yield Flow(CLASSIFIER, Priority.ROUTE_SUBNET,
+               Match.of(in_port=OFPP_LOCAL, eth_type=ETH_TYPE_IP, ipv4_dst=str(cluster.pod_cidr)),
+               (_source(Source.LOCAL),), goto=L3_FORWARDING, cookie=c)
+    # Everything else the node's own stack sends belongs on the underlay.
+    yield Flow(CLASSIFIER, Priority.FALLBACK, Match.of(in_port=OFPP_LOCAL), (Output(UPLINK_OFPORT),),
+               cookie=c)
+
+
+def _arp(node: Node, c: int) -> Iterator[Flow]:
+    gateway = str(node.gateway_ip)
+    for source in (Source.POD, Source.LOCAL):
+        yield Flow(ARP, Priority.SPECIFIC,
+                   Match.of(eth_type=ETH_TYPE_ARP, arp_op=1, arp_tpa=gateway,
+                            **{REG_SOURCE: source_match(source)}),
+                   arp_reply(node.gateway_mac, gateway), cookie=c)
+    # Underlay ARP between the node's stack and its neighbours passes untouched.
+    yield Flow(ARP, Priority.FALLBACK, Match.of(eth_type=ETH_TYPE_ARP, **{REG_SOURCE: source_match(Source.LOCAL)}),
+               (Output(UPLINK_OFPORT),), cookie=c)
+    yield Flow(ARP, Priority.FALLBACK, Match.of(eth_type=ETH_TYPE_ARP, **{REG_SOURCE: source_match(Source.UPLINK)}),
+               (Output(OFPP_LOCAL),), cookie=c)
+
+
+def _pod(node: Node, pod: Pod) -> Iterator[Flow]:
+    c = cookie(Feature.PODNET, pod_object(pod))
+    ip = str(pod.ip)
+    # Spoof guard: a pod port only accepts the pod's own MAC and IP.
+    yield Flow(CLASSIFIER, Priority.SPECIFIC,
+               Match.of(in_port=pod.ofport, eth_src=pod.mac, eth_type=ETH_TYPE_ARP, arp_spa=ip),
+               (_source(Source.POD),), goto=ARP, cookie=c)
+    yield Flow(CLASSIFIER, Priority.SPECIFIC,
+               Match.of(in_port=pod.ofport, eth_src=pod.mac, eth_type=ETH_TYPE_IP, ipv4_src=ip),
+               (_source(Source.POD),), goto=L3_FORWARDING, cookie=c)
+    # Pods on one node share a subnet and ARP for each other, as on cni0.
+    yield Flow(ARP, Priority.ROUTE_HOST,
+               Match.of(eth_type=ETH_TYPE_ARP, arp_op=1, arp_tpa=ip, **{REG_SOURCE: source_match(Source.POD)}),
+               arp_reply(pod.mac, ip), cookie=c)
+    # Bridged (same node, addressed to the pod's MAC): no TTL change.
+    yield Flow(L3_FORWARDING, Priority.SPECIFIC, Match.of(eth_type=ETH_TYPE_IP, eth_dst=pod.mac, ipv4_dst=ip),
+               (Output(pod.ofport),), cookie=c)
+    # Routed to the pod (from the node, or from a peer node): gateway MAC, TTL - 1.
+    yield Flow(L3_FORWARDING, Priority.ROUTE_HOST, Match.of(eth_type=ETH_TYPE_IP, ipv4_dst=ip),
+               (SetField("eth_src", node.gateway_mac), SetField("eth_dst", pod.mac), DecTtl(),
+                Output(pod.ofport)), cookie=c)

@@ -1,0 +1,239 @@
+"""The ``k8snet`` command.
+
+    k8snet up    [SPEC] [--backend B] [--nodes N] [--pods-per-node M]   cluster + Mininet CLI
+    k8snet check [SPEC] [--json FILE] [...same options]                 reachability matrix
+    k8snet flows [SPEC] [--node NAME]                                   the compiled flows
+    k8snet clean                                                        remove a crashed run's remains
+
+Exit status: 0 success; 1 a pair that should be reachable is not; 2 invalid input
+(nothing is started); 130 interrupted (everything is torn down first).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import signal
+import sys
+import time
+from datetime import datetime, timezone
+from typing import Any, Optional
+
+from rich.console import Console
+from rich.table import Table
+
+import k8snet
+from k8snet.procs import run
+from topos.manifests import Overrides, SpecError, default_spec_text, load_file, load_text
+from topos.model import Cluster
+
+EXIT_OK, EXIT_UNREACHABLE, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+console = Console(stderr=True, highlight=False)
+out = Console(highlight=False)
+
+
+def _cluster_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("spec", nargs="?", help="cluster spec YAML (default: the embedded 3x2 cluster)")
+    p.add_argument("--backend", help="pod network backend (host-gw)")
+    p.add_argument("--nodes", type=int, metavar="N", help="number of nodes (overrides the spec)")
+    p.add_argument("--pods-per-node", type=int, metavar="M",
+                   help="replace the spec's workloads with M pods per node")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="k8snet", description="Emulate the Kubernetes network model.")
+    parser.add_argument("--version", action="version", version=f"k8snet {k8snet.__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    up = sub.add_parser("up", help="build the cluster and open the Mininet CLI")
+    _cluster_args(up)
+    up.add_argument("--framework", choices=["os-ken", "ryu"], default="os-ken",
+                    help="run the controller under os-ken (default) or Ryu")
+    check = sub.add_parser("check", help="build, probe the full reachability matrix, tear down")
+    _cluster_args(check)
+    check.add_argument("--json", metavar="FILE", help="write the matrix and metadata as JSON")
+    check.add_argument("--framework", choices=["os-ken", "ryu"], default="os-ken")
+    flows = sub.add_parser("flows", help="print the flows the controller would install")
+    _cluster_args(flows)
+    flows.add_argument("--node", help="only this node")
+    sub.add_parser("clean", help="remove what a crashed k8snet run left behind (only ours)")
+    return parser
+
+
+def load_cluster(args: argparse.Namespace) -> Cluster:
+    overrides = Overrides(nodes=args.nodes, pods_per_node=args.pods_per_node, backend=args.backend)
+    if args.spec:
+        return load_file(args.spec, overrides)
+    return load_text(default_spec_text(), overrides)
+
+
+def _raise_interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        if args.command == "clean":
+            return cmd_clean()
+        try:
+            cluster = load_cluster(args)
+        except SpecError as exc:
+            console.print(f"[bold red]invalid cluster spec[/] ({args.spec or 'embedded default'}):")
+            for problem in exc.problems:
+                console.print(f"  - {problem}", markup=False)
+            return EXIT_USAGE
+        if args.command == "flows":
+            return cmd_flows(cluster, args.node)
+        if not _preflight():
+            return EXIT_USAGE
+        if args.command == "up":
+            return cmd_up(cluster, args.framework)
+        return cmd_check(cluster, args)
+    except KeyboardInterrupt:
+        console.print("[yellow]interrupted; everything k8snet started has been removed[/]")
+        return EXIT_INTERRUPTED
+
+
+def _preflight() -> bool:
+    import os
+    import shutil
+
+    if os.geteuid() != 0:
+        console.print("k8snet needs root (network namespaces, veths, OVS): run it with sudo")
+        return False
+    missing = [t for t in ("ovs-vswitchd", "ovsdb-server", "mnexec", "fping", "ethtool", "ip")
+               if shutil.which(t) is None]
+    if missing:
+        console.print(f"missing tools: {', '.join(missing)}; run `make setup` first")
+        return False
+    return True
+
+
+def cmd_clean() -> int:
+    from k8snet.rundir import clean
+
+    report = clean()
+    for line in report:
+        out.print(line, markup=False)
+    if not report:
+        out.print("nothing of k8snet's to clean")
+    return EXIT_OK
+
+
+def cmd_flows(cluster: Cluster, node: Optional[str]) -> int:
+    from controllers.compiler import compile_node
+
+    names = [node] if node else [n.name for n in cluster.nodes]
+    for name in names:
+        try:
+            desired = compile_node(cluster, name)
+        except KeyError:
+            console.print(f"--node: no node {name!r}; nodes are: {', '.join(n.name for n in cluster.nodes)}")
+            return EXIT_USAGE
+        out.print(f"# {name}: {len(desired.flows)} flows", markup=False)
+        for line in desired.ofctl_lines():
+            out.print(line, markup=False, soft_wrap=True)
+    return EXIT_OK
+
+
+def _progress(message: str) -> None:
+    console.print(f"[dim]{time.strftime('%H:%M:%S')}[/] {message}")
+
+
+def cmd_up(cluster: Cluster, framework: str) -> int:
+    from mininet.cli import CLI
+
+    from topos.cluster import ClusterNet
+
+    with ClusterNet(cluster, framework=framework, progress=_progress) as net:
+        console.print("[bold]cluster is up.[/] Hosts are named as in Kubernetes, e.g. "
+                      f"`{cluster.pods[0].host_name if cluster.pods else cluster.nodes[0].name} ping "
+                      f"{cluster.pods[-1].host_name if cluster.pods else cluster.nodes[-1].name}`; "
+                      "Ctrl-D or `exit` tears everything down.")
+        CLI(net.net)
+    return EXIT_OK
+
+
+def environment() -> dict[str, Any]:
+    from topos.ovs import ovs_version
+
+    return {"k8snet": k8snet.__version__, "ovs": ovs_version(), "kernel": platform.release(),
+            "python": platform.python_version(), "datapath_type": "netdev",
+            "fping": run(["fping", "--version"], check=False).stdout.strip().splitlines()[0:1]}
+
+
+def cmd_check(cluster: Cluster, args: argparse.Namespace) -> int:
+    from topos.cluster import ClusterNet
+    from topos.probe import probe
+
+    started = datetime.now(timezone.utc)
+    with ClusterNet(cluster, framework=args.framework, progress=_progress) as net:
+        _progress(f"probing {len(cluster.pods) * (len(cluster.pods) - 1) + 2 * len(cluster.nodes) * len(cluster.pods)} pairs")
+        t0 = time.monotonic()
+        results = probe(net.net, cluster)
+        probe_s = time.monotonic() - t0
+        timings = dict(net.timings)
+    print_matrix(cluster, results)
+    failed = [r for r in results if not r.ok]
+    summary = _summary(results)
+    if args.json:
+        doc = {"kind": "k8snet.check", "command": sys.argv, "started": started.isoformat(),
+               "finished": datetime.now(timezone.utc).isoformat(), "environment": environment(),
+               "cluster": json.loads(cluster.model_dump_json()), "timings_s": {**timings, "probe": probe_s},
+               "summary": summary, "ok": not failed, "results": [r.as_dict() for r in results]}
+        with open(args.json, "w", encoding="utf-8") as handle:
+            json.dump(doc, handle, indent=1)
+        _progress(f"wrote {args.json}")
+    if failed:
+        console.print(f"[bold red]{len(failed)} of {len(results)} pairs are not as expected[/]")
+        return EXIT_UNREACHABLE
+    out.print(f"all {len(results)} pairs as expected ({cluster.summary()}; probe {probe_s:.2f}s)")
+    return EXIT_OK
+
+
+def _summary(results: list) -> dict[str, dict[str, int]]:
+    summary: dict[str, dict[str, int]] = {}
+    for r in results:
+        row = summary.setdefault(r.pair.kind, {"pairs": 0, "reachable": 0, "expected_reachable": 0, "ok": 0})
+        row["pairs"] += 1
+        row["reachable"] += r.reachable
+        row["expected_reachable"] += r.pair.expected
+        row["ok"] += r.ok
+    return summary
+
+
+def print_matrix(cluster: Cluster, results: list) -> None:
+    by_pair = {(r.pair.src, r.pair.dst): r for r in results}
+    columns = [p.host_name for p in cluster.pods] + [n.name for n in cluster.nodes]
+    rows = columns
+    table = Table(title=f"reachability: {cluster.summary()}", show_lines=False)
+    table.add_column("from \\ to", style="bold")
+    for col in columns:
+        table.add_column(col, justify="center")
+    for src in rows:
+        cells = []
+        for dst in columns:
+            r = by_pair.get((src, dst))
+            if src == dst:
+                cells.append("·")
+            elif r is None:
+                cells.append("")
+            elif r.ok:
+                cells.append("[green]✓[/]" if r.reachable else "[dim]✗ (expected)[/]")
+            else:
+                cells.append("[bold red]✗[/]" if r.pair.expected else "[bold red]! reachable[/]")
+        table.add_row(src, *cells)
+    out.print(table)
+    summary = Table(title="by path")
+    for col in ("path", "pairs", "reachable", "expected", "as expected"):
+        summary.add_column(col)
+    for kind, row in _summary(results).items():
+        summary.add_row(kind, str(row["pairs"]), str(row["reachable"]), str(row["expected_reachable"]),
+                        str(row["ok"]))
+    out.print(summary)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,242 @@
+"""Model -> a running emulated cluster, and back to nothing.
+
+::
+
+    pod web-0 ─eth0══pod0─┐                                   ┌─pod0══eth0─ pod web-1
+    pod web-3 ─eth0══pod1─┤ br-k8s (OVS, netdev)  ...  br-k8s ├─pod1══eth0─ pod web-4
+                 node-0   │ LOCAL = 192.168.56.10      LOCAL  │  node-1
+                          └uplink══n0─┐             ┌─n1══uplink┘
+                                      └── fabric ───┘   (Linux bridge in namespace "underlay")
+
+    controller (python -m controllers) ◀── OpenFlow over unix:<run>/controller/of.sock
+                                       ◀── state API over unix:<run>/controller/api.sock
+
+Everything lives in namespaces and directories of ours; :meth:`ClusterNet.stop` (also
+run on any error or Ctrl-C during :meth:`ClusterNet.start`) removes all of it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Callable, Optional
+
+from mininet.log import setLogLevel
+from mininet.net import Mininet
+
+from controllers.api import ApiClient
+from k8snet.procs import CommandError, OwnedProcess, stop_all
+from k8snet.rundir import RunDir
+from topos.model import UPLINK_IFNAME, UPLINK_OFPORT, Cluster
+from topos.nodes import K8sNode, PodHost, Underlay
+from topos.ovs import wait_for
+
+LOG = logging.getLogger("k8snet.cluster")
+UNDERLAY_HOST = "underlay"
+
+Progress = Callable[[str], None]
+
+
+class ClusterError(RuntimeError):
+    pass
+
+
+class ClusterNet:
+    """A running cluster. Use as a context manager, or call start() and stop()."""
+
+    def __init__(self, cluster: Cluster, framework: str = "os-ken", progress: Optional[Progress] = None,
+                 sync_timeout: float = 60.0):
+        self.cluster = cluster
+        self.framework = framework
+        self.progress = progress or (lambda message: LOG.info(message))
+        self.sync_timeout = sync_timeout
+        self.run: Optional[RunDir] = None
+        self.net: Optional[Mininet] = None
+        self.controller: Optional[OwnedProcess] = None
+        self._controller_popen: Optional[subprocess.Popen] = None
+        self.timings: dict[str, float] = {}
+
+    # ------------------------------------------------------------------ paths
+    @property
+    def controller_dir(self) -> Path:
+        assert self.run is not None
+        return self.run.path / "controller"
+
+    @property
+    def of_socket(self) -> str:
+        return str(self.controller_dir / "of.sock")
+
+    @property
+    def api_socket(self) -> str:
+        return str(self.controller_dir / "api.sock")
+
+    @property
+    def api(self) -> ApiClient:
+        return ApiClient(self.api_socket)
+
+    def node(self, name: str) -> K8sNode:
+        assert self.net is not None
+        return self.net[name]
+
+    def pod(self, host_name: str) -> PodHost:
+        assert self.net is not None
+        return self.net[host_name]
+
+    # ------------------------------------------------------------------ lifecycle
+    def __enter__(self) -> "ClusterNet":
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def start(self) -> "ClusterNet":
+        try:
+            self._start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _start(self) -> None:
+        t0 = time.monotonic()
+        self.run = RunDir.create()
+        self.run.sub("controller")
+        (self.run.path / "cluster.json").write_text(self.cluster.model_dump_json(indent=1))
+        self.progress(f"run directory {self.run.path}")
+        self.start_controller()
+        self._build_hosts()
+        self.timings["hosts"] = time.monotonic() - t0
+        self._build_underlay()
+        self._build_nodes()
+        self.timings["nodes"] = time.monotonic() - t0
+        self._build_pods()
+        self.timings["pods"] = time.monotonic() - t0
+        self.progress("waiting for every switch to hold the desired flows")
+        self.api.wait_synced([n.name for n in self.cluster.nodes], self.sync_timeout)
+        self.timings["synced"] = time.monotonic() - t0
+        self.progress(f"cluster up in {self.timings['synced']:.1f}s: {self.cluster.summary()}")
+
+    def _build_hosts(self) -> None:
+        setLogLevel("warning")
+        # Mininet.init() would raise root-namespace sysctls and limits (fixLimits);
+        # this cluster changes nothing outside its own namespaces.
+        Mininet.inited = True
+        self.net = Mininet(topo=None, build=False, controller=None, autoSetMacs=False,
+                           autoStaticArp=False, waitConnected=False)
+        self.progress(f"creating {len(self.cluster.nodes)} node and {len(self.cluster.pods)} pod namespaces")
+        self._add_host(UNDERLAY_HOST, Underlay)
+        for node in self.cluster.nodes:
+            self._add_host(node.name, K8sNode)
+        for pod in self.cluster.pods:
+            self._add_host(pod.host_name, PodHost)
+        for node in self.cluster.nodes:
+            self.net.addLink(node.name, UNDERLAY_HOST, port1=UPLINK_OFPORT, port2=node.index + 1,
+                             intfName1=UPLINK_IFNAME, intfName2=f"n{node.index}")
+        for pod in self.cluster.pods:
+            self.net.addLink(pod.host_name, pod.node, port1=0, port2=pod.ofport,
+                             intfName1="eth0", intfName2=pod.port_name)
+
+    def _add_host(self, name: str, cls: type) -> None:
+        assert self.net is not None and self.run is not None
+        host = self.net.addHost(name, cls=cls, ip=None)
+        self.run.record(OwnedProcess.of(host.pid, f"{cls.__name__} {name} shell"))
+
+    def _build_underlay(self) -> None:
+        assert self.net is not None
+        self.net[UNDERLAY_HOST].build([f"n{n.index}" for n in self.cluster.nodes], self.cluster.underlay.mtu)
+
+    def _build_nodes(self) -> None:
+        assert self.run is not None
+        self.progress(f"starting {len(self.cluster.nodes)} Open vSwitch instances (userspace datapath)")
+        for node in self.cluster.nodes:
+            host = self.node(node.name)
+            host.start_ovs(self.run.sub(f"n{node.index}"))
+            host.build(self.cluster, node, self.of_socket)
+
+    def _build_pods(self) -> None:
+        for pod in self.cluster.pods:
+            self.pod(pod.host_name).build(self.cluster, pod)
+
+    # ------------------------------------------------------------------ controller
+    def controller_command(self) -> list[str]:
+        state = str(self.controller_dir / "state.json")
+        if self.framework == "ryu":
+            return [sys.executable, "-m", "controllers.ryu_launcher", "--of-socket", self.of_socket,
+                    "--api-socket", self.api_socket, "--state", state]
+        return [sys.executable, "-m", "controllers", "--of-socket", self.of_socket,
+                "--api-socket", self.api_socket, "--state", state]
+
+    def start_controller(self) -> None:
+        """Start (or restart) the controller process; it reads the model from its state file."""
+        assert self.run is not None
+        state = self.controller_dir / "state.json"
+        if not state.exists():
+            state.write_text(self.cluster.model_dump_json())
+        log = open(self.controller_dir / "controller.log", "ab")
+        env = {**os.environ, "PYTHONPATH": _project_root() + os.pathsep + os.environ.get("PYTHONPATH", "")}
+        self._controller_popen = subprocess.Popen(
+            self.controller_command(), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True, env=env)
+        log.close()
+        self.controller = OwnedProcess.of(self._controller_popen.pid, "controller")
+        self.run.record(self.controller)
+        try:
+            wait_for(lambda: os.path.exists(self.api_socket) and os.path.exists(self.of_socket)
+                     or self._controller_popen.poll() is not None, 30, "the controller's sockets")
+        except CommandError as exc:
+            raise ClusterError(f"{exc}; see {self.controller_dir / 'controller.log'}") from exc
+        if self._controller_popen.poll() is not None:
+            raise ClusterError(f"the controller exited with status {self._controller_popen.returncode}; "
+                               f"its log: {self.controller_dir / 'controller.log'}:\n{self.controller_log()}")
+
+    def stop_controller(self) -> None:
+        if self.controller is not None:
+            self.controller.stop()
+        if self._controller_popen is not None:
+            self._controller_popen.poll()
+        for path in (self.of_socket, self.api_socket):
+            if os.path.exists(path):
+                os.unlink(path)
+        self.controller = None
+
+    def controller_log(self) -> str:
+        try:
+            return (self.controller_dir / "controller.log").read_text()[-4000:]
+        except OSError:
+            return ""
+
+    def apply(self, cluster: Cluster) -> None:
+        """Push a new desired model to the controller (used by later features)."""
+        self.api.apply(json.loads(cluster.model_dump_json()))
+        self.cluster = cluster
+
+    # ------------------------------------------------------------------ teardown
+    def stop(self) -> None:
+        """Remove everything: OVS daemons, shells (and so the namespaces), the controller,
+        the run directory. Safe to call at any point, and more than once."""
+        if self.net is not None:
+            daemons = []
+            for host in list(self.net.hosts):
+                if isinstance(host, K8sNode) and host.ovs is not None:
+                    daemons.extend(host.ovs.daemons())
+            stop_all(daemons)
+            for host in list(self.net.hosts):
+                try:
+                    host.terminate()
+                except Exception as exc:
+                    LOG.warning("terminating %s: %s", host.name, exc)
+            self.net = None
+        self.stop_controller()
+        if self.run is not None:
+            self.run.remove()
+            self.run = None
+
+
+def _project_root() -> str:
+    return str(Path(__file__).resolve().parent.parent)

@@ -1,0 +1,115 @@
+"""A private Open vSwitch (ovsdb-server + ovs-vswitchd) with its own directory.
+
+Every emulated node runs one of these inside its network namespace, as Antrea runs
+one OVS per node.  Each instance has its own ``OVS_RUNDIR``/``OVS_DBDIR``/
+``OVS_LOGDIR``/``OVS_SYSCONFDIR`` and ``--unixctl`` path: without them the tools
+reach the wrong vswitchd (see ../shared/spike/REPORT.md).  The bridges use the
+userspace datapath (``netdev``) because this machine has no OVS kernel module.
+
+The daemons are only ever stopped through their own pidfiles, after checking the
+PID still belongs to a process whose command line names this instance's directory.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Sequence
+
+from k8snet.procs import CommandError, OwnedProcess, cmdline, pid_from_file, run, start_time
+
+SCHEMA = "/usr/share/openvswitch/vswitch.ovsschema"
+DAEMONS = ("ovs-vswitchd", "ovsdb-server")
+
+
+class OvsInstance:
+    """One ovsdb-server + ovs-vswitchd pair.
+
+    ``netns_prefix`` is the command prefix that runs a program in the node's network
+    namespace (``["mnexec", "-a", "<pid>"]``); ovs-vswitchd must run there because its
+    ports are that namespace's interfaces.  ``dummy=True`` runs vswitchd with
+    ``--enable-dummy=override``: no kernel device is touched at all, which is what the
+    flow tests want (they only trace)."""
+
+    def __init__(self, rundir: Path, netns_prefix: Sequence[str] = (), dummy: bool = False):
+        self.dir = Path(rundir)
+        self.netns_prefix = list(netns_prefix)
+        self.dummy = dummy
+
+    @property
+    def env(self) -> dict[str, str]:
+        d = str(self.dir)
+        return {"OVS_RUNDIR": d, "OVS_DBDIR": d, "OVS_LOGDIR": d, "OVS_SYSCONFDIR": d}
+
+    @property
+    def db_sock(self) -> str:
+        return f"unix:{self.dir}/db.sock"
+
+    def path(self, name: str) -> str:
+        return str(self.dir / name)
+
+    def start(self) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        run(["ovsdb-tool", "create", self.path("conf.db"), SCHEMA], timeout=10)
+        run([*self.netns_prefix, "ovsdb-server", self.path("conf.db"),
+             f"--remote=punix:{self.dir}/db.sock", f"--pidfile={self.path('ovsdb-server.pid')}",
+             f"--unixctl={self.path('ovsdb-server.ctl')}", f"--log-file={self.path('ovsdb-server.log')}",
+             "-vconsole:off", "--no-chdir", "--detach"], env=self.env, timeout=10)
+        self.vsctl("--no-wait", "init")
+        extra = ["--enable-dummy=override"] if self.dummy else []
+        run([*self.netns_prefix, "ovs-vswitchd", self.db_sock, *extra,
+             f"--pidfile={self.path('ovs-vswitchd.pid')}", f"--unixctl={self.path('ovs-vswitchd.ctl')}",
+             f"--log-file={self.path('ovs-vswitchd.log')}", "-vconsole:off", "--no-chdir", "--detach"],
+            env=self.env, timeout=15)
+
+    def vsctl(self, *args: str, timeout: float = 15) -> str:
+        return run(["ovs-vsctl", f"--db={self.db_sock}", "--timeout=10", *args], env=self.env,
+                   timeout=timeout).stdout
+
+    def ofctl(self, *args: str, input: str | None = None, timeout: float = 15) -> str:
+        return run(["ovs-ofctl", "-O", "OpenFlow13", *args], env=self.env, input=input,
+                   timeout=timeout).stdout
+
+    def appctl(self, *args: str, timeout: float = 15) -> str:
+        return run(["ovs-appctl", "-t", self.path("ovs-vswitchd.ctl"), *args], env=self.env,
+                   timeout=timeout).stdout
+
+    def daemons(self) -> list[OwnedProcess]:
+        """The running daemons of this instance, identified through their pidfiles."""
+        return daemons_in(self.dir)
+
+    def stop(self) -> None:
+        for proc in self.daemons():
+            proc.stop()
+
+
+def daemons_in(directory: Path) -> list[OwnedProcess]:
+    """OVS daemons whose pidfile is in ``directory`` and whose command line names it."""
+    found = []
+    for name in DAEMONS:
+        pid = pid_from_file(str(Path(directory) / f"{name}.pid"))
+        if pid is None or start_time(pid) is None:
+            continue
+        line = cmdline(pid)
+        if name in line and str(directory) in line:
+            found.append(OwnedProcess.of(pid, name))
+    return found
+
+
+def wait_for(predicate, timeout: float, what: str, interval: float = 0.05) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(interval)
+    raise CommandError(f"timed out after {timeout:g}s waiting for {what}")
+
+
+def ovs_version() -> str:
+    out = run(["ovs-vswitchd", "--version"], timeout=5).stdout.splitlines()[0]
+    return out.split()[-1]
+
+
+def is_root() -> bool:
+    return os.geteuid() == 0
