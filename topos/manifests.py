@@ -490,7 +490,9 @@ class _Resolver:
             return []
         name = dep.metadata.name
         return [_PodIntent(index, what, f"{name}-{i}", dep.metadata.namespace, dict(labels),
-                           dep.spec.template.spec.node_name, name, "spec.template.spec.nodeName")
+                           dep.spec.template.spec.node_name, name,
+                           "spec.template.spec.nodeName" if dep.spec.template.spec.node_name
+                           else "spec.replicas")
                 for i in range(dep.spec.replicas)]
 
     def _check_duplicates(self, intents: list[_PodIntent]) -> None:

@@ -1,0 +1,149 @@
+"""The compiled flows of one node, loaded into a throwaway OVS and traced packet by packet.
+
+OVS's own ``ofproto/trace`` is the simulator: it follows goto_table, set_field, move
+and dec_ttl exactly as the switch will.  The bridge uses dummy netdevs, so nothing here
+touches the kernel; the tests only need the OVS binaries.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from controllers.compiler import compile_node
+from tests.helpers import FlowSim
+from topos.manifests import default_spec_text, load_text
+
+CLUSTER = load_text(default_spec_text())
+N0, N1 = CLUSTER.node("node-0"), CLUSTER.node("node-1")
+WEB0, WEB3 = (next(p for p in CLUSTER.pods if p.name == n) for n in ("web-0", "web-3"))
+WEB1 = next(p for p in CLUSTER.pods if p.name == "web-1")
+assert WEB0.node == WEB3.node == "node-0" and WEB1.node == "node-1"
+
+
+@pytest.fixture(scope="module")
+def node0():
+    with FlowSim() as sim:
+        sim.load(CLUSTER, "node-0", compile_node(CLUSTER, "node-0"))
+        yield sim
+
+
+def from_pod(pod, dl_dst: str, nw_dst: str, ttl: int = 64, nw_src: str | None = None,
+             dl_src: str | None = None) -> str:
+    return (f"in_port={pod.ofport},dl_src={dl_src or pod.mac},dl_dst={dl_dst},icmp,"
+            f"nw_src={nw_src or pod.ip},nw_dst={nw_dst},nw_ttl={ttl}")
+
+
+def arp_request(in_port: str, sha: str, spa: str, tpa: str) -> str:
+    return (f"in_port={in_port},dl_src={sha},dl_dst=ff:ff:ff:ff:ff:ff,arp,arp_op=1,"
+            f"arp_sha={sha},arp_spa={spa},arp_tpa={tpa}")
+
+
+# ------------------------------------------------------------------------------ ARP
+def test_pod_arp_for_gateway_is_answered_by_the_switch(node0):
+    t = node0.trace(arp_request(WEB0.ofport, WEB0.mac, WEB0.ip, N0.gateway_ip))
+    assert t.outputs == ["IN_PORT"]
+    assert t.final_field("arp_op") == "2"
+    assert t.final_field("arp_sha") == N0.gateway_mac and t.final_field("arp_spa") == str(N0.gateway_ip)
+    assert t.final_field("arp_tha") == WEB0.mac and t.final_field("arp_tpa") == str(WEB0.ip)
+    assert t.final_field("dl_dst") == WEB0.mac and t.final_field("dl_src") == N0.gateway_mac
+
+
+def test_pod_arp_for_a_same_node_pod_gets_that_pods_mac(node0):
+    t = node0.trace(arp_request(WEB0.ofport, WEB0.mac, WEB0.ip, WEB3.ip))
+    assert t.outputs == ["IN_PORT"] and t.final_field("arp_sha") == WEB3.mac
+
+
+def test_node_kernel_arp_for_gateway_is_answered(node0):
+    t = node0.trace(arp_request("LOCAL", N0.mac, N0.ip, N0.gateway_ip))
+    assert t.outputs == ["IN_PORT"] and t.final_field("arp_sha") == N0.gateway_mac
+
+
+def test_underlay_arp_passes_between_uplink_and_node(node0):
+    assert node0.trace(arp_request("1", N1.mac, N1.ip, N0.ip)).outputs == ["LOCAL"]
+    assert node0.trace(arp_request("LOCAL", N0.mac, N0.ip, N1.ip)).outputs == ["output:1"]
+
+
+def test_arp_with_spoofed_sender_ip_is_dropped(node0):
+    t = node0.trace(arp_request(WEB0.ofport, WEB0.mac, WEB3.ip, N0.gateway_ip))
+    assert t.outputs == []
+
+
+# ------------------------------------------------------------------------------ IP from pods
+def test_same_node_pod_to_pod_is_bridged_without_ttl_change(node0):
+    t = node0.trace(from_pod(WEB0, WEB3.mac, WEB3.ip))
+    assert t.outputs == [f"output:{WEB3.ofport}"] and t.final_field("nw_ttl") == "64"
+
+
+def test_same_node_pod_to_pod_via_gateway_is_routed(node0):
+    t = node0.trace(from_pod(WEB0, N0.gateway_mac, WEB3.ip))
+    assert t.outputs == [f"output:{WEB3.ofport}"]
+    assert t.final_field("nw_ttl") == "63" and t.final_field("dl_src") == N0.gateway_mac
+    assert t.final_field("dl_dst") == WEB3.mac
+
+
+def test_remote_pod_goes_host_gw_to_the_peer_nodes_mac(node0):
+    t = node0.trace(from_pod(WEB0, N0.gateway_mac, WEB1.ip))
+    assert t.outputs == ["output:1"]
+    assert t.final_field("dl_dst") == N1.mac and t.final_field("dl_src") == N0.mac
+    assert t.final_field("nw_ttl") == "63" and t.final_field("nw_dst") == str(WEB1.ip)
+
+
+def test_pod_to_own_node_reaches_the_node_stack(node0):
+    t = node0.trace(from_pod(WEB0, N0.gateway_mac, N0.ip))
+    assert t.outputs == ["LOCAL"] and t.final_field("dl_dst") == N0.mac
+
+
+def test_pod_to_peer_node_goes_to_the_peer(node0):
+    t = node0.trace(from_pod(WEB0, N0.gateway_mac, N1.ip))
+    assert t.outputs == ["output:1"] and t.final_field("dl_dst") == N1.mac
+
+
+def test_ttl_expiring_at_the_gateway_is_not_forwarded(node0):
+    t = node0.trace(from_pod(WEB0, N0.gateway_mac, WEB1.ip, ttl=1))
+    assert t.outputs == [] and "decrement TTL exception" in t.text
+
+
+def test_spoofed_source_ip_or_mac_is_dropped(node0):
+    assert node0.trace(from_pod(WEB0, N0.gateway_mac, WEB1.ip, nw_src="10.244.0.99")).outputs == []
+    assert node0.trace(from_pod(WEB0, N0.gateway_mac, WEB1.ip, dl_src=WEB3.mac)).outputs == []
+
+
+def test_traffic_outside_the_cluster_is_dropped(node0):
+    assert node0.trace(from_pod(WEB0, N0.gateway_mac, "8.8.8.8")).outputs == []
+
+
+# ------------------------------------------------------------------------------ IP from uplink / node
+def test_peer_traffic_to_a_local_pod_is_routed_in(node0):
+    t = node0.trace(f"in_port=1,dl_src={N1.mac},dl_dst={N0.mac},icmp,nw_src={WEB1.ip},"
+                    f"nw_dst={WEB0.ip},nw_ttl=63")
+    assert t.outputs == [f"output:{WEB0.ofport}"]
+    assert t.final_field("nw_ttl") == "62" and t.final_field("dl_src") == N0.gateway_mac
+
+
+def test_underlay_traffic_to_the_node_ip_is_delivered_untouched(node0):
+    t = node0.trace(f"in_port=1,dl_src={N1.mac},dl_dst={N0.mac},icmp,nw_src={N1.ip},nw_dst={N0.ip},nw_ttl=64")
+    assert t.outputs == ["LOCAL"] and t.final_field("nw_ttl") == "64"
+
+
+def test_uplink_traffic_for_another_nodes_pods_is_dropped(node0):
+    t = node0.trace(f"in_port=1,dl_src={N1.mac},dl_dst={N0.mac},icmp,nw_src={N1.ip},nw_dst={WEB1.ip}")
+    assert t.outputs == []
+
+
+def test_node_stack_to_local_pod_and_to_the_underlay(node0):
+    t = node0.trace(f"in_port=LOCAL,dl_src={N0.mac},dl_dst={N0.gateway_mac},icmp,nw_src={N0.ip},"
+                    f"nw_dst={WEB0.ip},nw_ttl=64")
+    assert t.outputs == [f"output:{WEB0.ofport}"] and t.final_field("dl_dst") == WEB0.mac
+    t = node0.trace(f"in_port=LOCAL,dl_src={N0.mac},dl_dst={N1.mac},icmp,nw_src={N0.ip},nw_dst={N1.ip}")
+    assert t.outputs == ["output:1"] and t.final_field("dl_dst") == N1.mac
+
+
+def test_node_stack_to_remote_pod_uses_host_gw(node0):
+    t = node0.trace(f"in_port=LOCAL,dl_src={N0.mac},dl_dst={N0.gateway_mac},icmp,nw_src={N0.ip},"
+                    f"nw_dst={WEB1.ip},nw_ttl=64")
+    assert t.outputs == ["output:1"] and t.final_field("dl_dst") == N1.mac
+
+
+def test_loaded_flows_match_the_compiled_text(node0):
+    desired = compile_node(CLUSTER, "node-0")
+    assert len(node0.dump()) == len(desired.flows)

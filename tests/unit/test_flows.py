@@ -1,0 +1,133 @@
+"""Flow data, the compiler's invariants, the change plan, and the os-ken rendering."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+from os_ken.ofproto import ofproto_v1_3 as ofp
+from os_ken.ofproto import ofproto_v1_3_parser as parser
+
+from controllers import pipeline
+from controllers.compiler import compile_cluster, compile_node
+from controllers.flows import (
+    OFPP_LOCAL, DecTtl, Desired, Flow, Group, Bucket, Match, Move, Output, SetField, flow_mod,
+    group_mod, plan,
+)
+from topos.manifests import Overrides, default_spec_text, load_text
+
+
+@pytest.fixture
+def cluster():
+    return load_text(default_spec_text())
+
+
+def datapath() -> SimpleNamespace:
+    """Only what os-ken's message classes read: the protocol modules and an xid."""
+    dp = SimpleNamespace(ofproto=ofp, ofproto_parser=parser, id=1)
+    dp.set_xid = lambda msg: setattr(msg, "xid", 7)
+    return dp
+
+
+def test_match_renders_ofctl_names_and_osken_tuples():
+    m = Match.of(in_port=OFPP_LOCAL, eth_type=0x0800, ipv4_dst="10.244.1.0/24", reg0="0x1/0xf")
+    assert m.ofctl() == "eth_type=0x0800,in_port=LOCAL,nw_dst=10.244.1.0/24,reg0=0x1/0xf"
+    assert m.osken_kwargs()["ipv4_dst"] == ("10.244.1.0", "255.255.255.0")
+    assert m.osken_kwargs()["reg0"] == (1, 0xF)
+
+
+def test_flow_text_and_identity():
+    f = Flow(2, 180, Match.of(eth_type=0x0800, ipv4_dst="10.244.1.0/24"),
+             (SetField("eth_dst", "02:00:00:00:00:01"), DecTtl(), Output(1)), cookie=0x20000000000000a)
+    assert f.ofctl() == ("cookie=0x20000000000000a,table=2,priority=180,eth_type=0x0800,nw_dst=10.244.1.0/24 "
+                         "actions=set_field:02:00:00:00:00:01->eth_dst,dec_ttl,output:1")
+    same_key = Flow(2, 180, Match.of(ipv4_dst="10.244.1.0/24", eth_type=0x0800), (Output(3),))
+    assert same_key.key == f.key
+
+
+def test_every_node_gets_a_drop_miss_in_every_table_and_unique_keys(cluster):
+    for name, desired in compile_cluster(cluster).items():
+        misses = {f.table for f in desired.flows if f.priority == 0 and not f.match.fields}
+        assert misses == {t.id for t in pipeline.TABLES}, name
+        assert len(desired.flows_by_key()) == len(desired.flows)
+
+
+def test_cookies_carry_feature_and_no_generation(cluster):
+    desired = compile_node(cluster, "node-0")
+    features = {f.cookie >> pipeline.FEATURE_SHIFT for f in desired.flows}
+    assert features == {pipeline.Feature.PODNET, pipeline.Feature.HOSTGW}
+    assert all(pipeline.generation_of(f.cookie) == 0 for f in desired.flows)
+    stamped = pipeline.with_generation(desired.flows[0].cookie, 0xBEEF)
+    assert pipeline.generation_of(stamped) == 0xBEEF
+    assert stamped >> pipeline.FEATURE_SHIFT == desired.flows[0].cookie >> pipeline.FEATURE_SHIFT
+
+
+def test_hostgw_has_one_route_per_peer_pod_cidr_and_node(cluster):
+    desired = compile_node(cluster, "node-0")
+    hostgw = [f for f in desired.flows if f.cookie >> pipeline.FEATURE_SHIFT == pipeline.Feature.HOSTGW]
+    assert sorted(str(f.match.get("ipv4_dst")) for f in hostgw) == [
+        "10.244.1.0/24", "10.244.2.0/24", "192.168.56.11", "192.168.56.12"]
+    peer = cluster.node("node-1")
+    route = next(f for f in hostgw if f.match.get("ipv4_dst") == "10.244.1.0/24")
+    assert SetField("eth_dst", peer.mac) in route.actions and DecTtl() in route.actions
+
+
+def test_compilation_is_pure_and_deterministic(cluster):
+    assert compile_node(cluster, "node-1") == compile_node(cluster, "node-1")
+
+
+def test_plan_orders_deletes_groups_adds_and_skips_unchanged(cluster):
+    old = compile_node(cluster, "node-0")
+    bigger = load_text(default_spec_text(), Overrides(pods_per_node=3))
+    new = compile_node(bigger, "node-0")
+    changes = plan(old, new)
+    assert not changes.flow_deletes
+    assert changes.flow_adds and all(f not in old.flows for f in changes.flow_adds)
+    back = plan(new, old)
+    assert back.flow_deletes and not back.flow_adds
+    assert len(plan(old, old)) == 0
+    g1 = Group(1, "select", (Bucket((Output(1),)),))
+    g1b = Group(1, "select", (Bucket((Output(2),)),))
+    g2 = Group(2, "select", (Bucket((Output(1),)),))
+    p = plan(Desired(groups=(g1, g2)), Desired(groups=(g1b,)))
+    assert p.group_modifies == [g1b] and p.group_deletes == [g2] and not p.group_adds
+
+
+def test_changed_actions_are_re_added_not_deleted(cluster):
+    f = Flow(0, 10, Match.of(in_port=1), (Output(2),))
+    g = Flow(0, 10, Match.of(in_port=1), (Output(3),))
+    p = plan(Desired(flows=(f,)), Desired(flows=(g,)))
+    assert p.flow_adds == [g] and p.flow_deletes == []
+
+
+def test_duplicate_keys_are_rejected():
+    f = Flow(0, 10, Match.of(in_port=1), (Output(2),))
+    with pytest.raises(ValueError, match="share table/priority/match"):
+        Desired(flows=(f, Flow(0, 10, Match.of(in_port=1), (Output(3),)))).flows_by_key()
+
+
+def test_every_compiled_flow_serializes_as_openflow_13(cluster):
+    """Render through os-ken and parse the bytes back: what the switch would receive."""
+    dp = datapath()
+    for desired in compile_cluster(cluster).values():
+        for flow in desired.flows:
+            msg = flow_mod(dp, flow, "add", cookie=flow.cookie | 0x1234 << 32)
+            msg.serialize()
+            back = parser.OFPFlowMod.parser(dp, ofp.OFP_VERSION, ofp.OFPT_FLOW_MOD, len(msg.buf),
+                                             0, bytes(msg.buf))
+            assert back.table_id == flow.table and back.priority == flow.priority
+            assert back.cookie == flow.cookie | 0x1234 << 32
+            assert dict(back.match.items()) == dict(parser.OFPMatch(**flow.match.osken_kwargs()).items())
+            delete = flow_mod(dp, flow, "delete_strict")
+            delete.serialize()
+            assert delete.command == ofp.OFPFC_DELETE_STRICT and not delete.instructions
+
+
+def test_move_and_group_render():
+    assert Move("eth_src", "eth_dst").ofctl() == "move:eth_src[]->eth_dst[]"
+    assert Move("ipv4_src", "arp_tpa").ofctl() == "move:nw_src[]->arp_tpa[]"
+    dp = datapath()
+    msg = group_mod(dp, Group(5, "select", (Bucket((Output(1),)), Bucket((Output(2),), 50))), "add")
+    msg.serialize()
+    assert Group(5, "select", (Bucket((Output(1),)),)).ofctl() == \
+        "group_id=5,type=select,bucket=weight:100,actions=output:1"

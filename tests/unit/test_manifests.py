@@ -1,0 +1,204 @@
+"""Manifest loading: good specs resolve to the expected addresses; bad ones fail precisely."""
+
+from __future__ import annotations
+
+import ipaddress
+import textwrap
+
+import pytest
+
+from topos.manifests import Overrides, SpecError, default_spec_text, load_text
+
+CLUSTER = """\
+apiVersion: k8snet.io/v1alpha1
+kind: Cluster
+metadata: {name: lab}
+spec:
+  nodes: 3
+"""
+
+
+def spec(*docs: str) -> str:
+    return "\n---\n".join(textwrap.dedent(d) for d in docs)
+
+
+def deployment(name: str = "web", replicas: int = 2, extra: str = "", labels: str = "{app: web}",
+               selector: str = "{app: web}") -> str:
+    return f"""\
+apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: {name}}}
+spec:
+  replicas: {replicas}
+  selector: {{matchLabels: {selector}}}
+  template:
+    metadata: {{labels: {labels}}}
+    spec:
+{extra or "      containers: [{name: c, image: busybox}]"}
+"""
+
+
+def pod(name: str, node: str | None = None, namespace: str | None = None) -> str:
+    lines = ["apiVersion: v1", "kind: Pod", "metadata:", f"  name: {name}"]
+    if namespace:
+        lines.append(f"  namespace: {namespace}")
+    lines.append("spec:")
+    lines.append(f"  nodeName: {node}" if node else "  containers: [{name: c}]")
+    return "\n".join(lines) + "\n"
+
+
+# --------------------------------------------------------------------------- good input
+def test_default_spec_is_three_nodes_two_pods_each_host_gw_flat():
+    cluster = load_text(default_spec_text())
+    assert [n.name for n in cluster.nodes] == ["node-0", "node-1", "node-2"]
+    assert cluster.backend.value == "host-gw" and cluster.underlay.type.value == "flat"
+    per_node = {n.name: len(cluster.pods_on(n.name)) for n in cluster.nodes}
+    assert per_node == {"node-0": 2, "node-1": 2, "node-2": 2}
+
+
+def test_addresses_follow_flannel_and_cni_conventions():
+    cluster = load_text(spec(CLUSTER, deployment(replicas=4)))
+    n1 = cluster.node("node-1")
+    assert n1.pod_cidr == ipaddress.IPv4Network("10.244.1.0/24")
+    assert str(n1.gateway_ip) == "10.244.1.1" and n1.gateway_mac == "0a:58:0a:f4:01:01"
+    assert str(n1.ip) == "192.168.56.11" and n1.mac == "02:00:c0:a8:38:0b"
+    web1 = next(p for p in cluster.pods if p.name == "web-1")
+    assert web1.node == "node-1" and str(web1.ip) == "10.244.1.2" and web1.mac == "0a:58:0a:f4:01:02"
+    web3 = next(p for p in cluster.pods if p.name == "web-3")
+    assert web3.node == "node-0" and str(web3.ip) == "10.244.0.3" and web3.ofport == 101
+
+
+def test_node_name_pins_and_spread_fills_the_emptiest_node():
+    cluster = load_text(spec(CLUSTER, pod("a", "node-2"), pod("b", "node-2"), deployment(replicas=3)))
+    placement = {p.name: p.node for p in cluster.pods}
+    assert placement["a"] == placement["b"] == "node-2"
+    assert sorted(placement[f"web-{i}"] for i in range(3)) == ["node-0", "node-0", "node-1"]
+
+
+def test_node_list_with_racks_and_custom_cidrs():
+    text = spec("""\
+        apiVersion: k8snet.io/v1alpha1
+        kind: Cluster
+        spec:
+          nodes: [{name: alpha, rack: r1}, {name: beta, rack: r2}]
+          podCIDR: 10.10.0.0/16
+          underlay: {cidr: 172.20.0.0/24, mtu: 9000}
+        """)
+    cluster = load_text(text)
+    assert [(n.name, n.rack, str(n.pod_cidr)) for n in cluster.nodes] == [
+        ("alpha", "r1", "10.10.0.0/24"), ("beta", "r2", "10.10.1.0/24")]
+    assert cluster.underlay.mtu == 9000 and str(cluster.nodes[0].ip) == "172.20.0.10"
+
+
+def test_overrides_replace_node_count_and_workloads():
+    cluster = load_text(default_spec_text(), Overrides(nodes=4, pods_per_node=3))
+    assert len(cluster.nodes) == 4 and len(cluster.pods) == 12
+    assert all(len(cluster.pods_on(n.name)) == 3 for n in cluster.nodes)
+
+
+def test_pods_outside_default_namespace_get_qualified_host_names():
+    cluster = load_text(spec(CLUSTER, pod("web", namespace="shop"), pod("web")))
+    assert sorted(p.host_name for p in cluster.pods) == ["web", "web.shop"]
+
+
+def test_zero_replicas_is_valid():
+    assert load_text(spec(CLUSTER, deployment(replicas=0))).pods == ()
+
+
+def test_spec_without_cluster_document_uses_defaults():
+    cluster = load_text(pod("solo"))
+    assert len(cluster.nodes) == 3 and cluster.pods[0].name == "solo"
+
+
+# --------------------------------------------------------------------------- bad input
+BAD = {
+    "empty file": ("", None, "", "holds no documents"),
+    "only comments": ("# nothing\n---\n", None, "", "holds no documents"),
+    "not yaml": ("kind: [Cluster\n", None, "", "not valid YAML at line"),
+    "not a mapping": ("- a\n- b\n", 1, "", "must be a mapping"),
+    "unknown kind": (spec(CLUSTER, "apiVersion: v1\nkind: Frobnicator\nmetadata: {name: x}\n"), 2, "kind",
+                     "unknown kind 'Frobnicator'; allowed: Cluster"),
+    "wrong apiVersion": (spec(CLUSTER, "apiVersion: v2\nkind: Pod\nmetadata: {name: x}\n"), 2, "apiVersion",
+                         "use apiVersion: v1"),
+    "wrong cluster apiVersion": ("apiVersion: k8snet.io/v1\nkind: Cluster\n", 1, "apiVersion",
+                                 "use apiVersion: k8snet.io/v1alpha1"),
+    "missing kind": ("apiVersion: v1\nmetadata: {name: x}\n", 1, "kind", "required field is missing"),
+    "service not yet": (spec(CLUSTER, "apiVersion: v1\nkind: Service\nmetadata: {name: s}\n"), 2, "kind",
+                        "Service documents are not supported yet"),
+    "unknown field in spec": (CLUSTER + "  colour: blue\n", 1, "spec.colour", "unknown field; allowed here:"),
+    "unknown field in container": (spec(CLUSTER, deployment(extra="      containers: [{name: c, imag: x}]")),
+                                   2, "spec.template.spec.containers.0.imag", "unknown field"),
+    "cluster not first": (spec(pod("a"), CLUSTER), 2, "kind", "must be the first document"),
+    "pod cidr not a cidr": (CLUSTER + "  podCIDR: 10.244.0.0/33\n", 1, "spec.podCIDR", "not an IPv4 network"),
+    "pod cidr host bits": (CLUSTER + "  podCIDR: 10.244.0.1/16\n", 1, "spec.podCIDR", "not an IPv4 network"),
+    "pod cidr too small": (CLUSTER + "  podCIDR: 10.244.0.0/25\n", 1, "spec.podCIDR", "too small"),
+    "more nodes than subnets": (CLUSTER.replace("nodes: 3", "nodes: 5") + "  podCIDR: 10.244.0.0/22\n",
+                                1, "spec.nodes", "holds only 4"),
+    "overlapping cidrs": (CLUSTER + "  podCIDR: 192.168.0.0/16\n", 1, "spec.underlay.cidr",
+                          "overlaps podCIDR"),
+    "overlaps service cidr": (CLUSTER + "  podCIDR: 10.96.0.0/16\n", 1, "spec.podCIDR",
+                              "overlaps the Service CIDR"),
+    "underlay too small": (CLUSTER + "  underlay: {cidr: 192.168.56.0/29}\n", 1, "spec.underlay.cidr",
+                           "has room for 0 node IPs"),
+    "duplicate node names": (CLUSTER.replace("nodes: 3", "nodes: [{name: a}, {name: a}]"), 1,
+                             "spec.nodes[1].name", "already used"),
+    "duplicate pod names": (spec(CLUSTER, pod("x"), pod("x")), 3, "metadata.name", "already used by document 2"),
+    "deployment pod clashes with pod": (spec(CLUSTER, pod("web-0"), deployment()), 3, "metadata.name",
+                                        "already used"),
+    "pod named like a node": (spec(CLUSTER, pod("node-1")), 2, "metadata.name", "also the name of a node"),
+    "nodeName does not exist": (spec(CLUSTER, pod("x", "node-9")), 2, "spec.nodeName",
+                                "node 'node-9' does not exist; nodes are: node-0, node-1, node-2"),
+    "deployment nodeName does not exist": (spec(CLUSTER, deployment(extra="      nodeName: nowhere")), 2,
+                                           "spec.template.spec.nodeName", "does not exist"),
+    "negative replicas": (spec(CLUSTER, deployment(replicas=-1)), 2, "spec.replicas",
+                          "greater than or equal to 0"),
+    "replicas not a number": (spec(CLUSTER, deployment(replicas="many")), 2, "spec.replicas",
+                              "valid integer"),
+    "invalid pod name": (spec(CLUSTER, pod("Web_0")), 2, "metadata.name", "not a valid DNS-1123 subdomain"),
+    "invalid namespace": (spec(CLUSTER, pod("x", namespace="a.b")), 2, "metadata.namespace",
+                          "not a valid DNS-1123 label"),
+    "invalid node name": (CLUSTER.replace("nodes: 3", "nodes: [{name: -bad}]"), 1, "spec.nodes.0.name",
+                          "DNS-1123"),
+    "unknown backend": (CLUSTER + "  backend: udp\n", 1, "spec.backend", "allowed: host-gw"),
+    "unknown underlay": (CLUSTER + "  underlay: {type: mesh}\n", 1, "spec.underlay.type", "allowed: flat"),
+    "mtu too small": (CLUSTER + "  underlay: {mtu: 500}\n", 1, "spec.underlay.mtu", "greater than or equal to 1280"),
+    "zero nodes": (CLUSTER.replace("nodes: 3", "nodes: 0"), 1, "spec.nodes", "at least 1 node"),
+    "nodes neither count nor list": (CLUSTER.replace("nodes: 3", "nodes: many"), 1, "spec.nodes",
+                                     "must be a node count"),
+    "selector does not match template": (spec(CLUSTER, deployment(selector="{app: api}")), 2,
+                                         "spec.template.metadata.labels", "does not match"),
+    "missing selector": (spec(CLUSTER, deployment(selector="{}")), 2, "spec.selector.matchLabels", "required"),
+    "label value not a string": (spec(CLUSTER, deployment(labels="{app: web, ready: true}")), 2,
+                                 "spec.template.metadata.labels.ready", "valid string"),
+    "too many pods for a node": (spec(CLUSTER.replace("nodes: 3", "nodes: 1") + "  subnetLen: 29\n",
+                                      deployment(replicas=6)), 2, "spec.replicas", "holds 5"),
+    "missing pod name": (spec(CLUSTER, "apiVersion: v1\nkind: Pod\nmetadata: {}\n"), 2, "metadata.name",
+                         "required field is missing"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD), ids=list(BAD))
+def test_bad_input_names_document_field_and_fix(case: str):
+    text, doc, field, needle = BAD[case]
+    with pytest.raises(SpecError) as info:
+        load_text(text)
+    problems = info.value.problems
+    matching = [p for p in problems if p.doc == doc and p.field == field and needle in p.message]
+    assert matching, f"no problem at document {doc}, field {field!r} mentioning {needle!r}: {problems}"
+    assert str(matching[0]).startswith("spec" if doc is None else f"document {doc}")
+
+
+def test_all_problems_are_reported_at_once():
+    text = spec(CLUSTER, pod("Bad_Name"), pod("x", "node-9"))
+    with pytest.raises(SpecError) as info:
+        load_text(text)
+    fields = {(p.doc, p.field) for p in info.value.problems}
+    assert (2, "metadata.name") in fields
+
+
+def test_bad_command_line_override():
+    with pytest.raises(SpecError) as info:
+        load_text(default_spec_text(), Overrides(backend="vxlan"))
+    assert "--backend" in str(info.value) and "not supported yet" in str(info.value)
+    with pytest.raises(SpecError):
+        load_text(default_spec_text(), Overrides(nodes=0))
