@@ -147,12 +147,21 @@ def cmd_up(cluster: Cluster, framework: str) -> int:
 
     from topos.cluster import ClusterNet
 
+    class K8sCLI(CLI):
+        """Mininet's CLI, taught that Kubernetes names hold '-' and '.' (``web-0``):
+        Python's cmd module would otherwise read ``web-0 ping`` as command ``web``."""
+
+        identchars = CLI.identchars + "-."
+
     with ClusterNet(cluster, framework=framework, progress=_progress) as net:
         console.print("[bold]cluster is up.[/] Hosts are named as in Kubernetes, e.g. "
                       f"`{cluster.pods[0].host_name if cluster.pods else cluster.nodes[0].name} ping "
                       f"{cluster.pods[-1].host_name if cluster.pods else cluster.nodes[-1].name}`; "
                       "Ctrl-D or `exit` tears everything down.")
-        CLI(net.net)
+        from mininet.log import setLogLevel
+
+        setLogLevel("output")  # the CLI prints command output at this level
+        K8sCLI(net.net)
     return EXIT_OK
 
 
@@ -166,11 +175,11 @@ def environment() -> dict[str, Any]:
 
 def cmd_check(cluster: Cluster, args: argparse.Namespace) -> int:
     from topos.cluster import ClusterNet
-    from topos.probe import probe
+    from topos.probe import pairs, probe
 
     started = datetime.now(timezone.utc)
     with ClusterNet(cluster, framework=args.framework, progress=_progress) as net:
-        _progress(f"probing {len(cluster.pods) * (len(cluster.pods) - 1) + 2 * len(cluster.nodes) * len(cluster.pods)} pairs")
+        _progress(f"probing {len(pairs(cluster))} pairs in parallel")
         t0 = time.monotonic()
         results = probe(net.net, cluster)
         probe_s = time.monotonic() - t0
