@@ -23,23 +23,25 @@ Handler = Callable[[dict[str, Any]], dict[str, Any]]
 
 
 class ApiServer:
-    def __init__(self, path: str, handler: Handler):
+    def __init__(self, path: str, handler: Handler, spawn: Callable[..., Any] | None = None):
+        """``spawn`` starts a concurrent task: the framework's own (os-ken's native
+        threads, or Ryu's green threads), so the API never blocks the OpenFlow loop."""
         self.path = path
         self.handler = handler
+        self.spawn = spawn or (lambda fn, *a: threading.Thread(target=fn, args=a, daemon=True).start())
         if os.path.exists(path):
             os.unlink(path)
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.sock.bind(path)
         self.sock.listen(16)
-        self.thread = threading.Thread(target=self._serve, name="k8snet-api", daemon=True)
 
     def start(self) -> None:
-        self.thread.start()
+        self.spawn(self._serve)
 
     def _serve(self) -> None:
         while True:
             conn, _ = self.sock.accept()
-            threading.Thread(target=self._client, args=(conn,), daemon=True).start()
+            self.spawn(self._client, conn)
 
     def _client(self, conn: socket.socket) -> None:
         with conn, conn.makefile("rwb") as stream:

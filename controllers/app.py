@@ -21,16 +21,15 @@ import json
 import logging
 import os
 import random
-import threading
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-from controllers import compiler
+from controllers import compiler, framework
 from controllers.api import ApiServer
 from controllers.flows import Desired, Flow, flow_mod, group_mod, plan
 from controllers.framework import (
-    CONFIG_DISPATCHER, DEAD_DISPATCHER, MAIN_DISPATCHER, BaseApp, ofp_event, ofproto_v1_3,
-    set_ev_cls,
+    CONFIG_DISPATCHER, DEAD_DISPATCHER, MAIN_DISPATCHER, BaseApp, hub, make_lock, ofp_event,
+    ofproto_v1_3, set_ev_cls,
 )
 from controllers.pipeline import generation_of, with_generation
 from topos.model import Cluster
@@ -54,7 +53,7 @@ class K8snetController(BaseApp):
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
-        self.lock = threading.RLock()
+        self.lock = make_lock()
         self.state_path = os.environ.get("K8SNET_STATE", "")
         self.cluster = self._load_state()
         # 16 bits of this run's identity in every cookie; never 0 (0 = "no generation").
@@ -63,7 +62,7 @@ class K8snetController(BaseApp):
         self.errors: list[str] = []
         api_path = os.environ.get("K8SNET_API")
         if api_path:
-            self.api = ApiServer(api_path, self.handle_api)
+            self.api = ApiServer(api_path, self.handle_api, spawn=hub.spawn)
             self.api.start()
         LOG.info("k8snet controller up: generation %#x, %s", self.generation,
                  self.cluster.summary() if self.cluster else "no model yet")
@@ -109,7 +108,8 @@ class K8snetController(BaseApp):
                                  "flows": len(s.installed.flows), "groups": len(s.installed.groups),
                                  "messages": s.messages}
                         for dpid, s in self.switches.items()}
-            return {"ok": True, "generation": self.generation, "switches": switches,
+            return {"ok": True, "framework": framework.NAME, "pid": os.getpid(),
+                    "generation": self.generation, "switches": switches,
                     "errors": list(self.errors[-20:])}
 
     def apply(self, cluster: Cluster) -> None:

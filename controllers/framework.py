@@ -20,7 +20,13 @@ if NAME == "ryu":  # pragma: no cover - exercised by the Ryu emulation test in i
         CONFIG_DISPATCHER, DEAD_DISPATCHER, MAIN_DISPATCHER, set_ev_cls,
     )
     from ryu.ofproto import ofproto_v1_3  # noqa: F401
+    from ryu.lib import hub  # noqa: F401
     BaseApp = app_manager.RyuApp
+
+    def make_lock():
+        """A lock green threads can wait on (a real lock would block the whole hub)."""
+        import eventlet.semaphore
+        return eventlet.semaphore.Semaphore(1)
 else:
     from os_ken.base import app_manager  # noqa: F401  (import before os_ken.controller)
     from os_ken.controller import controller, ofp_event  # noqa: F401
@@ -28,4 +34,9 @@ else:
         CONFIG_DISPATCHER, DEAD_DISPATCHER, MAIN_DISPATCHER, set_ev_cls,
     )
     from os_ken.ofproto import ofproto_v1_3  # noqa: F401
+    from os_ken.lib import hub  # noqa: F401
     BaseApp = app_manager.OSKenApp
+
+    def make_lock():
+        import threading
+        return threading.Lock()
