@@ -94,6 +94,11 @@ def main(argv: Optional[list[str]] = None) -> int:
     except KeyboardInterrupt:
         console.print("[yellow]interrupted; everything k8snet started has been removed[/]")
         return EXIT_INTERRUPTED
+    except (RuntimeError, TimeoutError, OSError) as exc:
+        # The cluster could not be built or probed (a daemon failed, a command timed out).
+        # Everything was torn down on the way out; say what failed, without a traceback.
+        console.print(f"[bold red]k8snet {args.command} failed:[/] {exc}", markup=True)
+        return EXIT_UNREACHABLE
 
 
 def _preflight() -> bool:
