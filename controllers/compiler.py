@@ -2,21 +2,34 @@
 
 No I/O and no os-ken here, so the same function feeds the controller, the flow tests
 (which load its output into a throwaway OVS and trace packets through it) and
-``k8snet flows`` for a human to read.
+``k8snet flows`` for a human to read.  Which peer gets which kind of route comes from
+:meth:`topos.model.Cluster.route`, the same decision the reachability checker uses
+for its expectations.
 """
 
 from __future__ import annotations
 
-from controllers import hostgw, podnet
-from controllers.flows import Desired, merge
-from topos.model import Backend, Cluster
+from typing import Iterator
+
+from controllers import hostgw, noderoutes, podnet, vxlan
+from controllers.flows import Desired, Flow, merge
+from topos.model import Cluster, Node, RouteKind
+
+
+def _pod_routes(cluster: Cluster, node: Node) -> Iterator[Flow]:
+    for peer in cluster.peers_of(node.name):
+        kind = cluster.route(node, peer).kind
+        if kind is RouteKind.DIRECT:
+            yield from hostgw.peer_flows(node, peer)
+        elif kind is RouteKind.VXLAN:
+            yield from vxlan.peer_flows(cluster, node, peer)
 
 
 def compile_node(cluster: Cluster, node_name: str) -> Desired:
     node = cluster.node(node_name)
-    parts = [podnet.flows(cluster, node)]
-    if cluster.backend is Backend.HOST_GW:
-        parts.append(hostgw.flows(cluster, node))
+    parts = [podnet.flows(cluster, node), noderoutes.flows(cluster, node), _pod_routes(cluster, node)]
+    if cluster.encapsulates:
+        parts.append(vxlan.node_flows(cluster, node))
     desired = Desired(flows=merge(*parts))
     desired.flows_by_key()  # raises if two features claimed the same table/priority/match
     return desired

@@ -33,10 +33,11 @@ FIELD_BITS = {
     **{f"reg{i}": 32 for i in range(8)},
 }
 _INT_FIELDS = {"in_port", "eth_type", "arp_op", "ip_proto", "tcp_src", "tcp_dst",
-               "udp_src", "udp_dst", "icmpv4_type", "icmpv4_code"}
-_IP_FIELDS = {"ipv4_src", "ipv4_dst", "arp_spa", "arp_tpa"}
+               "udp_src", "udp_dst", "icmpv4_type", "icmpv4_code", "tunnel_id"}
+_IP_FIELDS = {"ipv4_src", "ipv4_dst", "arp_spa", "arp_tpa", "tun_ipv4_src", "tun_ipv4_dst"}
 #: ovs-ofctl spells a few OXM fields its own way.
-_OFCTL_NAMES = {"ipv4_src": "nw_src", "ipv4_dst": "nw_dst", "ip_proto": "nw_proto"}
+_OFCTL_NAMES = {"ipv4_src": "nw_src", "ipv4_dst": "nw_dst", "ip_proto": "nw_proto",
+                "tunnel_id": "tun_id", "tun_ipv4_src": "tun_src", "tun_ipv4_dst": "tun_dst"}
 
 
 def ofctl_name(name: str) -> str:

@@ -7,7 +7,9 @@ peer: new source MAC (this node), new destination MAC (the peer), ``dec_ttl``, o
 the uplink.  That is also why host-gw needs every node on one L2 segment: the next
 hop *is* the peer's MAC.
 
-Pods reaching a peer node's host network (its node IP) take the same next hop.
+On a routed underlay a peer in another rack has no MAC on this segment; Flannel's
+host-gw then installs nothing for it, and neither does this module (the compiler only
+asks for peers that :meth:`topos.model.Cluster.route` says are ``direct``).
 """
 
 from __future__ import annotations
@@ -17,19 +19,15 @@ from typing import Iterator
 
 from controllers.flows import ETH_TYPE_IP, DecTtl, Flow, Match, Output, SetField
 from controllers.pipeline import L3_FORWARDING, Feature, Priority, cookie
-from topos.model import UPLINK_OFPORT, Cluster, Node
+from topos.model import UPLINK_OFPORT, Node
 
 
 def peer_object(peer: Node) -> int:
     return zlib.crc32(f"node/{peer.name}".encode())
 
 
-def flows(cluster: Cluster, node: Node) -> Iterator[Flow]:
-    for peer in cluster.peers_of(node.name):
-        c = cookie(Feature.HOSTGW, peer_object(peer))
-        next_hop = (SetField("eth_src", node.mac), SetField("eth_dst", peer.mac), DecTtl(),
-                    Output(UPLINK_OFPORT))
-        yield Flow(L3_FORWARDING, Priority.ROUTE_SUBNET,
-                   Match.of(eth_type=ETH_TYPE_IP, ipv4_dst=str(peer.pod_cidr)), next_hop, cookie=c)
-        yield Flow(L3_FORWARDING, Priority.ROUTE_HOST,
-                   Match.of(eth_type=ETH_TYPE_IP, ipv4_dst=str(peer.ip)), next_hop, cookie=c)
+def peer_flows(node: Node, peer: Node) -> Iterator[Flow]:
+    """``peer.pod_cidr via peer`` on the shared segment."""
+    yield Flow(L3_FORWARDING, Priority.ROUTE_SUBNET, Match.of(eth_type=ETH_TYPE_IP, ipv4_dst=str(peer.pod_cidr)),
+               (SetField("eth_src", node.mac), SetField("eth_dst", peer.mac), DecTtl(), Output(UPLINK_OFPORT)),
+               cookie=cookie(Feature.HOSTGW, peer_object(peer)))

@@ -8,7 +8,7 @@ categories live here too.
 
     classifier ──ARP──▶ arp ──▶ reply to IN_PORT / uplink <-> LOCAL
         │
-        └──IP──▶ l3_forwarding ──▶ local pod / LOCAL / peer node via uplink (host-gw)
+        └──IP──▶ l3_forwarding ──▶ local pod / LOCAL / uplink (host-gw) / vxlan0 (VXLAN)
 
 * ``classifier``: where did the packet come from?  A pod port (only with the pod's
   own MAC and IP: a spoof guard), the uplink (the underlay), or LOCAL (the node's own
@@ -18,7 +18,14 @@ categories live here too.
   ARP pass between the uplink and LOCAL.
 * ``l3_forwarding``: routes by destination IP like the node kernel does in Flannel:
   same-node pods are bridged (no TTL change), routed packets get new MACs and
-  ``dec_ttl``, remote pod CIDRs go to the peer node's MAC (host-gw).
+  ``dec_ttl``; a remote pod CIDR goes to the peer node's MAC (host-gw) or into the
+  VXLAN port with ``tun_dst`` = the peer's node IP; a peer's node IP goes to the
+  underlay next hop (the peer, or the rack gateway).
+
+VXLAN uses OVS's native (userspace) tunnelling: the encapsulated packet re-enters the
+bridge from LOCAL and leaves through the uplink like any node traffic; a VXLAN packet
+for the node IP is decapsulated where it would be delivered to LOCAL and re-enters from
+the tunnel port, where the classifier accepts it for this node's pod CIDR.
 """
 
 from __future__ import annotations
@@ -35,9 +42,10 @@ class Table:
 
 
 _ORDER = (
-    ("classifier", "source class and spoof guard; hands ARP and IP to the next stages"),
+    ("classifier", "source class and spoof guard (pod port, uplink, LOCAL, VXLAN tunnel)"),
     ("arp", "ARP responder for the pod gateway and local pods; underlay ARP passes through"),
-    ("l3_forwarding", "routing by destination IP: local pod, own node, peer pods and nodes"),
+    ("l3_forwarding", "routing by destination IP: local pod, own node, peer pods (host-gw or "
+                      "VXLAN) and peer nodes"),
 )
 TABLES: tuple[Table, ...] = tuple(Table(name, i, purpose) for i, (name, purpose) in enumerate(_ORDER))
 T = {t.name: t.id for t in TABLES}
@@ -66,6 +74,7 @@ class Source(IntEnum):
     POD = 1
     UPLINK = 2
     LOCAL = 3
+    TUNNEL = 4
 
 
 def source_match(source: Source) -> str:
@@ -78,6 +87,8 @@ class Feature(IntEnum):
 
     PODNET = 0x01
     HOSTGW = 0x02
+    VXLAN = 0x03
+    NODE_ROUTES = 0x04
 
 
 FEATURE_SHIFT = 56

@@ -191,30 +191,52 @@ def cmd_check(cluster: Cluster, args: argparse.Namespace) -> int:
         timings = dict(net.timings)
     print_matrix(cluster, results)
     failed = [r for r in results if not r.ok]
+    surprises = [r for r in results if not r.as_predicted]
     summary = _summary(results)
     if args.json:
         doc = {"kind": "k8snet.check", "command": sys.argv, "started": started.isoformat(),
                "finished": datetime.now(timezone.utc).isoformat(), "environment": environment(),
                "cluster": json.loads(cluster.model_dump_json()), "timings_s": {**timings, "probe": probe_s},
-               "summary": summary, "ok": not failed, "results": [r.as_dict() for r in results]}
+               "summary": summary, "ok": not failed, "as_predicted": not surprises,
+               "results": [r.as_dict() for r in results]}
         with open(args.json, "w", encoding="utf-8") as handle:
             json.dump(doc, handle, indent=1)
         _progress(f"wrote {args.json}")
+    print_reasons(failed)
+    if surprises:
+        console.print(f"[bold red]{len(surprises)} pairs differ from what {cluster.backend.value} on this "
+                      "underlay should do (an emulation bug):[/] "
+                      + ", ".join(f"{r.pair.src}->{r.pair.dst}" for r in surprises[:10]))
     if failed:
-        console.print(f"[bold red]{len(failed)} of {len(results)} pairs are not as expected[/]")
+        console.print(f"[bold red]{len(failed)} of {len(results)} pairs are unreachable; the Kubernetes "
+                      "network model needs every pod to reach every pod and node[/]")
         return EXIT_UNREACHABLE
-    out.print(f"all {len(results)} pairs as expected ({cluster.summary()}; probe {probe_s:.2f}s)")
+    out.print(f"all {len(results)} pairs reachable ({cluster.summary()}; probe {probe_s:.2f}s)")
     return EXIT_OK
+
+
+def print_reasons(failed: list) -> None:
+    """Unreachable pairs, grouped by why the backend cannot carry them."""
+    by_reason: dict[str, list[str]] = {}
+    for r in failed:
+        by_reason.setdefault(r.pair.reason or "unexpected: the backend should carry this pair",
+                             []).append(f"{r.pair.src}->{r.pair.dst}")
+    for n, (reason, names) in enumerate(by_reason.items()):
+        if n == 6:
+            out.print(f"... and {len(by_reason) - 6} more reasons (all pairs are in --json)")
+            break
+        shown = ", ".join(names[:6]) + (f" and {len(names) - 6} more" if len(names) > 6 else "")
+        out.print(f"[bold]unreachable[/] ({len(names)}): {shown}\n  why: {reason}")
 
 
 def _summary(results: list) -> dict[str, dict[str, int]]:
     summary: dict[str, dict[str, int]] = {}
     for r in results:
-        row = summary.setdefault(r.pair.kind, {"pairs": 0, "reachable": 0, "expected_reachable": 0, "ok": 0})
+        row = summary.setdefault(r.pair.kind, {"pairs": 0, "reachable": 0, "predicted": 0, "as_predicted": 0})
         row["pairs"] += 1
         row["reachable"] += r.reachable
-        row["expected_reachable"] += r.pair.expected
-        row["ok"] += r.ok
+        row["predicted"] += r.pair.predicted
+        row["as_predicted"] += r.as_predicted
     return summary
 
 
@@ -234,19 +256,20 @@ def print_matrix(cluster: Cluster, results: list) -> None:
                 cells.append("·")
             elif r is None:
                 cells.append("")
-            elif r.ok:
-                cells.append("[green]✓[/]" if r.reachable else "[dim]✗ (expected)[/]")
+            elif r.reachable:
+                cells.append("[green]✓[/]" if r.as_predicted else "[bold red]✓![/]")
             else:
-                cells.append("[bold red]✗[/]" if r.pair.expected else "[bold red]! reachable[/]")
+                cells.append("[red]✗[/]" if r.as_predicted else "[bold red]✗![/]")
         table.add_row(src, *cells)
     out.print(table)
-    summary = Table(title="by path")
-    for col in ("path", "pairs", "reachable", "expected", "as expected"):
+    summary = Table(title="by path (predicted: what the backend can carry on this underlay)")
+    for col in ("path", "pairs", "reachable", "predicted", "as predicted"):
         summary.add_column(col)
     for kind, row in _summary(results).items():
-        summary.add_row(kind, str(row["pairs"]), str(row["reachable"]), str(row["expected_reachable"]),
-                        str(row["ok"]))
+        summary.add_row(kind, str(row["pairs"]), str(row["reachable"]), str(row["predicted"]),
+                        str(row["as_predicted"]))
     out.print(summary)
+    out.print("✓ reachable  ✗ unreachable  ! differs from the backend's prediction")
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ from typing import Iterable
 from controllers.flows import Desired
 from k8snet.procs import run
 from k8snet.rundir import RUN_PREFIX, RUN_ROOT, RunDir
-from topos.model import UPLINK_OFPORT, Cluster
+from topos.model import TUNNEL_IFNAME, TUNNEL_OFPORT, UPLINK_OFPORT, Cluster
 from topos.ovs import OvsInstance
 
 
@@ -92,6 +92,10 @@ class FlowSim:
                 "datapath_type=dummy", "fail-mode=secure", "protocols=OpenFlow13",
                 "--", "--may-exist", "add-port", self.BRIDGE, "uplink", "--", "set", "interface", "uplink",
                 f"ofport_request={UPLINK_OFPORT}"]
+        if cluster.encapsulates:
+            args += ["--", "--may-exist", "add-port", self.BRIDGE, TUNNEL_IFNAME, "--", "set", "interface",
+                     TUNNEL_IFNAME, "type=vxlan", "options:remote_ip=flow", "options:key=flow",
+                     f"options:dst_port={cluster.vxlan_port}", f"ofport_request={TUNNEL_OFPORT}"]
         for pod in cluster.pods_on(node):
             args += ["--", "--may-exist", "add-port", self.BRIDGE, pod.port_name,
                      "--", "set", "interface", pod.port_name, f"ofport_request={pod.ofport}"]

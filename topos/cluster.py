@@ -32,12 +32,13 @@ from mininet.net import Mininet
 from controllers.api import ApiClient
 from k8snet.procs import CommandError, OwnedProcess, stop_all
 from k8snet.rundir import RunDir
-from topos.model import UPLINK_IFNAME, UPLINK_OFPORT, Cluster
-from topos.nodes import K8sNode, PodHost, Underlay
+from topos.model import UPLINK_IFNAME, UPLINK_OFPORT, Cluster, UnderlayType
+from topos.nodes import CoreRouter, K8sNode, PodHost, RackGateway, Underlay
+from topos.underlay import CORE_HOST, FLAT_SEGMENT_HOST
 from topos.ovs import wait_for
 
 LOG = logging.getLogger("k8snet.cluster")
-UNDERLAY_HOST = "underlay"
+UNDERLAY_HOST = FLAT_SEGMENT_HOST
 
 Progress = Callable[[str], None]
 
@@ -122,6 +123,15 @@ class ClusterNet:
         self.timings["synced"] = time.monotonic() - t0
         self.progress(f"cluster up in {self.timings['synced']:.1f}s: {self.cluster.summary()}")
 
+    @property
+    def routed(self) -> bool:
+        return self.cluster.underlay.type is UnderlayType.ROUTED
+
+    def _underlay_link(self, a: str, b: str, **params) -> None:
+        """An underlay link (with ``bandwidth`` set, the hosts shape both ends when built)."""
+        assert self.net is not None
+        self.net.addLink(a, b, **params)
+
     def _build_hosts(self) -> None:
         setLogLevel("warning")
         # Mininet.init() would raise root-namespace sysctls and limits (fixLimits);
@@ -130,14 +140,22 @@ class ClusterNet:
         self.net = Mininet(topo=None, build=False, controller=None, autoSetMacs=False,
                            autoStaticArp=False, waitConnected=False)
         self.progress(f"creating {len(self.cluster.nodes)} node and {len(self.cluster.pods)} pod namespaces")
-        self._add_host(UNDERLAY_HOST, Underlay)
+        if self.routed:
+            self._add_host(CORE_HOST, CoreRouter)
+            for rack in self.cluster.underlay.racks:
+                self._add_host(rack.host_name, RackGateway)
+                self._underlay_link(rack.host_name, CORE_HOST, port1=0, port2=rack.index,
+                                    intfName1=RackGateway.CORE_IFNAME, intfName2=f"r{rack.index}")
+        else:
+            self._add_host(UNDERLAY_HOST, Underlay)
         for node in self.cluster.nodes:
             self._add_host(node.name, K8sNode)
         for pod in self.cluster.pods:
             self._add_host(pod.host_name, PodHost)
         for node in self.cluster.nodes:
-            self.net.addLink(node.name, UNDERLAY_HOST, port1=UPLINK_OFPORT, port2=node.index + 1,
-                             intfName1=UPLINK_IFNAME, intfName2=f"n{node.index}")
+            segment = self.cluster.rack(node.rack).host_name if self.routed else UNDERLAY_HOST
+            self._underlay_link(node.name, segment, port1=UPLINK_OFPORT, port2=node.index + 1,
+                                intfName1=UPLINK_IFNAME, intfName2=f"n{node.index}")
         for pod in self.cluster.pods:
             self.net.addLink(pod.host_name, pod.node, port1=0, port2=pod.ofport,
                              intfName1="eth0", intfName2=pod.port_name)
@@ -149,7 +167,14 @@ class ClusterNet:
 
     def _build_underlay(self) -> None:
         assert self.net is not None
-        self.net[UNDERLAY_HOST].build([f"n{n.index}" for n in self.cluster.nodes], self.cluster.underlay.mtu)
+        mtu, bw = self.cluster.underlay.mtu, self.cluster.underlay.bandwidth_mbit
+        if not self.routed:
+            self.net[UNDERLAY_HOST].build([f"n{n.index}" for n in self.cluster.nodes], mtu, bw)
+            return
+        for rack in self.cluster.underlay.racks:
+            ports = [f"n{n.index}" for n in self.cluster.nodes if n.rack == rack.name]
+            self.net[rack.host_name].build(rack, ports, mtu, bw)
+        self.net[CORE_HOST].build(self.cluster.underlay.racks, mtu, bw)
 
     def _build_nodes(self) -> None:
         assert self.run is not None

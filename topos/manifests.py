@@ -16,25 +16,24 @@ fewest pods (ties to the first node), which spreads replicas evenly.
 from __future__ import annotations
 
 import ipaddress
-import re
 from dataclasses import dataclass
 from importlib import resources
-from typing import Annotated, Any, Optional, Union
+from typing import Any, Optional
 
 import yaml
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
-from pydantic.alias_generators import to_camel
+from pydantic import BaseModel, ValidationError
 
-from topos.model import (
-    FIRST_POD_OFPORT, Backend, Cluster, Node, Pod, Underlay, UnderlayType, mac_from_ip,
+from topos.model import FIRST_POD_OFPORT, Backend, Cluster, Node, Pod, Underlay, UnderlayType, mac_from_ip
+from topos.schema import (  # noqa: F401  (Problem and SpecError are part of this module's API)
+    BACKENDS, BackendIn, ClusterDoc, ClusterSpecIn, DeploymentDoc, NodeIn, PodDoc, Problem, SpecError,
+    _In, check_backend,
 )
+from topos.underlay import UnderlayPlan, plan_underlay
 
 CLUSTER_API = "k8snet.io/v1alpha1"
 #: kube-apiserver's default Service CIDR; pods and nodes must stay out of it.
 SERVICE_CIDR = ipaddress.IPv4Network("10.96.0.0/12")
-#: Node IPs start at this host offset in the underlay CIDR (lower ones are kept
-#: for gateways and external hosts).
-NODE_IP_OFFSET = 10
+_MODEL_NAMES = {cls.__name__ for cls in (NodeIn, BackendIn)}
 KNOWN_KINDS = {("k8snet.io/v1alpha1", "Cluster"), ("v1", "Pod"), ("apps/v1", "Deployment")}
 NOT_YET = {
     "Service": "Service documents are not supported yet in this version of k8snet "
@@ -43,212 +42,6 @@ NOT_YET = {
     "Endpoints": "Endpoints are computed from Pods and Services; do not write them",
 }
 
-_DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-_DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
-_LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
-_LABEL_NAME = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")
-
-
-@dataclass(frozen=True)
-class Problem:
-    """One thing wrong with the input, located precisely."""
-
-    doc: Optional[int]
-    what: str
-    field: str
-    message: str
-
-    def __str__(self) -> str:
-        where = f"document {self.doc}" if self.doc is not None else "spec"
-        if self.what:
-            where += f" ({self.what})"
-        return f"{where}: {self.field}: {self.message}" if self.field else f"{where}: {self.message}"
-
-
-class SpecError(Exception):
-    """The cluster spec is invalid; ``problems`` says where and why."""
-
-    def __init__(self, problems: list[Problem]):
-        self.problems = problems
-        super().__init__("\n".join(str(p) for p in problems))
-
-
-# --------------------------------------------------------------------------- input schema
-def dns1123_subdomain(value: str) -> str:
-    if len(value) > 253 or not _DNS1123_SUBDOMAIN.match(value):
-        raise ValueError(f"{value!r} is not a valid DNS-1123 subdomain: use lowercase letters, "
-                         "digits, '-' and '.', starting and ending with a letter or digit, "
-                         "at most 253 characters")
-    return value
-
-
-def dns1123_label(value: str) -> str:
-    if len(value) > 63 or not _DNS1123_LABEL.match(value):
-        raise ValueError(f"{value!r} is not a valid DNS-1123 label: use lowercase letters, "
-                         "digits and '-', starting and ending with a letter or digit, "
-                         "at most 63 characters")
-    return value
-
-
-def check_labels(labels: dict[str, str]) -> dict[str, str]:
-    for key, value in labels.items():
-        name = key.rsplit("/", 1)[-1]
-        if len(name) > 63 or not _LABEL_NAME.match(name):
-            raise ValueError(f"label key {key!r} is invalid: at most 63 characters of "
-                             "letters, digits, '-', '_' and '.', starting and ending alphanumeric")
-        if not isinstance(value, str) or len(value) > 63 or not _LABEL_VALUE.match(value):
-            raise ValueError(f"label {key!r}: value {value!r} must be a string of at most 63 "
-                             "letters, digits, '-', '_' and '.', starting and ending alphanumeric "
-                             "(quote numbers and booleans in YAML)")
-    return labels
-
-
-Subdomain = Annotated[str, AfterValidator(dns1123_subdomain)]
-Label = Annotated[str, AfterValidator(dns1123_label)]
-Labels = Annotated[dict[str, str], AfterValidator(check_labels)]
-
-
-class _In(BaseModel):
-    model_config = ConfigDict(extra="forbid", alias_generator=to_camel, populate_by_name=False,
-                              strict=True)
-
-
-class Metadata(_In):
-    name: Subdomain
-    namespace: Label = "default"
-    labels: Labels = {}
-    annotations: dict[str, str] = {}
-
-
-
-class TemplateMetadata(_In):
-    labels: Labels = {}
-    annotations: dict[str, str] = {}
-
-
-class ContainerPort(_In):
-    container_port: int = Field(ge=1, le=65535)
-    name: Optional[str] = None
-    protocol: str = "TCP"
-
-    @field_validator("protocol")
-    @classmethod
-    def _proto(cls, v: str) -> str:
-        if v not in ("TCP", "UDP"):
-            raise ValueError(f"{v!r} is not supported; allowed: TCP, UDP")
-        return v
-
-
-class Container(_In):
-    """Containers are not run (a pod is a namespace running what you start in it);
-    the fields are accepted so real manifests load, and ports name targetPorts."""
-
-    name: str
-    image: Optional[str] = None
-    image_pull_policy: Optional[str] = None
-    command: list[str] = []
-    args: list[str] = []
-    working_dir: Optional[str] = None
-    ports: list[ContainerPort] = []
-    env: list[dict[str, Any]] = []
-    resources: dict[str, Any] = {}
-
-
-class PodSpecIn(_In):
-    node_name: Optional[str] = None
-    containers: list[Container] = []
-    restart_policy: Optional[str] = None
-    termination_grace_period_seconds: Optional[int] = None
-
-
-class PodDoc(_In):
-    api_version: str
-    kind: str
-    metadata: Metadata
-    spec: PodSpecIn = PodSpecIn()
-
-
-class LabelSelector(_In):
-    match_labels: dict[str, str] = {}
-
-
-class PodTemplate(_In):
-    metadata: TemplateMetadata = TemplateMetadata()
-    spec: PodSpecIn = PodSpecIn()
-
-
-class DeploymentSpecIn(_In):
-    replicas: int = Field(default=1, ge=0)
-    selector: LabelSelector = LabelSelector()
-    template: PodTemplate = PodTemplate()
-
-
-class DeploymentDoc(_In):
-    api_version: str
-    kind: str
-    metadata: Metadata
-    spec: DeploymentSpecIn = DeploymentSpecIn()
-
-
-class NodeIn(_In):
-    name: Subdomain
-    rack: Optional[str] = None
-
-
-class UnderlayIn(_In):
-    type: str = "flat"
-    cidr: str = "192.168.56.0/24"
-    mtu: int = Field(default=1500, ge=1280, le=9000)
-
-    @field_validator("type")
-    @classmethod
-    def _type(cls, v: str) -> str:
-        if v == "routed":
-            raise ValueError("'routed' (racks behind L3 gateways) is not supported yet in this "
-                             "version; allowed: flat")
-        if v != "flat":
-            raise ValueError(f"{v!r} is not an underlay type; allowed: flat")
-        return v
-
-
-class ClusterSpecIn(_In):
-    nodes: Union[int, list[NodeIn]] = 3
-    pod_cidr: str = Field(default="10.244.0.0/16", alias="podCIDR")
-    subnet_len: int = Field(default=24, ge=8, le=30)
-    backend: str = "host-gw"
-    underlay: UnderlayIn = UnderlayIn()
-
-    @field_validator("backend")
-    @classmethod
-    def _backend(cls, v: str) -> str:
-        allowed = [b.value for b in Backend]
-        if v in ("vxlan", "directrouting"):
-            raise ValueError(f"backend {v!r} is not supported yet in this version; "
-                             f"allowed: {', '.join(allowed)}")
-        if v not in allowed:
-            raise ValueError(f"{v!r} is not a backend; allowed: {', '.join(allowed)}")
-        return v
-
-    @field_validator("nodes")
-    @classmethod
-    def _nodes(cls, v: Union[int, list[NodeIn]]) -> Union[int, list[NodeIn]]:
-        count = v if isinstance(v, int) else len(v)
-        if count < 1:
-            raise ValueError("a cluster needs at least 1 node")
-        return v
-
-
-class ClusterMetadata(_In):
-    name: Label = "k8snet"
-    labels: Labels = {}
-    annotations: dict[str, str] = {}
-
-
-class ClusterDoc(_In):
-    api_version: str
-    kind: str
-    metadata: ClusterMetadata = ClusterMetadata()
-    spec: ClusterSpecIn = ClusterSpecIn()
 
 
 # --------------------------------------------------------------------------- loading
@@ -264,10 +57,28 @@ class Overrides:
 
 def default_spec_text() -> str:
     """The embedded default cluster: 3 nodes, 2 pods per node, flat underlay, host-gw."""
-    return resources.files("topos").joinpath("specs/default.yaml").read_text()
+    return embedded_spec_text("default")
+
+
+def embedded_specs() -> list[str]:
+    return sorted(p.name[:-5] for p in resources.files("topos").joinpath("specs").iterdir()
+                  if p.name.endswith(".yaml"))
+
+
+def embedded_spec_text(name: str) -> str:
+    """An example spec shipped with k8snet (``topos/specs/<name>.yaml``)."""
+    if name not in embedded_specs():
+        raise SpecError([Problem(None, "", "", f"no spec file {name!r} and no embedded spec of that "
+                                 f"name; embedded specs: {', '.join(embedded_specs())}")])
+    return resources.files("topos").joinpath(f"specs/{name}.yaml").read_text()
 
 
 def load_file(path: str, overrides: Overrides = Overrides()) -> Cluster:
+    """Load a spec file; a bare name that is not a file names an embedded spec."""
+    import os
+
+    if not os.path.exists(path) and "/" not in path and not path.endswith((".yaml", ".yml")):
+        return load_text(embedded_spec_text(path), overrides)
     try:
         with open(path, encoding="utf-8") as handle:
             text = handle.read()
@@ -297,7 +108,26 @@ def _parse_yaml(text: str) -> list[tuple[int, Any]]:
     return docs
 
 
-_UNION_TAGS = {"int": int, "list[NodeIn]": list}
+#: What a ``Union`` field accepts, said once for the error that no branch fits.
+UNION_HELP = {
+    "spec.nodes": "must be a node count (e.g. 3) or a list of nodes with name and optional rack",
+    "spec.backend": f"must be a backend name ({', '.join(BACKENDS)}) or a mapping "
+                    "{type, vni, port, directRouting}",
+}
+
+
+def _union_tag_type(part: Any) -> Optional[type]:
+    """Pydantic names each branch of a Union in the error location; map the branch
+    name to the Python type of input it is for (None: not a branch name)."""
+    if not isinstance(part, str):
+        return None
+    if part in ("int", "str") or part.startswith("function-after["):
+        return int if part == "int" else str
+    if part.startswith("list["):
+        return list
+    if part in _MODEL_NAMES:
+        return dict
+    return None
 
 
 def _raw_at(raw: Any, loc: tuple) -> Any:
@@ -315,25 +145,28 @@ def _pydantic_problems(doc: int, what: str, exc: ValidationError, model: type[_I
                        raw: Any) -> list[Problem]:
     """Turn pydantic's errors into located problems.
 
-    A ``Union[int, list]`` field reports a failure for each branch; keep only the
-    branch the input was meant for (the one whose type matches the raw value)."""
+    A ``Union`` field reports a failure for each branch; keep only the branch the input
+    was meant for (the one whose type matches the raw value), or one plain sentence
+    when the input fits no branch at all."""
     problems = []
     for err in exc.errors():
-        tags = [i for i, p in enumerate(err["loc"]) if isinstance(p, str) and p in _UNION_TAGS]
+        tags = [i for i, p in enumerate(err["loc"]) if _union_tag_type(p) is not None]
         if tags:
             i = tags[0]
             value = _raw_at(raw, err["loc"][:i])
-            if not any(isinstance(value, t) and not isinstance(value, bool)
-                       for t in _UNION_TAGS.values()):
+            branches = {_union_tag_type(e["loc"][i]) for e in exc.errors()
+                        if len(e["loc"]) > i and e["loc"][:i] == err["loc"][:i]}
+            fits = [t for t in branches if t and isinstance(value, t) and not isinstance(value, bool)]
+            if not fits:
                 field = ".".join(str(p) for p in err["loc"][:i])
-                problem = Problem(doc, what, field, f"must be a node count (e.g. 3) or a list "
-                                  f"of nodes with name and optional rack (got {value!r})")
+                help_text = UNION_HELP.get(field, "has the wrong type")
+                problem = Problem(doc, what, field, f"{help_text} (got {value!r})")
                 if problem not in problems:
                     problems.append(problem)
                 continue
-            if not isinstance(value, _UNION_TAGS[err["loc"][i]]):
+            if not isinstance(value, _union_tag_type(err["loc"][i])):
                 continue
-        loc = [str(p) for p in err["loc"] if not (isinstance(p, str) and p in _UNION_TAGS)]
+        loc = [str(p) for p in err["loc"] if _union_tag_type(p) is None]
         field = ".".join(loc)
         kind = err["type"]
         if kind == "extra_forbidden":
@@ -358,7 +191,7 @@ def _model_at(model: type[BaseModel], loc: tuple) -> Optional[type[BaseModel]]:
     """Walk a pydantic error location to the model that holds the offending field."""
     current: Any = model
     for part in loc:
-        if isinstance(part, int) or part in _UNION_TAGS:
+        if isinstance(part, int) or _union_tag_type(part) is not None:
             continue
         if not (isinstance(current, type) and issubclass(current, BaseModel)):
             return None
@@ -398,6 +231,7 @@ class _Resolver:
         self.docs = docs
         self.overrides = overrides
         self.problems: list[Problem] = []
+        self.reserved: set[str] = set()
 
     def fail(self, doc: Optional[int], what: str, field: str, message: str) -> None:
         self.problems.append(Problem(doc, what, field, message))
@@ -512,14 +346,16 @@ class _Resolver:
         index, doc = cluster_doc
         what = f"Cluster {doc.metadata.name!r}"
         spec = doc.spec
-        backend = self.overrides.backend or spec.backend
+        backend = spec.backend_config()
         if self.overrides.backend is not None:
             try:
-                ClusterSpecIn._backend(backend)
+                backend = backend.model_copy(update={"type": check_backend(self.overrides.backend)})
             except ValueError as exc:
                 self.fail(None, "command line", "--backend", str(exc))
         pod_cidr = self._network(index, what, "spec.podCIDR", spec.pod_cidr)
-        under_cidr = self._network(index, what, "spec.underlay.cidr", spec.underlay.cidr)
+        routed = spec.underlay.type == "routed"
+        default_cidr = "192.168.0.0/16" if routed else "192.168.56.0/24"
+        under_cidr = self._network(index, what, "spec.underlay.cidr", spec.underlay.cidr or default_cidr)
         if pod_cidr is None or under_cidr is None:
             return Cluster()
         node_ins = self._node_list(spec)
@@ -532,17 +368,30 @@ class _Resolver:
             names.setdefault(node.name, i)
         if self.problems:
             return Cluster()
+        hint = tuple(dict.fromkeys(n.rack for n in spec.nodes if n.rack)) if isinstance(spec.nodes, list) else ()
+        layout = plan_underlay(spec.underlay, under_cidr, node_ins, self.overrides.nodes is not None, hint)
+        for field, message in layout.problems:
+            self.fail(index, what, field, message)
+        if self.problems:
+            return Cluster()
+        self._check_reserved_names(index, what, layout)
         subnets = pod_cidr.subnets(new_prefix=spec.subnet_len)
-        nodes = []
-        for i, node_in in enumerate(node_ins):
-            ip = under_cidr.network_address + NODE_IP_OFFSET + i
-            nodes.append(Node(name=node_in.name, index=i, ip=ip, mac=mac_from_ip(ip, "02:00"),
-                              pod_cidr=next(subnets), rack=node_in.rack))
-        return Cluster(name=doc.metadata.name, backend=Backend(backend), pod_cidr=pod_cidr,
-                       subnet_len=spec.subnet_len,
+        nodes = [Node(name=n.name, index=i, ip=n.ip, mac=mac_from_ip(n.ip, "02:00"), pod_cidr=next(subnets),
+                      rack=n.rack, subnet=n.subnet) for i, n in enumerate(layout.nodes)]
+        return Cluster(name=doc.metadata.name, backend=Backend(backend.type), vni=backend.vni,
+                       vxlan_port=backend.port, pod_cidr=pod_cidr, subnet_len=spec.subnet_len,
                        underlay=Underlay(type=UnderlayType(spec.underlay.type), cidr=under_cidr,
-                                         mtu=spec.underlay.mtu),
+                                         mtu=spec.underlay.mtu, bandwidth_mbit=spec.underlay.bandwidth,
+                                         racks=layout.racks),
                        nodes=tuple(nodes))
+
+    def _check_reserved_names(self, index: int, what: str, layout: UnderlayPlan) -> None:
+        infra = {r.host_name for r in layout.racks} | set(layout.infrastructure)
+        for i, node in enumerate(layout.nodes):
+            if node.name in infra:
+                self.fail(index, what, f"spec.nodes[{i}].name", f"{node.name!r} is the name of an "
+                          f"underlay host ({', '.join(sorted(infra))}); choose another node name")
+        self.reserved = infra
 
     def _node_list(self, spec: ClusterSpecIn) -> list[NodeIn]:
         if self.overrides.nodes is not None:
@@ -585,11 +434,6 @@ class _Resolver:
         if pod_cidr.overlaps(under_cidr):
             self.fail(index, what, "spec.underlay.cidr", f"{under_cidr} overlaps podCIDR {pod_cidr}; "
                       "node and pod addresses must not overlap")
-        last_host = under_cidr.num_addresses - 2
-        if NODE_IP_OFFSET + node_count - 1 > last_host:
-            fits = max(0, last_host - NODE_IP_OFFSET + 1)
-            self.fail(index, what, "spec.underlay.cidr", f"{under_cidr} has room for {fits} node IPs "
-                      f"(they start at host .{NODE_IP_OFFSET}), {node_count} needed; use a larger range")
 
     # -- pods
     def _override_pods(self, nodes: tuple[Node, ...]) -> list[_PodIntent]:
@@ -616,7 +460,7 @@ class _Resolver:
             if intent.node_name is None:
                 target = min(cluster.nodes, key=lambda n: (len(placed[n.name]), n.index))
                 placed[target.name].append(intent)
-        node_names_taken = set(node_names)
+        node_names_taken = set(node_names) | self.reserved
         pods = []
         for node in cluster.nodes:
             capacity = node.pod_cidr.num_addresses - 3
@@ -633,7 +477,7 @@ class _Resolver:
                           owner=intent.owner)
                 if pod.host_name in node_names_taken:
                     self.fail(intent.doc, intent.what, "metadata.name", f"{pod.host_name!r} is also "
-                              "the name of a node; pod and node names must differ")
+                              "the name of a node or underlay host; pod and node names must differ")
                 pods.append(pod)
         order = {(i.namespace, i.name): n for n, i in enumerate(intents)}
         return tuple(sorted(pods, key=lambda p: order[(p.namespace, p.name)]))

@@ -28,20 +28,45 @@ from pydantic import BaseModel, ConfigDict
 
 #: OpenFlow port numbers on every node bridge, declared once.
 UPLINK_OFPORT = 1
+TUNNEL_OFPORT = 2
 FIRST_POD_OFPORT = 100
+TUNNEL_IFNAME = "vxlan0"
+#: VXLAN adds 50 bytes (outer Ethernet 14 + IPv4 20 + UDP 8 + VXLAN 8): Flannel sets
+#: the pod MTU to the underlay MTU minus this.
+VXLAN_OVERHEAD = 50
 #: The name of the per-node OVS bridge (node IP lives on its LOCAL port).
 BRIDGE_NAME = "br-k8s"
 UPLINK_IFNAME = "uplink"
 
 
 class Backend(str, Enum):
-    """Pod network backends, named as Flannel names its ``Backend.Type``."""
+    """Pod network backends, named as Flannel names its ``Backend.Type``
+    (``directrouting`` is Flannel's VXLAN backend with ``DirectRouting: true``)."""
 
     HOST_GW = "host-gw"
+    VXLAN = "vxlan"
+    DIRECTROUTING = "directrouting"
 
 
 class UnderlayType(str, Enum):
     FLAT = "flat"
+    ROUTED = "routed"
+
+
+class RouteKind(str, Enum):
+    """How one node reaches another node's pods."""
+
+    LOCAL = "local"          # the same node
+    DIRECT = "direct"        # host-gw: unencapsulated to the peer's MAC on a shared segment
+    VXLAN = "vxlan"          # encapsulated to the peer's node IP
+    NONE = "none"            # no route: the backend cannot reach that node
+
+
+class Route(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    kind: RouteKind
+    reason: str = ""
 
 
 def mac_from_ip(ip: ipaddress.IPv4Address, prefix: str = "0a:58") -> str:
@@ -54,12 +79,37 @@ class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
+class Rack(_Frozen):
+    """One L2 segment of the underlay.  On a routed underlay each rack has its own
+    subnet and an L3 gateway (a Linux router namespace) at ``gateway_ip``; a flat
+    underlay is one segment, and rack names are only labels."""
+
+    name: str
+    index: int
+    cidr: ipaddress.IPv4Network
+    gateway_ip: Optional[ipaddress.IPv4Address] = None
+    #: The gateway's address on its point-to-point link to the core router, and the core's.
+    transit_ip: Optional[ipaddress.IPv4Address] = None
+    core_ip: Optional[ipaddress.IPv4Address] = None
+
+    @property
+    def gateway_mac(self) -> Optional[str]:
+        return mac_from_ip(self.gateway_ip, "02:00") if self.gateway_ip else None
+
+    @property
+    def host_name(self) -> str:
+        return f"gw-{self.name}"
+
+
 class Underlay(_Frozen):
     """The network the nodes' own IPs live on."""
 
     type: UnderlayType = UnderlayType.FLAT
     cidr: ipaddress.IPv4Network = ipaddress.IPv4Network("192.168.56.0/24")
     mtu: int = 1500
+    #: Optional rate of every underlay link, Mbit/s (htb through Mininet's TCLink).
+    bandwidth_mbit: Optional[float] = None
+    racks: tuple[Rack, ...] = ()
 
 
 class Node(_Frozen):
@@ -71,6 +121,8 @@ class Node(_Frozen):
     mac: str
     pod_cidr: ipaddress.IPv4Network
     rack: Optional[str] = None
+    #: The underlay segment the node IP is on (its rack's subnet; the whole underlay if flat).
+    subnet: ipaddress.IPv4Network = ipaddress.IPv4Network("192.168.56.0/24")
 
     @property
     def gateway_ip(self) -> ipaddress.IPv4Address:
@@ -116,6 +168,10 @@ class Cluster(_Frozen):
 
     name: str = "k8snet"
     backend: Backend = Backend.HOST_GW
+    #: Flannel's VXLAN defaults: VNI 1, UDP port 8472 (the kernel's historical port;
+    #: 4789 is the IANA one).
+    vni: int = 1
+    vxlan_port: int = 8472
     pod_cidr: ipaddress.IPv4Network = ipaddress.IPv4Network("10.244.0.0/16")
     subnet_len: int = 24
     underlay: Underlay = Underlay()
@@ -123,9 +179,47 @@ class Cluster(_Frozen):
     pods: tuple[Pod, ...] = ()
 
     @property
+    def encapsulates(self) -> bool:
+        return self.backend in (Backend.VXLAN, Backend.DIRECTROUTING)
+
+    @property
     def pod_mtu(self) -> int:
-        """host-gw carries pod packets unencapsulated: the underlay MTU."""
-        return self.underlay.mtu
+        """host-gw carries pod packets as they are: the underlay MTU.  With VXLAN
+        (directrouting included, as in Flannel) pods get the underlay MTU minus 50."""
+        return self.underlay.mtu - VXLAN_OVERHEAD if self.encapsulates else self.underlay.mtu
+
+    def rack(self, name: str) -> Rack:
+        for rack in self.underlay.racks:
+            if rack.name == name:
+                return rack
+        raise KeyError(name)
+
+    def route(self, src: "Node", dst: "Node") -> Route:
+        """How ``src`` forwards to ``dst``'s pod CIDR under this backend.
+
+        The one decision the flow compiler and the reachability checker share."""
+        if src.name == dst.name:
+            return Route(kind=RouteKind.LOCAL)
+        same_segment = src.subnet == dst.subnet
+        if self.backend is Backend.VXLAN:
+            return Route(kind=RouteKind.VXLAN)
+        if same_segment:
+            return Route(kind=RouteKind.DIRECT)
+        if self.backend is Backend.DIRECTROUTING:
+            return Route(kind=RouteKind.VXLAN)
+        return Route(kind=RouteKind.NONE, reason=(
+            f"host-gw needs {src.name} and {dst.name} on one L2 segment: {dst.name} ({dst.ip}) is "
+            f"not on {src.name}'s subnet {src.subnet}, so there is no L2 next hop for {dst.pod_cidr}"))
+
+    def underlay_next_hop(self, src: "Node", dst: "Node") -> str:
+        """The MAC a packet from ``src`` to ``dst``'s node IP is sent to: the peer itself on
+        a shared segment, else ``src``'s rack gateway."""
+        if src.subnet == dst.subnet:
+            return dst.mac
+        gateway = self.rack(src.rack).gateway_mac if src.rack else None
+        if gateway is None:
+            raise ValueError(f"{src.name} and {dst.name} share no segment and there is no gateway")
+        return gateway
 
     def node(self, name: str) -> Node:
         for node in self.nodes:
@@ -146,5 +240,6 @@ class Cluster(_Frozen):
         return tuple(n for n in self.nodes if n.name != node)
 
     def summary(self) -> str:
+        racks = f" ({len(self.underlay.racks)} racks)" if self.underlay.type is UnderlayType.ROUTED else ""
         return (f"{len(self.nodes)} nodes, {len(self.pods)} pods, backend {self.backend.value}, "
-                f"underlay {self.underlay.type.value} {self.underlay.cidr}, pod CIDR {self.pod_cidr}")
+                f"underlay {self.underlay.type.value}{racks} {self.underlay.cidr}, pod CIDR {self.pod_cidr}")

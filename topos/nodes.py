@@ -9,6 +9,10 @@
   gateway, TX checksum offload off (the userspace datapath does not fill in partial
   checksums: without this, ping works and TCP silently fails).
 * :class:`Underlay` -- the flat L2 segment: a Linux bridge in a namespace of ours.
+* :class:`RackGateway` -- one rack of a routed underlay: the rack's L2 segment (a Linux
+  bridge) with the gateway address on it, routing to the core; it knows node subnets
+  and nothing about pod CIDRs, like a real top-of-rack router.
+* :class:`CoreRouter` -- joins the rack gateways with point-to-point links.
 
 Commands run in a host's namespace through ``mnexec -a <pid>`` with a timeout and an
 error check (Mininet's ``cmd()`` has neither).
@@ -24,7 +28,9 @@ from mininet.link import Intf
 from mininet.node import Host
 
 from k8snet.procs import run
-from topos.model import BRIDGE_NAME, UPLINK_IFNAME, UPLINK_OFPORT, Cluster, Node, Pod
+from topos.model import (
+    BRIDGE_NAME, TUNNEL_IFNAME, TUNNEL_OFPORT, UPLINK_IFNAME, UPLINK_OFPORT, Cluster, Node, Pod, Rack,
+)
 from topos.ovs import OvsInstance
 
 
@@ -43,20 +49,72 @@ class NsHost(Host):
         args = [f"{k.replace('__', '.')}={v}" for k, v in settings.items()]
         self.ns("sysctl", "-q", "-w", *args)
 
+    def shape(self, iface: str, mbit: float) -> None:
+        """Limit what ``iface`` sends to ``mbit`` Mbit/s with an htb class (what Mininet's
+        TCLink does, minus its r2q warnings: the quantum is set to one full frame)."""
+        rate = f"{mbit:g}mbit"
+        self.ns("tc", "qdisc", "replace", "dev", iface, "root", "handle", "1:", "htb", "default", "1")
+        self.ns("tc", "class", "replace", "dev", iface, "parent", "1:", "classid", "1:1", "htb",
+                "rate", rate, "ceil", rate, "burst", "64k", "cburst", "64k", "quantum", "9100")
+
 
 class Underlay(NsHost):
     """One L2 segment for every node's uplink: a Linux bridge named ``fabric``."""
 
     BRIDGE = "fabric"
 
-    def build(self, ports: Sequence[str], mtu: int) -> None:
+    def build(self, ports: Sequence[str], mtu: int, bandwidth: float | None = None) -> None:
         cmds = [f"link add {self.BRIDGE} type bridge stp_state 0 forward_delay 0",
                 f"link set {self.BRIDGE} mtu {mtu} up", "link set lo up"]
         for port in ports:
             cmds += [f"link set {port} mtu {mtu} master {self.BRIDGE} up"]
         self.ip_batch(cmds)
+        if bandwidth:
+            for port in ports:
+                self.shape(port, bandwidth)
         # No IPv6 autoconfiguration chatter on the segment: we measure what we send.
         self.sysctl(net__ipv6__conf__all__disable_ipv6=1)
+
+
+class RackGateway(NsHost):
+    """A rack's top-of-rack router: segment bridge + gateway IP, default route to the core."""
+
+    BRIDGE = "segment"
+    CORE_IFNAME = "core"
+
+    def build(self, rack: Rack, ports: Sequence[str], mtu: int, bandwidth: float | None = None) -> None:
+        assert rack.gateway_ip and rack.transit_ip and rack.core_ip
+        cmds = ["link set lo up",
+                f"link add {self.BRIDGE} address {rack.gateway_mac} type bridge stp_state 0 forward_delay 0",
+                f"link set {self.BRIDGE} mtu {mtu} up",
+                f"addr add {rack.gateway_ip}/{rack.cidr.prefixlen} dev {self.BRIDGE}",
+                f"link set {self.CORE_IFNAME} mtu {mtu} up",
+                f"addr add {rack.transit_ip}/30 dev {self.CORE_IFNAME}",
+                f"route add default via {rack.core_ip} dev {self.CORE_IFNAME}"]
+        cmds += [f"link set {port} mtu {mtu} master {self.BRIDGE} up" for port in ports]
+        self.ip_batch(cmds)
+        self.sysctl(net__ipv4__ip_forward=1, net__ipv4__conf__all__rp_filter=0,
+                    net__ipv4__conf__default__rp_filter=0, net__ipv4__conf__all__send_redirects=0,
+                    net__ipv6__conf__all__disable_ipv6=1)
+        if bandwidth:
+            for port in [*ports, self.CORE_IFNAME]:
+                self.shape(port, bandwidth)
+
+
+class CoreRouter(NsHost):
+    """The core: a /30 to each rack gateway and a route to each rack subnet through it."""
+
+    def build(self, racks: Sequence[Rack], mtu: int, bandwidth: float | None = None) -> None:
+        cmds = ["link set lo up"]
+        for rack in racks:
+            cmds += [f"link set r{rack.index} mtu {mtu} up", f"addr add {rack.core_ip}/30 dev r{rack.index}",
+                     f"route add {rack.cidr} via {rack.transit_ip} dev r{rack.index}"]
+        self.ip_batch(cmds)
+        self.sysctl(net__ipv4__ip_forward=1, net__ipv4__conf__all__rp_filter=0,
+                    net__ipv4__conf__default__rp_filter=0, net__ipv6__conf__all__disable_ipv6=1)
+        if bandwidth:
+            for rack in racks:
+                self.shape(f"r{rack.index}", bandwidth)
 
 
 class K8sNode(NsHost):
@@ -92,19 +150,69 @@ class K8sNode(NsHost):
                 f"other-config:datapath-id={node.dpid:016x}", "other-config:disable-in-band=true",
                 "--", "add-port", BRIDGE_NAME, UPLINK_IFNAME,
                 "--", "set", "interface", UPLINK_IFNAME, f"ofport_request={UPLINK_OFPORT}"]
+        if cluster.encapsulates:
+            # One flow-based VXLAN port: the controller picks the remote end per flow.
+            args += ["--", "add-port", BRIDGE_NAME, TUNNEL_IFNAME, "--", "set", "interface", TUNNEL_IFNAME,
+                     "type=vxlan", "options:remote_ip=flow", "options:key=flow",
+                     f"options:dst_port={cluster.vxlan_port}", f"ofport_request={TUNNEL_OFPORT}"]
         for pod in pods:
             args += ["--", "add-port", BRIDGE_NAME, pod.port_name,
                      "--", "set", "interface", pod.port_name, f"ofport_request={pod.ofport}"]
         args += ["--", "set-controller", BRIDGE_NAME, f"unix:{link}"]
+        if cluster.underlay.bandwidth_mbit:
+            # OVS replaces the qdisc of ports it manages unless told to leave it alone.
+            args += ["--", "set", "port", UPLINK_IFNAME, "qos=@noop",
+                     "--", "--id=@noop", "create", "qos", "type=linux-noop"]
         self.ovs.vsctl(*args, timeout=30)
-        prefix = cluster.underlay.cidr.prefixlen
-        self.ip_batch([f"link set {BRIDGE_NAME} mtu {mtu} up",
-                       f"addr add {node.ip}/{prefix} dev {BRIDGE_NAME}",
-                       # Like flannel's routes: the pod network is behind the pod gateway.
-                       f"route add {cluster.pod_cidr} via {node.gateway_ip} dev {BRIDGE_NAME} onlink"])
+        cmds = [f"link set {BRIDGE_NAME} mtu {mtu} up",
+                f"addr add {node.ip}/{node.subnet.prefixlen} dev {BRIDGE_NAME}",
+                # Like flannel's routes: the pod network is behind the pod gateway.
+                f"route add {cluster.pod_cidr} via {node.gateway_ip} dev {BRIDGE_NAME} onlink"]
+        if node.rack and cluster.underlay.racks:
+            cmds.append(f"route add default via {cluster.rack(node.rack).gateway_ip} dev {BRIDGE_NAME}")
+        self.ip_batch(cmds)
+        if cluster.underlay.bandwidth_mbit:
+            self.shape(UPLINK_IFNAME, cluster.underlay.bandwidth_mbit)
+        self.publish_subnet_env(cluster, node)
+        if cluster.encapsulates:
+            self.seed_tunnel_neighbours(cluster, node)
         # Frames from the node's own stack cross the userspace datapath too.
         self.ns("ethtool", "-K", BRIDGE_NAME, "tx", "off")
         Intf(BRIDGE_NAME, node=self, port=0, moveIntfFn=lambda *a, **k: True).ip = str(node.ip)
+
+    def seed_tunnel_neighbours(self, cluster: Cluster, node: Node) -> None:
+        """Tell OVS the MAC of every underlay next hop a tunnel will use.
+
+        OVS's userspace tunnelling drops the first packet to a next hop it has not
+        resolved yet (it sends an ARP and forgets the packet); the kernel path Flannel
+        uses queues it instead.  The MACs are known from the model, so seed them, as
+        Flannel seeds its permanent neighbour entries.  Entries age like learned ones
+        and are refreshed by ARP snooping."""
+        assert self.ovs is not None
+        hops: dict[str, str] = {}
+        for peer in cluster.peers_of(node.name):
+            if cluster.route(node, peer).kind.value != "vxlan":
+                continue
+            if peer.subnet == node.subnet:
+                hops[str(peer.ip)] = peer.mac
+            else:
+                rack = cluster.rack(node.rack)
+                hops[str(rack.gateway_ip)] = rack.gateway_mac
+        for ip, mac in hops.items():
+            self.ovs.appctl("tnl/neigh/set", BRIDGE_NAME, ip, mac)
+
+    def publish_subnet_env(self, cluster: Cluster, node: Node) -> None:
+        """Write ``/run/flannel/subnet.env`` inside the node, as flanneld does; the CNI
+        plugin reads the pod MTU from it.  The node gets its own tmpfs on ``/run`` (its
+        shell already has a private mount namespace), so nothing appears on the host;
+        a copy stays in the node's run directory for reading from outside."""
+        text = (f"FLANNEL_NETWORK={cluster.pod_cidr}\nFLANNEL_SUBNET={node.gateway_ip}/{node.pod_cidr.prefixlen}\n"
+                f"FLANNEL_MTU={cluster.pod_mtu}\nFLANNEL_IPMASQ=false\n")
+        assert self.ovs is not None
+        (self.ovs.dir / "subnet.env").write_text(text)
+        self.ns("mount", "-t", "tmpfs", "-o", "size=1m,mode=0755", "k8snet-run", "/run")
+        self.ns("mkdir", "-p", "/run/flannel")
+        self.ns("tee", "/run/flannel/subnet.env", input=text)
 
     def IP(self, intf=None):  # noqa: N802 - Mininet's name; the CLI substitutes it
         return str(self.model.ip) if self.model and intf is None else super().IP(intf)

@@ -33,7 +33,7 @@ def test_check_writes_json_and_exits_zero(tmp_path, no_leaks):
     assert {r["kind"] for r in doc["results"]} == {"pod-pod-same-node", "pod-pod-cross-node",
                                                    "node-pod", "pod-node"}
     assert all(r["reachable"] and r["ok"] for r in doc["results"])
-    assert "all 28 pairs as expected" in result.stdout
+    assert "all 28 pairs reachable" in result.stdout
 
 
 def test_invalid_spec_exits_2_names_the_field_and_starts_nothing(tmp_path, no_leaks):

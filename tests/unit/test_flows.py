@@ -55,21 +55,60 @@ def test_every_node_gets_a_drop_miss_in_every_table_and_unique_keys(cluster):
 def test_cookies_carry_feature_and_no_generation(cluster):
     desired = compile_node(cluster, "node-0")
     features = {f.cookie >> pipeline.FEATURE_SHIFT for f in desired.flows}
-    assert features == {pipeline.Feature.PODNET, pipeline.Feature.HOSTGW}
+    assert features == {pipeline.Feature.PODNET, pipeline.Feature.HOSTGW, pipeline.Feature.NODE_ROUTES}
     assert all(pipeline.generation_of(f.cookie) == 0 for f in desired.flows)
     stamped = pipeline.with_generation(desired.flows[0].cookie, 0xBEEF)
     assert pipeline.generation_of(stamped) == 0xBEEF
     assert stamped >> pipeline.FEATURE_SHIFT == desired.flows[0].cookie >> pipeline.FEATURE_SHIFT
 
 
+def by_feature(desired, feature):
+    return [f for f in desired.flows if f.cookie >> pipeline.FEATURE_SHIFT == feature]
+
+
 def test_hostgw_has_one_route_per_peer_pod_cidr_and_node(cluster):
     desired = compile_node(cluster, "node-0")
-    hostgw = [f for f in desired.flows if f.cookie >> pipeline.FEATURE_SHIFT == pipeline.Feature.HOSTGW]
-    assert sorted(str(f.match.get("ipv4_dst")) for f in hostgw) == [
-        "10.244.1.0/24", "10.244.2.0/24", "192.168.56.11", "192.168.56.12"]
+    hostgw = by_feature(desired, pipeline.Feature.HOSTGW)
+    assert sorted(str(f.match.get("ipv4_dst")) for f in hostgw) == ["10.244.1.0/24", "10.244.2.0/24"]
+    nodes = by_feature(desired, pipeline.Feature.NODE_ROUTES)
+    assert sorted(str(f.match.get("ipv4_dst")) for f in nodes) == ["192.168.56.11", "192.168.56.12"]
     peer = cluster.node("node-1")
     route = next(f for f in hostgw if f.match.get("ipv4_dst") == "10.244.1.0/24")
     assert SetField("eth_dst", peer.mac) in route.actions and DecTtl() in route.actions
+
+
+ROUTED = """\
+apiVersion: k8snet.io/v1alpha1
+kind: Cluster
+spec:
+  nodes: 4
+  backend: BACKEND
+  underlay: {type: routed, racks: 2}
+"""
+
+
+@pytest.mark.parametrize("backend,direct,tunnelled", [
+    ("host-gw", ["10.244.1.0/24"], []),
+    ("vxlan", [], ["10.244.1.0/24", "10.244.2.0/24", "10.244.3.0/24"]),
+    ("directrouting", ["10.244.1.0/24"], ["10.244.2.0/24", "10.244.3.0/24"]),
+])
+def test_routed_underlay_routes_per_backend(backend, direct, tunnelled):
+    cluster = load_text(ROUTED.replace("BACKEND", backend))
+    desired = compile_node(cluster, "node-0")
+    assert sorted(f.match.get("ipv4_dst") for f in by_feature(desired, pipeline.Feature.HOSTGW)) == direct
+    vx = by_feature(desired, pipeline.Feature.VXLAN)
+    routes = [f for f in vx if f.table == pipeline.L3_FORWARDING]
+    assert sorted(f.match.get("ipv4_dst") for f in routes) == tunnelled
+    for f in routes:
+        peer = next(n for n in cluster.nodes if str(n.pod_cidr) == f.match.get("ipv4_dst"))
+        assert SetField("tun_ipv4_dst", str(peer.ip)) in f.actions and SetField("tunnel_id", 1) in f.actions
+    decap = [f for f in vx if f.table == pipeline.CLASSIFIER]
+    assert len(decap) == (1 if tunnelled else 0)
+    # Peer node IPs: straight to node-1 (same rack), via rack-0's gateway to the others.
+    gw = cluster.underlay.racks[0].gateway_mac
+    hops = {f.match.get("ipv4_dst"): next(a.value for a in f.actions if getattr(a, "name", "") == "eth_dst")
+            for f in by_feature(desired, pipeline.Feature.NODE_ROUTES)}
+    assert hops == {"192.168.0.11": cluster.nodes[1].mac, "192.168.1.10": gw, "192.168.1.11": gw}
 
 
 def test_compilation_is_pure_and_deterministic(cluster):

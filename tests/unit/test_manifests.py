@@ -105,6 +105,53 @@ def test_zero_replicas_is_valid():
     assert load_text(spec(CLUSTER, deployment(replicas=0))).pods == ()
 
 
+def test_routed_underlay_puts_racks_in_subnets_behind_gateways():
+    text = CLUSTER.replace("nodes: 3", "nodes: 4") + "  backend: vxlan\n  underlay: {type: routed, racks: 2}\n"
+    cluster = load_text(text)
+    racks = cluster.underlay.racks
+    assert [(r.name, str(r.cidr), str(r.gateway_ip)) for r in racks] == [
+        ("rack-0", "192.168.0.0/24", "192.168.0.1"), ("rack-1", "192.168.1.0/24", "192.168.1.1")]
+    assert [(str(r.core_ip), str(r.transit_ip)) for r in racks] == [
+        ("192.168.255.1", "192.168.255.2"), ("192.168.255.5", "192.168.255.6")]
+    assert [(n.name, n.rack, str(n.ip)) for n in cluster.nodes] == [
+        ("node-0", "rack-0", "192.168.0.10"), ("node-1", "rack-0", "192.168.0.11"),
+        ("node-2", "rack-1", "192.168.1.10"), ("node-3", "rack-1", "192.168.1.11")]
+    assert cluster.pod_mtu == 1450
+
+
+def test_named_racks_and_node_override_keep_rack_names():
+    text = CLUSTER.replace("nodes: 3", "nodes: [{name: a, rack: east}, {name: b, rack: west}]") + \
+        "  underlay: {type: routed}\n"
+    assert [n.subnet.compressed for n in load_text(text).nodes] == ["192.168.0.0/24", "192.168.1.0/24"]
+    more = load_text(text, Overrides(nodes=4))
+    assert [n.rack for n in more.nodes] == ["east", "east", "west", "west"]
+
+
+def test_backend_mapping_follows_flannel():
+    cluster = load_text(CLUSTER + "  backend: {type: vxlan, vni: 7, port: 4789, directRouting: true}\n")
+    assert (cluster.backend.value, cluster.vni, cluster.vxlan_port) == ("directrouting", 7, 4789)
+    plain = load_text(CLUSTER + "  backend: vxlan\n")
+    assert (plain.vni, plain.vxlan_port, plain.pod_mtu) == (1, 8472, 1450)
+    assert load_text(CLUSTER).pod_mtu == 1500
+    assert load_text(CLUSTER, Overrides(backend="directrouting")).backend.value == "directrouting"
+
+
+def test_routes_between_nodes_per_backend():
+    text = CLUSTER.replace("nodes: 3", "nodes: 4") + "  underlay: {type: routed}\n"
+    for backend, same_rack, cross_rack in (("host-gw", "direct", "none"), ("vxlan", "vxlan", "vxlan"),
+                                          ("directrouting", "direct", "vxlan")):
+        cluster = load_text(text, Overrides(backend=backend))
+        n0, n1, n2 = cluster.nodes[:3]
+        assert cluster.route(n0, n0).kind.value == "local"
+        assert cluster.route(n0, n1).kind.value == same_rack, backend
+        assert cluster.route(n0, n2).kind.value == cross_rack, backend
+    hostgw = load_text(text)
+    reason = hostgw.route(hostgw.nodes[0], hostgw.nodes[2]).reason
+    assert "not on node-0's subnet 192.168.0.0/24" in reason and "no L2 next hop" in reason
+    assert hostgw.underlay_next_hop(hostgw.nodes[0], hostgw.nodes[1]) == hostgw.nodes[1].mac
+    assert hostgw.underlay_next_hop(hostgw.nodes[0], hostgw.nodes[2]) == hostgw.underlay.racks[0].gateway_mac
+
+
 def test_spec_without_cluster_document_uses_defaults():
     cluster = load_text(pod("solo"))
     assert len(cluster.nodes) == 3 and cluster.pods[0].name == "solo"
@@ -172,6 +219,35 @@ BAD = {
                                  "spec.template.metadata.labels.ready", "valid string"),
     "too many pods for a node": (spec(CLUSTER.replace("nodes: 3", "nodes: 1") + "  subnetLen: 29\n",
                                       deployment(replicas=6)), 2, "spec.replicas", "holds 5"),
+    "link delay refused": (CLUSTER + "  underlay: {delay: 10ms}\n", 1, "spec.underlay.delay",
+                           "needs the kernel's netem qdisc"),
+    "link loss refused": (CLUSTER + "  underlay: {loss: 1}\n", 1, "spec.underlay.loss", "netem"),
+    "bandwidth not positive": (CLUSTER + "  underlay: {bandwidth: 0}\n", 1, "spec.underlay.bandwidth",
+                               "greater than 0"),
+    "racks on a flat underlay": (CLUSTER + "  underlay: {racks: 2}\n", 1, "spec.underlay.racks",
+                                 "need a routed underlay"),
+    "more racks than nodes": (CLUSTER + "  underlay: {type: routed, racks: 4}\n", 1, "spec.underlay.racks",
+                              "would leave a rack empty"),
+    "routed node without rack": (CLUSTER.replace("nodes: 3", "nodes: [{name: a, rack: r1}, {name: b}]")
+                                 + "  underlay: {type: routed}\n", 1, "spec.nodes[1].rack", "needs a rack"),
+    "racks count disagrees with names": (CLUSTER.replace("nodes: 3", "nodes: [{name: a, rack: r1}, {name: b, rack: r2}]")
+                                         + "  underlay: {type: routed, racks: 3}\n", 1, "spec.underlay.racks",
+                                         "the nodes name 2"),
+    "routed cidr too small for racks": (CLUSTER + "  underlay: {type: routed, cidr: 192.168.0.0/24}\n", 1,
+                                        "spec.underlay.rackSubnetLen", "do not fit"),
+    "routed cidr holds too few racks": (CLUSTER + "  underlay: {type: routed, racks: 2, cidr: 192.168.0.0/23}\n",
+                                        1, "spec.underlay.cidr", "need 3"),
+    "node named like the core router": (CLUSTER.replace("nodes: 3", "nodes: [{name: core}, {name: b}]")
+                                        + "  underlay: {type: routed}\n", 1, "spec.nodes[0].name",
+                                        "name of an underlay host"),
+    "vni out of range": (CLUSTER + "  backend: {type: vxlan, vni: 0}\n", 1, "spec.backend.vni",
+                         "greater than or equal to 1"),
+    "vxlan port out of range": (CLUSTER + "  backend: {type: vxlan, port: 70000}\n", 1, "spec.backend.port",
+                                "less than or equal to 65535"),
+    "backend neither name nor mapping": (CLUSTER + "  backend: 7\n", 1, "spec.backend",
+                                         "must be a backend name"),
+    "backend mapping with unknown field": (CLUSTER + "  backend: {type: vxlan, mtu: 9000}\n", 1,
+                                           "spec.backend.mtu", "unknown field; allowed here: directRouting"),
     "missing pod name": (spec(CLUSTER, "apiVersion: v1\nkind: Pod\nmetadata: {}\n"), 2, "metadata.name",
                          "required field is missing"),
 }
@@ -198,7 +274,7 @@ def test_all_problems_are_reported_at_once():
 
 def test_bad_command_line_override():
     with pytest.raises(SpecError) as info:
-        load_text(default_spec_text(), Overrides(backend="vxlan"))
-    assert "--backend" in str(info.value) and "not supported yet" in str(info.value)
+        load_text(default_spec_text(), Overrides(backend="udp"))
+    assert "--backend" in str(info.value) and "allowed: host-gw, vxlan, directrouting" in str(info.value)
     with pytest.raises(SpecError):
         load_text(default_spec_text(), Overrides(nodes=0))

@@ -1,0 +1,26 @@
+"""Pods reaching other nodes' host network (their node IPs), on any backend.
+
+In Flannel a pod's packet for a peer's node IP leaves through its node's kernel, which
+sends it on the underlay: straight to the peer on a shared segment, else to the rack
+gateway.  One flow per peer does the same here, with the next hop from
+:meth:`topos.model.Cluster.underlay_next_hop`.  The reply comes back by whatever
+route the peer has to this node's pod CIDR (host-gw or VXLAN), so on host-gw across
+racks the request arrives and the reply is lost -- as in Flannel.
+"""
+
+from __future__ import annotations
+
+import zlib
+from typing import Iterator
+
+from controllers.flows import ETH_TYPE_IP, DecTtl, Flow, Match, Output, SetField
+from controllers.pipeline import L3_FORWARDING, Feature, Priority, cookie
+from topos.model import UPLINK_OFPORT, Cluster, Node
+
+
+def flows(cluster: Cluster, node: Node) -> Iterator[Flow]:
+    for peer in cluster.peers_of(node.name):
+        yield Flow(L3_FORWARDING, Priority.ROUTE_HOST, Match.of(eth_type=ETH_TYPE_IP, ipv4_dst=str(peer.ip)),
+                   (SetField("eth_src", node.mac), SetField("eth_dst", cluster.underlay_next_hop(node, peer)),
+                    DecTtl(), Output(UPLINK_OFPORT)),
+                   cookie=cookie(Feature.NODE_ROUTES, zlib.crc32(f"node/{peer.name}".encode())))

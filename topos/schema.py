@@ -1,0 +1,265 @@
+"""The input schema of a cluster spec: what each document may say, and the errors.
+
+Pydantic models mirror the Kubernetes field names (camelCase aliases), forbid unknown
+fields and carry the validators whose messages end up in front of the user, so they
+say what is allowed.  Resolution into addresses is :mod:`topos.manifests`' job.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Annotated, Any, Optional, Union
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+from pydantic.alias_generators import to_camel
+
+from topos.model import Backend
+
+_DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+_LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
+_LABEL_NAME = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with the input, located precisely."""
+
+    doc: Optional[int]
+    what: str
+    field: str
+    message: str
+
+    def __str__(self) -> str:
+        where = f"document {self.doc}" if self.doc is not None else "spec"
+        if self.what:
+            where += f" ({self.what})"
+        return f"{where}: {self.field}: {self.message}" if self.field else f"{where}: {self.message}"
+
+
+class SpecError(Exception):
+    """The cluster spec is invalid; ``problems`` says where and why."""
+
+    def __init__(self, problems: list[Problem]):
+        self.problems = problems
+        super().__init__("\n".join(str(p) for p in problems))
+
+
+# --------------------------------------------------------------------------- input schema
+def dns1123_subdomain(value: str) -> str:
+    if len(value) > 253 or not _DNS1123_SUBDOMAIN.match(value):
+        raise ValueError(f"{value!r} is not a valid DNS-1123 subdomain: use lowercase letters, "
+                         "digits, '-' and '.', starting and ending with a letter or digit, "
+                         "at most 253 characters")
+    return value
+
+
+def dns1123_label(value: str) -> str:
+    if len(value) > 63 or not _DNS1123_LABEL.match(value):
+        raise ValueError(f"{value!r} is not a valid DNS-1123 label: use lowercase letters, "
+                         "digits and '-', starting and ending with a letter or digit, "
+                         "at most 63 characters")
+    return value
+
+
+def check_labels(labels: dict[str, str]) -> dict[str, str]:
+    for key, value in labels.items():
+        name = key.rsplit("/", 1)[-1]
+        if len(name) > 63 or not _LABEL_NAME.match(name):
+            raise ValueError(f"label key {key!r} is invalid: at most 63 characters of "
+                             "letters, digits, '-', '_' and '.', starting and ending alphanumeric")
+        if not isinstance(value, str) or len(value) > 63 or not _LABEL_VALUE.match(value):
+            raise ValueError(f"label {key!r}: value {value!r} must be a string of at most 63 "
+                             "letters, digits, '-', '_' and '.', starting and ending alphanumeric "
+                             "(quote numbers and booleans in YAML)")
+    return labels
+
+
+Subdomain = Annotated[str, AfterValidator(dns1123_subdomain)]
+Label = Annotated[str, AfterValidator(dns1123_label)]
+Labels = Annotated[dict[str, str], AfterValidator(check_labels)]
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid", alias_generator=to_camel, populate_by_name=False,
+                              strict=True)
+
+
+class Metadata(_In):
+    name: Subdomain
+    namespace: Label = "default"
+    labels: Labels = {}
+    annotations: dict[str, str] = {}
+
+
+
+class TemplateMetadata(_In):
+    labels: Labels = {}
+    annotations: dict[str, str] = {}
+
+
+class ContainerPort(_In):
+    container_port: int = Field(ge=1, le=65535)
+    name: Optional[str] = None
+    protocol: str = "TCP"
+
+    @field_validator("protocol")
+    @classmethod
+    def _proto(cls, v: str) -> str:
+        if v not in ("TCP", "UDP"):
+            raise ValueError(f"{v!r} is not supported; allowed: TCP, UDP")
+        return v
+
+
+class Container(_In):
+    """Containers are not run (a pod is a namespace running what you start in it);
+    the fields are accepted so real manifests load, and ports name targetPorts."""
+
+    name: str
+    image: Optional[str] = None
+    image_pull_policy: Optional[str] = None
+    command: list[str] = []
+    args: list[str] = []
+    working_dir: Optional[str] = None
+    ports: list[ContainerPort] = []
+    env: list[dict[str, Any]] = []
+    resources: dict[str, Any] = {}
+
+
+class PodSpecIn(_In):
+    node_name: Optional[str] = None
+    containers: list[Container] = []
+    restart_policy: Optional[str] = None
+    termination_grace_period_seconds: Optional[int] = None
+
+
+class PodDoc(_In):
+    api_version: str
+    kind: str
+    metadata: Metadata
+    spec: PodSpecIn = PodSpecIn()
+
+
+class LabelSelector(_In):
+    match_labels: dict[str, str] = {}
+
+
+class PodTemplate(_In):
+    metadata: TemplateMetadata = TemplateMetadata()
+    spec: PodSpecIn = PodSpecIn()
+
+
+class DeploymentSpecIn(_In):
+    replicas: int = Field(default=1, ge=0)
+    selector: LabelSelector = LabelSelector()
+    template: PodTemplate = PodTemplate()
+
+
+class DeploymentDoc(_In):
+    api_version: str
+    kind: str
+    metadata: Metadata
+    spec: DeploymentSpecIn = DeploymentSpecIn()
+
+
+class NodeIn(_In):
+    name: Subdomain
+    rack: Optional[str] = None
+
+
+NO_NETEM = ("link {what} needs the kernel's netem qdisc, which this machine's kernel does not "
+            "have (CONFIG_NET_SCH_NETEM is not set); remove the field (bandwidth is available)")
+
+
+class UnderlayIn(_In):
+    """``flat``: one L2 segment for every node.  ``routed``: each rack its own subnet
+    (a ``rackSubnetLen`` slice of ``cidr``) behind an L3 gateway, gateways joined by a
+    core router.  Delay and loss are named here only to be refused clearly."""
+
+    type: str = "flat"
+    cidr: Optional[str] = None
+    mtu: int = Field(default=1500, ge=1280, le=9000)
+    racks: Optional[int] = Field(default=None, ge=1, le=63)
+    rack_subnet_len: int = Field(default=24, ge=16, le=28)
+    bandwidth: Optional[float] = Field(default=None, gt=0, le=100_000,
+                                       description="Mbit/s on every underlay link")
+    delay: Any = None
+    loss: Any = None
+
+    @field_validator("type")
+    @classmethod
+    def _type(cls, v: str) -> str:
+        if v not in ("flat", "routed"):
+            raise ValueError(f"{v!r} is not an underlay type; allowed: flat, routed")
+        return v
+
+    @field_validator("delay")
+    @classmethod
+    def _delay(cls, v: Any) -> Any:
+        if v is not None:
+            raise ValueError(NO_NETEM.format(what="delay"))
+        return v
+
+    @field_validator("loss")
+    @classmethod
+    def _loss(cls, v: Any) -> Any:
+        if v is not None:
+            raise ValueError(NO_NETEM.format(what="loss"))
+        return v
+
+
+BACKENDS = [b.value for b in Backend]
+
+
+def check_backend(v: str) -> str:
+    if v not in BACKENDS:
+        raise ValueError(f"{v!r} is not a backend; allowed: {', '.join(BACKENDS)}")
+    return v
+
+
+class BackendIn(_In):
+    """Flannel's backend block: ``{Type, VNI, Port, DirectRouting}`` in k8s spelling."""
+
+    type: Annotated[str, AfterValidator(check_backend)]
+    vni: int = Field(default=1, ge=1, le=16_777_215, alias="vni")
+    port: int = Field(default=8472, ge=1, le=65535)
+    direct_routing: bool = False
+
+
+class ClusterSpecIn(_In):
+    nodes: Union[int, list[NodeIn]] = 3
+    pod_cidr: str = Field(default="10.244.0.0/16", alias="podCIDR")
+    subnet_len: int = Field(default=24, ge=8, le=30)
+    backend: Union[Annotated[str, AfterValidator(check_backend)], BackendIn] = "host-gw"
+    underlay: UnderlayIn = UnderlayIn()
+
+    @field_validator("nodes")
+    @classmethod
+    def _nodes(cls, v: Union[int, list[NodeIn]]) -> Union[int, list[NodeIn]]:
+        count = v if isinstance(v, int) else len(v)
+        if count < 1:
+            raise ValueError("a cluster needs at least 1 node")
+        return v
+
+    def backend_config(self) -> BackendIn:
+        if isinstance(self.backend, str):
+            return BackendIn(type=self.backend)
+        if self.backend.direct_routing and self.backend.type == "vxlan":
+            return self.backend.model_copy(update={"type": "directrouting"})
+        return self.backend
+
+
+class ClusterMetadata(_In):
+    name: Label = "k8snet"
+    labels: Labels = {}
+    annotations: dict[str, str] = {}
+
+
+class ClusterDoc(_In):
+    api_version: str
+    kind: str
+    metadata: ClusterMetadata = ClusterMetadata()
+    spec: ClusterSpecIn = ClusterSpecIn()
+
+
