@@ -39,6 +39,7 @@ test-quick: setup
 
 bench: setup
 	$(VENV)/bin/python bench/bringup.py
+	$(VENV)/bin/python bench/throughput.py
 
 clean:
 	-$(VENV)/bin/k8snet clean

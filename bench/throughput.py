@@ -1,0 +1,269 @@
+"""Pod-to-pod TCP throughput per backend and underlay, with the machine's references.
+
+    .venv/bin/python bench/throughput.py [--seconds 3] [--repeat 3] [--out FILE]
+
+Cells (iperf3 -J, TCP, one stream):
+
+* ``veth``          two namespaces joined by a bare veth pair, TX checksum offload off as
+                    in the pods (the machine's limit for the same offloads);
+* ``ovs-normal``    two namespaces on one userspace OVS bridge with a single NORMAL flow
+                    (the userspace datapath's own limit);
+* ``same-node``     two pods on one node (host-gw, flat);
+* ``host-gw``       pods on two nodes, flat underlay;
+* ``vxlan-flat``    the same over VXLAN;
+* ``vxlan-routed``  pods in two racks behind L3 gateways, VXLAN;
+* ``directrouting-same-rack`` / ``directrouting-cross-rack``  Flannel DirectRouting on
+                    the routed underlay: unencapsulated within a rack, VXLAN across.
+
+All environments are built first, then measured in rounds (every cell once per round)
+so that the machine's drift hits all cells alike; each cell reports median, min and
+max, and ratios to both references and (goals) host-gw / ovs-normal >= 0.9 and
+VXLAN / host-gw >= 0.8, all from this one run.  Printed, and written as JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from mininet.net import Mininet  # noqa: E402
+
+from k8snet.procs import CommandError, OwnedProcess, run  # noqa: E402
+from k8snet.rundir import RunDir  # noqa: E402
+from topos.cluster import ClusterNet  # noqa: E402
+from topos.manifests import Overrides, embedded_spec_text, load_text  # noqa: E402
+from topos.nodes import NsHost  # noqa: E402
+from topos.ovs import OvsInstance, ovs_version  # noqa: E402
+
+GOALS = {"host-gw / ovs-normal": 0.9, "vxlan-flat / host-gw": 0.8}
+
+
+@dataclass
+class Cell:
+    name: str
+    what: str
+    client: Any
+    server: Any
+    server_ip: str
+    runs: list[dict[str, Any]] = field(default_factory=list)
+
+
+def iperf(cell: Cell, seconds: int, port: int) -> dict[str, Any]:
+    """One iperf3 run; a failure is recorded with its reason, never as a zero."""
+    srv = cell.server.popen(["iperf3", "-s", "-1", "-p", str(port)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        time.sleep(0.3)
+        out = run(["mnexec", "-a", str(cell.client.pid), "iperf3", "-c", cell.server_ip, "-p", str(port),
+                   "-t", str(seconds), "-J"], timeout=seconds + 30, check=False)
+    except CommandError as exc:
+        return {"ok": False, "error": str(exc)}
+    finally:
+        srv.kill()
+        srv.wait(timeout=5)
+    try:
+        doc = json.loads(out.stdout)
+    except ValueError:
+        return {"ok": False, "error": f"iperf3 printed no JSON: {out.stderr.strip()[:300]}"}
+    if "error" in doc:
+        return {"ok": False, "error": doc["error"]}
+    end = doc["end"]
+    return {"ok": True, "bits_per_second": end["sum_received"]["bits_per_second"],
+            "retransmits": end["sum_sent"].get("retransmits"), "bytes": end["sum_received"]["bytes"],
+            "iperf3_end": end}
+
+
+class References:
+    """The two references, in namespaces and an OVS of the benchmark's own."""
+
+    def __init__(self) -> None:
+        self.run = RunDir.create()
+        Mininet.inited = True
+        self.net = Mininet(topo=None, build=False, controller=None, autoSetMacs=False, autoStaticArp=False,
+                           waitConnected=False)
+        self.ovs: OvsInstance | None = None
+
+    def _host(self, name: str) -> NsHost:
+        host = self.net.addHost(name, cls=NsHost, ip=None)
+        self.run.record(OwnedProcess.of(host.pid, f"bench {name}"))
+        return host
+
+    def _address(self, host: NsHost, ip: str) -> None:
+        host.ip_batch(["link set lo up", "link set eth0 up", f"addr add {ip}/24 dev eth0"])
+        host.ns("ethtool", "-K", "eth0", "tx", "off")
+
+    def build(self) -> list[Cell]:
+        a, b = self._host("veth-a"), self._host("veth-b")
+        self.net.addLink(a, b, intfName1="eth0", intfName2="eth0")
+        self._address(a, "10.99.0.1")
+        self._address(b, "10.99.0.2")
+        c, d, sw = self._host("ovs-a"), self._host("ovs-b"), self._host("ovs-sw")
+        self.net.addLink(c, sw, intfName1="eth0", intfName2="p1")
+        self.net.addLink(d, sw, intfName1="eth0", intfName2="p2")
+        self._address(c, "10.99.1.1")
+        self._address(d, "10.99.1.2")
+        sw.ip_batch(["link set lo up", "link set p1 up", "link set p2 up"])
+        self.ovs = OvsInstance(self.run.sub("ovs"), ["mnexec", "-a", str(sw.pid)])
+        self.ovs.start()
+        self.ovs.vsctl("add-br", "br0", "--", "set", "bridge", "br0", "datapath_type=netdev", "fail-mode=secure",
+                       "--", "add-port", "br0", "p1", "--", "add-port", "br0", "p2")
+        self.ovs.ofctl("add-flow", "br0", "priority=0,actions=NORMAL")
+        return [Cell("veth", "bare veth pair, tx checksum offload off", a, b, "10.99.0.2"),
+                Cell("ovs-normal", "one userspace OVS bridge, a single NORMAL flow", c, d, "10.99.1.2")]
+
+    def stop(self) -> None:
+        if self.ovs:
+            self.ovs.stop()
+        for host in list(self.net.hosts):
+            host.terminate()
+        self.run.remove()
+
+
+def cluster_cells(nets: dict[str, ClusterNet]) -> list[Cell]:
+    def pod(net: ClusterNet, node: str, k: int = 0):
+        p = [x for x in net.cluster.pods if x.node == node][k]
+        return net.pod(p.host_name), str(p.ip)
+
+    cells = []
+    flat = nets["flat-host-gw"]
+    (c, _), (s, ip) = pod(flat, "node-0", 0), pod(flat, "node-0", 1)
+    cells.append(Cell("same-node", "two pods on one node (host-gw)", c, s, ip))
+    (c, _), (s, ip) = pod(flat, "node-0"), pod(flat, "node-1")
+    cells.append(Cell("host-gw", "pods on two nodes, host-gw, flat underlay", c, s, ip))
+    vx = nets["flat-vxlan"]
+    (c, _), (s, ip) = pod(vx, "node-0"), pod(vx, "node-1")
+    cells.append(Cell("vxlan-flat", "pods on two nodes, VXLAN, flat underlay", c, s, ip))
+    vr = nets["routed-vxlan"]
+    (c, _), (s, ip) = pod(vr, "node-0"), pod(vr, "node-2")
+    cells.append(Cell("vxlan-routed", "pods in two racks, VXLAN across the gateways", c, s, ip))
+    dr = nets["routed-directrouting"]
+    (c, _), (s, ip) = pod(dr, "node-0"), pod(dr, "node-1")
+    cells.append(Cell("directrouting-same-rack", "DirectRouting, same rack (unencapsulated)", c, s, ip))
+    (c, _), (s, ip) = pod(dr, "node-0"), pod(dr, "node-2")
+    cells.append(Cell("directrouting-cross-rack", "DirectRouting, across racks (VXLAN)", c, s, ip))
+    return cells
+
+
+def build_clusters() -> dict[str, ClusterNet]:
+    specs = {
+        "flat-host-gw": load_text(embedded_spec_text("default"), Overrides(nodes=2, pods_per_node=2)),
+        "flat-vxlan": load_text(embedded_spec_text("default"), Overrides(nodes=2, pods_per_node=1,
+                                                                         backend="vxlan")),
+        "routed-vxlan": load_text(embedded_spec_text("racks"), Overrides(pods_per_node=1)),
+        "routed-directrouting": load_text(embedded_spec_text("racks"),
+                                          Overrides(pods_per_node=1, backend="directrouting")),
+    }
+    nets: dict[str, ClusterNet] = {}
+    try:
+        for name, cluster in specs.items():
+            nets[name] = ClusterNet(cluster, progress=lambda m: None).start()
+    except BaseException:
+        for net in nets.values():
+            net.stop()
+        raise
+    return nets
+
+
+def summarize(cells: list[Cell]) -> dict[str, dict[str, Any]]:
+    out = {}
+    for cell in cells:
+        rates = [r["bits_per_second"] / 1e9 for r in cell.runs if r.get("ok")]
+        failures = [r["error"] for r in cell.runs if not r.get("ok")]
+        row: dict[str, Any] = {"what": cell.what, "runs_gbps": rates, "failures": failures}
+        if rates:
+            row.update(median_gbps=statistics.median(rates), min_gbps=min(rates), max_gbps=max(rates))
+            sent = [r for r in cell.runs if r.get("ok") and r.get("retransmits") is not None]
+            row["retransmits_per_run"] = statistics.median([r["retransmits"] for r in sent]) if sent else None
+        out[cell.name] = row
+    refs = {k: out[k].get("median_gbps") for k in ("veth", "ovs-normal")}
+    for row in out.values():
+        for ref, value in refs.items():
+            if value and row.get("median_gbps") is not None:
+                row[f"ratio_to_{ref}"] = row["median_gbps"] / value
+    return out
+
+
+def ratio(rows: dict[str, dict[str, Any]], a: str, b: str) -> float | None:
+    x, y = rows.get(a, {}).get("median_gbps"), rows.get(b, {}).get("median_gbps")
+    return x / y if x and y else None
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--seconds", type=int, default=3, help="iperf3 -t (whole seconds, >= 1)")
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--out", default=None)
+    args = parser.parse_args()
+    if args.seconds < 1 or args.repeat < 1:
+        print("--seconds and --repeat must be at least 1", file=sys.stderr)
+        return 2
+    if os.geteuid() != 0:
+        print("bench/throughput.py needs root", file=sys.stderr)
+        return 2
+    started = datetime.now(timezone.utc)
+    refs = References()
+    nets: dict[str, ClusterNet] = {}
+    try:
+        cells = refs.build()
+        nets = build_clusters()
+        cells += cluster_cells(nets)
+        total = len(cells) * args.repeat
+        done = 0
+        t0 = time.monotonic()
+        for round_no in range(args.repeat):
+            for cell in cells:
+                done += 1
+                left = (time.monotonic() - t0) / max(done - 1, 1) * (total - done + 1) if done > 1 else 0
+                print(f"[{done}/{total}] round {round_no + 1}: {cell.name} (about {left:.0f}s left)",
+                      file=sys.stderr, flush=True)
+                cell.runs.append(iperf(cell, args.seconds, 5300 + done))
+    finally:
+        for net in nets.values():
+            net.stop()
+        refs.stop()
+    rows = summarize(cells)
+    goals = {name: {"goal": goal, "measured": ratio(rows, *name.split(" / "))} for name, goal in GOALS.items()}
+    print(f"\n{'cell':<26} {'median Gbit/s':>13} {'min-max':>13} {'/veth':>6} {'/ovs-normal':>11} {'retr/run':>9}")
+    for name, row in rows.items():
+        if "median_gbps" not in row:
+            print(f"{name:<26} FAILED: {'; '.join(row['failures'])}")
+            continue
+        retr = row.get("retransmits_per_run")
+        print(f"{name:<26} {row['median_gbps']:>13.2f} {row['min_gbps']:>6.2f}-{row['max_gbps']:<6.2f} "
+              f"{row.get('ratio_to_veth', 0):>6.2f} {row.get('ratio_to_ovs-normal', 0):>11.2f} "
+              f"{retr if retr is not None else '-':>9}")
+    print()
+    for name, g in goals.items():
+        m = g["measured"]
+        verdict = "n/a" if m is None else ("met" if m >= g["goal"] else "MISSED")
+        print(f"goal {name} >= {g['goal']}: measured {m:.2f} ({verdict})" if m is not None
+              else f"goal {name}: not measured")
+    doc = {"kind": "k8snet.bench.throughput", "started": started.isoformat(),
+           "finished": datetime.now(timezone.utc).isoformat(), "command": sys.argv,
+           "environment": {"ovs": ovs_version(), "kernel": platform.release(), "python": platform.python_version(),
+                           "cpus": os.cpu_count(), "datapath_type": "netdev",
+                           "offloads": "pods and references: tx checksum offload off; no userspace TSO",
+                           "iperf3": run(["iperf3", "--version"], check=False).stdout.splitlines()[0]},
+           "seconds": args.seconds, "repeat": args.repeat, "cells": rows, "goals": goals}
+    out = Path(args.out) if args.out else Path(__file__).resolve().parent.parent / "results" / \
+        f"bench-throughput-{datetime.now().strftime('%Y%m%d-%H%M%S')}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(doc, indent=1))
+    print(f"\nwrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,32 @@
+"""The benchmarks still run end to end and write well-formed JSON (no timing asserted)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from tests.emulation.conftest import ROOT, k8snet_env
+
+
+def bench(script: str, *args: str, tmp_path) -> dict:
+    out = tmp_path / f"{script}.json"
+    result = subprocess.run([sys.executable, str(ROOT / "bench" / f"{script}.py"), *args, "--out", str(out)],
+                            capture_output=True, text=True, timeout=300, env=k8snet_env(), stdin=subprocess.DEVNULL)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return json.loads(out.read_text())
+
+
+def test_bringup_bench_runs(tmp_path, no_leaks):
+    doc = bench("bringup", "--sizes", "2x1", tmp_path=tmp_path)
+    (row,) = doc["rows"]
+    assert row["size"] == "2x1" and row["all_reachable"] and row["up_s"] > 0 and row["cluster_rss_mib"] > 0
+
+
+def test_throughput_bench_runs(tmp_path, no_leaks):
+    doc = bench("throughput", "--seconds", "1", "--repeat", "1", tmp_path=tmp_path)
+    assert set(doc["cells"]) == {"veth", "ovs-normal", "same-node", "host-gw", "vxlan-flat", "vxlan-routed",
+                                 "directrouting-same-rack", "directrouting-cross-rack"}
+    for name, row in doc["cells"].items():
+        assert not row["failures"] and row["median_gbps"] > 0, (name, row)
+    assert doc["goals"]["vxlan-flat / host-gw"]["measured"] > 0
