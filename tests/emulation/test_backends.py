@@ -177,3 +177,21 @@ def test_underlay_bandwidth_shapes_node_links(no_leaks):
             srv.wait(timeout=5)
     rate = json.loads(out)["end"]["sum_received"]["bits_per_second"] / 1e6
     assert 0 < rate < 25, f"{rate:.1f} Mbit/s through a 20 Mbit/s underlay"
+
+
+def test_iana_port_other_vni_and_jumbo_underlay(no_leaks):
+    """backend {type: vxlan, vni: 7, port: 4789} on a 9000-byte underlay: pods get 8950 and
+    an 8900-byte ping crosses unfragmented (DF set) as UDP 4789 with VNI 7."""
+    text = embedded_spec_text("default").replace("  backend: host-gw\n", "  backend: {type: vxlan, vni: 7, port: 4789}\n") \
+        .replace("    mtu: 1500\n", "    mtu: 9000\n")
+    cluster = load_text(text, Overrides(nodes=2, pods_per_node=1))
+    assert (cluster.vni, cluster.vxlan_port, cluster.pod_mtu) == (7, 4789, 8950)
+    a, b = cluster.pods
+    with ClusterNet(cluster) as net:
+        fabric = net.net["underlay"]
+        ping = lambda: net.pod(a.host_name).ns("ping", "-c", "2", "-i", "0.2", "-M", "do", "-s", "8900", "-W", "2",
+                                               str(b.ip))
+        seen = capture(fabric, "fabric", "udp port 4789", ping)
+        assert "mtu 8950" in net.pod(a.host_name).ns("ip", "link", "show", "eth0")
+    assert len(seen) == 4, seen
+    assert all("VXLAN" in l and "vni 7" in l and "length 8908" in l for l in seen), seen
