@@ -23,23 +23,24 @@ from typing import Any, Optional
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from topos.model import FIRST_POD_OFPORT, Backend, Cluster, Node, Pod, Underlay, UnderlayType, mac_from_ip
-from topos.schema import (  # noqa: F401  (Problem and SpecError are part of this module's API)
-    BACKENDS, BackendIn, ClusterDoc, ClusterSpecIn, DeploymentDoc, NodeIn, PodDoc, Problem, SpecError,
-    _In, check_backend,
+from topos.model import (
+    FIRST_POD_OFPORT, Backend, Cluster, ContainerPort, Node, Pod, Underlay, UnderlayType, mac_from_ip,
 )
+from topos.schema import (  # noqa: F401  (Problem and SpecError are part of this module's API)
+    BACKENDS, BackendIn, ClusterDoc, ClusterSpecIn, DeploymentDoc, NodeIn, PodDoc, Problem, ServiceDoc,
+    SpecError, _In, check_backend,
+)
+from topos.service_spec import resolve_services
 from topos.underlay import UnderlayPlan, plan_underlay
 
 CLUSTER_API = "k8snet.io/v1alpha1"
 #: kube-apiserver's default Service CIDR; pods and nodes must stay out of it.
 SERVICE_CIDR = ipaddress.IPv4Network("10.96.0.0/12")
 _MODEL_NAMES = {cls.__name__ for cls in (NodeIn, BackendIn)}
-KNOWN_KINDS = {("k8snet.io/v1alpha1", "Cluster"), ("v1", "Pod"), ("apps/v1", "Deployment")}
+KNOWN_KINDS = {("k8snet.io/v1alpha1", "Cluster"), ("v1", "Pod"), ("apps/v1", "Deployment"), ("v1", "Service")}
 NOT_YET = {
-    "Service": "Service documents are not supported yet in this version of k8snet "
-               "(ClusterIP/NodePort/LoadBalancer arrive with the Services feature); "
-               "remove the document for now",
     "Endpoints": "Endpoints are computed from Pods and Services; do not write them",
+    "EndpointSlice": "EndpointSlices are computed from Pods and Services; do not write them",
 }
 
 
@@ -222,6 +223,12 @@ class _PodIntent:
     node_name: Optional[str]
     owner: Optional[str]
     field: str
+    ports: tuple[ContainerPort, ...] = ()
+
+
+def _container_ports(spec: Any) -> tuple[ContainerPort, ...]:
+    return tuple(ContainerPort(name=p.name, port=p.container_port, protocol=p.protocol)
+                 for c in spec.containers for p in c.ports)
 
 
 class _Resolver:
@@ -232,6 +239,7 @@ class _Resolver:
         self.overrides = overrides
         self.problems: list[Problem] = []
         self.reserved: set[str] = set()
+        self.service_docs: list[tuple[int, str, ServiceDoc]] = []
 
     def fail(self, doc: Optional[int], what: str, field: str, message: str) -> None:
         self.problems.append(Problem(doc, what, field, message))
@@ -248,7 +256,13 @@ class _Resolver:
         pods = self._schedule(cluster, intents)
         if self.problems:
             raise SpecError(self.problems)
-        return cluster.model_copy(update={"pods": pods})
+        services = resolve_services(self.service_docs, SERVICE_CIDR)
+        for index, what, field, message in services.problems:
+            self.fail(index, what, field, message)
+        if self.problems:
+            raise SpecError(self.problems)
+        return cluster.model_copy(update={"pods": pods, "services": tuple(services.services),
+                                          "service_cidr": SERVICE_CIDR})
 
     # -- documents
     def _read_documents(self) -> tuple[tuple[int, ClusterDoc], list[_PodIntent]]:
@@ -263,7 +277,8 @@ class _Resolver:
             name = raw.get("metadata", {}).get("name") if isinstance(raw.get("metadata"), dict) else None
             what = f"{kind} {name!r}" if name else str(kind or "")
             if not kind:
-                self.fail(index, what, "kind", "required field is missing; allowed: Cluster, Pod, Deployment")
+                self.fail(index, what, "kind", "required field is missing; allowed: Cluster, Pod, "
+                          "Deployment, Service")
                 continue
             if not api:
                 self.fail(index, what, "apiVersion", "required field is missing")
@@ -274,7 +289,7 @@ class _Resolver:
             known = {k: a for a, k in KNOWN_KINDS}
             if kind not in known:
                 self.fail(index, what, "kind", f"unknown kind {kind!r}; allowed: Cluster "
-                          f"({CLUSTER_API}), Pod (v1), Deployment (apps/v1)")
+                          f"({CLUSTER_API}), Pod (v1), Deployment (apps/v1), Service (v1)")
                 continue
             if (api, kind) not in KNOWN_KINDS:
                 self.fail(index, what, "apiVersion", f"{api!r} is not served for {kind}; "
@@ -293,7 +308,11 @@ class _Resolver:
                 if pod is not None:
                     intents.append(_PodIntent(index, what, pod.metadata.name, pod.metadata.namespace,
                                               pod.metadata.labels, pod.spec.node_name, None,
-                                              "spec.nodeName"))
+                                              "spec.nodeName", _container_ports(pod.spec)))
+            elif kind == "Service":
+                svc = self._validate(index, what, ServiceDoc, raw)
+                if svc is not None:
+                    self.service_docs.append((index, what, svc))
             else:
                 dep = self._validate(index, what, DeploymentDoc, raw)
                 if dep is not None:
@@ -326,7 +345,7 @@ class _Resolver:
         return [_PodIntent(index, what, f"{name}-{i}", dep.metadata.namespace, dict(labels),
                            dep.spec.template.spec.node_name, name,
                            "spec.template.spec.nodeName" if dep.spec.template.spec.node_name
-                           else "spec.replicas")
+                           else "spec.replicas", _container_ports(dep.spec.template.spec))
                 for i in range(dep.spec.replicas)]
 
     def _check_duplicates(self, intents: list[_PodIntent]) -> None:
@@ -474,7 +493,7 @@ class _Resolver:
                 ip = node.pod_cidr.network_address + 2 + k
                 pod = Pod(name=intent.name, namespace=intent.namespace, node=node.name, ip=ip,
                           mac=mac_from_ip(ip), ofport=FIRST_POD_OFPORT + k, labels=intent.labels,
-                          owner=intent.owner)
+                          owner=intent.owner, ports=intent.ports)
                 if pod.host_name in node_names_taken:
                     self.fail(intent.doc, intent.what, "metadata.name", f"{pod.host_name!r} is also "
                               "the name of a node or underlay host; pod and node names must differ")

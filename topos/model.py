@@ -139,6 +139,12 @@ class Node(_Frozen):
         return self.index + 1
 
 
+class ContainerPort(_Frozen):
+    name: Optional[str] = None
+    port: int
+    protocol: str = "TCP"
+
+
 class Pod(_Frozen):
     """A pod: one network namespace with one interface (``eth0``) on its node."""
 
@@ -150,6 +156,22 @@ class Pod(_Frozen):
     ofport: int
     labels: dict[str, str] = {}
     owner: Optional[str] = None
+    #: Container ports, for Services whose targetPort is a name.
+    ports: tuple[ContainerPort, ...] = ()
+    #: Ready pods are Service endpoints; a pod can be marked not ready at run time.
+    ready: bool = True
+
+    def matches(self, selector: dict[str, str]) -> bool:
+        return all(self.labels.get(k) == v for k, v in selector.items())
+
+    def resolve_port(self, target: "int | str", protocol: str) -> Optional[int]:
+        """A Service's targetPort on this pod (a named port the pod lacks: not an endpoint)."""
+        if isinstance(target, int):
+            return target
+        for port in self.ports:
+            if port.name == target and port.protocol == protocol:
+                return port.port
+        return None
 
     @property
     def host_name(self) -> str:
@@ -161,6 +183,54 @@ class Pod(_Frozen):
     def port_name(self) -> str:
         """The node-side veth name (kernel names are at most 15 bytes)."""
         return f"pod{self.ofport - FIRST_POD_OFPORT}"
+
+
+class ServicePort(_Frozen):
+    name: Optional[str] = None
+    protocol: str = "TCP"
+    port: int
+    target_port: "int | str"
+    node_port: Optional[int] = None
+
+
+class ServiceType(str, Enum):
+    CLUSTER_IP = "ClusterIP"
+    NODE_PORT = "NodePort"
+    LOAD_BALANCER = "LoadBalancer"
+    EXTERNAL_NAME = "ExternalName"
+
+
+class Endpoint(_Frozen):
+    pod: str
+    node: str
+    ip: ipaddress.IPv4Address
+    port: int
+
+
+class Service(_Frozen):
+    """A Service as kube-proxy sees it.  ``cluster_ip`` is None for headless and
+    ExternalName Services, which kube-proxy does not program."""
+
+    name: str
+    namespace: str = "default"
+    type: ServiceType = ServiceType.CLUSTER_IP
+    cluster_ip: Optional[ipaddress.IPv4Address] = None
+    ports: tuple[ServicePort, ...] = ()
+    selector: Optional[dict[str, str]] = None
+    session_affinity: str = "None"
+    affinity_timeout: int = 10800
+    external_traffic_policy: str = "Cluster"
+    internal_traffic_policy: str = "Cluster"
+    external_name: Optional[str] = None
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+    @property
+    def proxied(self) -> bool:
+        """kube-proxy programs a virtual IP for this Service."""
+        return self.cluster_ip is not None
 
 
 class Cluster(_Frozen):
@@ -177,6 +247,8 @@ class Cluster(_Frozen):
     underlay: Underlay = Underlay()
     nodes: tuple[Node, ...] = ()
     pods: tuple[Pod, ...] = ()
+    services: tuple[Service, ...] = ()
+    service_cidr: ipaddress.IPv4Network = ipaddress.IPv4Network("10.96.0.0/12")
 
     @property
     def encapsulates(self) -> bool:
@@ -232,6 +304,35 @@ class Cluster(_Frozen):
             if node.dpid == dpid:
                 return node
         raise KeyError(dpid)
+
+    def endpoints(self, service: Service, port: ServicePort) -> tuple[Endpoint, ...]:
+        """Ready pods in the Service's namespace matching its selector, with the
+        targetPort resolved (kube's EndpointSlice controller, in one line)."""
+        if service.selector is None:
+            return ()
+        out = []
+        for pod in self.pods:
+            if pod.namespace != service.namespace or not pod.ready or not pod.matches(service.selector):
+                continue
+            target = pod.resolve_port(port.target_port, port.protocol)
+            if target is not None:
+                out.append(Endpoint(pod=pod.host_name, node=pod.node, ip=pod.ip, port=target))
+        return tuple(out)
+
+    def service(self, name: str, namespace: str = "default") -> Service:
+        for svc in self.services:
+            if svc.name == name and svc.namespace == namespace:
+                return svc
+        raise KeyError(f"{namespace}/{name}")
+
+    def pod(self, name: str, namespace: str = "default") -> Pod:
+        for pod in self.pods:
+            if pod.name == name and pod.namespace == namespace:
+                return pod
+        raise KeyError(f"{namespace}/{name}")
+
+    def with_pods(self, pods: "tuple[Pod, ...]") -> "Cluster":
+        return self.model_copy(update={"pods": pods})
 
     def pods_on(self, node: str) -> tuple[Pod, ...]:
         return tuple(p for p in self.pods if p.node == node)

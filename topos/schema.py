@@ -263,3 +263,68 @@ class ClusterDoc(_In):
     spec: ClusterSpecIn = ClusterSpecIn()
 
 
+
+
+# --------------------------------------------------------------------------- Services
+SERVICE_TYPES = ("ClusterIP", "NodePort", "LoadBalancer", "ExternalName")
+NODE_PORT_RANGE = (30000, 32767)
+MAX_AFFINITY_SECONDS = 86400
+
+
+def _one_of(allowed: tuple[str, ...]):
+    def check(v: str) -> str:
+        if v not in allowed:
+            raise ValueError(f"{v!r} is not allowed; allowed: {', '.join(allowed)}")
+        return v
+    return AfterValidator(check)
+
+
+class ServicePortIn(_In):
+    name: Optional[Annotated[str, AfterValidator(dns1123_label)]] = None
+    protocol: Annotated[str, _one_of(("TCP", "UDP"))] = "TCP"
+    port: int = Field(ge=1, le=65535)
+    target_port: Optional[Union[int, str]] = None
+    node_port: Optional[int] = None
+
+    @field_validator("target_port")
+    @classmethod
+    def _target(cls, v: Union[int, str, None]) -> Union[int, str, None]:
+        if isinstance(v, int) and not 1 <= v <= 65535:
+            raise ValueError(f"{v} is not a port; use 1-65535 or the name of a container port")
+        if isinstance(v, str):
+            dns1123_label(v)
+        return v
+
+    @field_validator("node_port")
+    @classmethod
+    def _node_port(cls, v: Optional[int]) -> Optional[int]:
+        if v is not None and not NODE_PORT_RANGE[0] <= v <= NODE_PORT_RANGE[1]:
+            raise ValueError(f"{v} is outside the NodePort range {NODE_PORT_RANGE[0]}-{NODE_PORT_RANGE[1]}")
+        return v
+
+
+class ClientIPConfig(_In):
+    timeout_seconds: int = Field(default=10800, ge=1, le=MAX_AFFINITY_SECONDS)
+
+
+class AffinityConfigIn(_In):
+    client_ip: ClientIPConfig = Field(default=ClientIPConfig(), alias="clientIP")
+
+
+class ServiceSpecIn(_In):
+    type: Annotated[str, _one_of(SERVICE_TYPES)] = "ClusterIP"
+    cluster_ip: Optional[str] = Field(default=None, alias="clusterIP")
+    ports: list[ServicePortIn] = []
+    selector: Optional[dict[str, str]] = None
+    session_affinity: Annotated[str, _one_of(("None", "ClientIP"))] = "None"
+    session_affinity_config: Optional[AffinityConfigIn] = None
+    external_traffic_policy: Optional[Annotated[str, _one_of(("Cluster", "Local"))]] = None
+    internal_traffic_policy: Annotated[str, _one_of(("Cluster", "Local"))] = "Cluster"
+    external_name: Optional[str] = None
+
+
+class ServiceDoc(_In):
+    api_version: str
+    kind: str
+    metadata: Metadata
+    spec: ServiceSpecIn = ServiceSpecIn()
