@@ -3,13 +3,16 @@
 It owns no forwarding logic.  It holds the desired cluster model, asks
 :mod:`controllers.compiler` what each switch should hold, and moves each switch there:
 
-* on (re)connect it *replays*: adds every desired flow with this run's generation
-  in the cookie (an ADD with the same table/priority/match replaces the old entry in
-  place, so traffic keeps flowing), then dumps the switch's flows and deletes any whose
-  generation is not ours (stale flows of an older run), then a barrier; when the
+* on (re)connect it *replays*: reads the switch's groups, modifies or adds the desired
+  ones, adds every desired flow with this run's generation in the cookie (an ADD with
+  the same table/priority/match replaces the old entry in place, so traffic keeps
+  flowing), then dumps the switch's flows and deletes any whose generation is not ours
+  (stale flows of an older run) and the groups nobody wants, then a barrier; when the
   barrier returns, the switch is *synced*;
 * on a model change it diffs installed against desired and sends deletes, group
-  changes, then adds (:func:`controllers.flows.plan`), then a barrier.
+  changes, then adds (:func:`controllers.flows.plan`), then a barrier;
+* a packet-in (only a Service port without endpoints sends one) is answered with a
+  TCP reset or ICMP port unreachable (:mod:`controllers.reject`).
 
 Configuration comes from the environment so that ``ryu-manager`` can load the same
 app: ``K8SNET_STATE`` (the cluster model as JSON) and ``K8SNET_API`` (the API socket).
@@ -26,12 +29,13 @@ from typing import Any, Optional
 
 from controllers import compiler, framework
 from controllers.api import ApiServer
-from controllers.flows import Desired, Flow, flow_mod, group_mod, plan
+from controllers.flows import Desired, Flow, Group, flow_mod, group_mod, plan
 from controllers.framework import (
     CONFIG_DISPATCHER, DEAD_DISPATCHER, MAIN_DISPATCHER, BaseApp, hub, make_lock, ofp_event,
     ofproto_v1_3, set_ev_cls,
 )
-from controllers.pipeline import generation_of, with_generation
+from controllers.pipeline import FEATURE_MASK, FEATURE_SHIFT, Feature, generation_of, with_generation
+from controllers.reject import packet_out, reject
 from topos.model import Cluster
 
 LOG = logging.getLogger("k8snet.controller")
@@ -45,7 +49,9 @@ class Switch:
     synced: bool = False
     pending_barrier: Optional[int] = None
     dump: list[Any] = field(default_factory=list)
+    stale_groups: list[int] = field(default_factory=list)
     messages: int = 0
+    rejects: int = 0
 
 
 class K8snetController(BaseApp):
@@ -106,7 +112,7 @@ class K8snetController(BaseApp):
         with self.lock:
             switches = {s.name: {"dpid": dpid, "connected": True, "synced": s.synced,
                                  "flows": len(s.installed.flows), "groups": len(s.installed.groups),
-                                 "messages": s.messages}
+                                 "messages": s.messages, "rejects": s.rejects}
                         for dpid, s in self.switches.items()}
             return {"ok": True, "framework": framework.NAME, "pid": os.getpid(),
                     "generation": self.generation, "switches": switches,
@@ -157,26 +163,47 @@ class K8snetController(BaseApp):
 
     @set_ev_cls(ofp_event.EventOFPSwitchFeatures, CONFIG_DISPATCHER)
     def on_switch_features(self, ev: Any) -> None:
+        """Replay, step 1: ask which groups the switch already has (an earlier run's)."""
         dp = ev.msg.datapath
         with self.lock:
             name, desired = self.desired_for(dp.id)
             switch = Switch(name or f"dpid-{dp.id:x}", dp)
             self.switches[dp.id] = switch
-            LOG.info("switch %s (dpid %#x) connected: replaying %d flows", switch.name, dp.id,
-                     len(desired.flows))
-            # Replay: ADD replaces same-key entries in place, so nothing stops forwarding.
+            switch.dump = []
+            LOG.info("switch %s (dpid %#x) connected", switch.name, dp.id)
+            self._send(switch, dp.ofproto_parser.OFPGroupDescStatsRequest(dp, 0))
+
+    @set_ev_cls(ofp_event.EventOFPGroupDescStatsReply, MAIN_DISPATCHER)
+    def on_group_desc(self, ev: Any) -> None:
+        """Replay, step 2: groups (modify those that exist, add the rest), then every flow
+        with this run's generation (an ADD replaces a same-key entry in place, so nothing
+        stops forwarding), then a dump to find what is stale."""
+        dp = ev.msg.datapath
+        with self.lock:
+            switch = self.switches.get(dp.id)
+            if switch is None:
+                return
+            switch.dump.extend(ev.msg.body)
+            if ev.msg.flags & dp.ofproto.OFPMPF_REPLY_MORE:
+                return
+            existing = {g.group_id for g in switch.dump}
+            switch.dump = []
+            _, desired = self.desired_for(dp.id)
             for group in desired.groups:
-                self._send(switch, group_mod(dp, group, "add"))
+                self._send(switch, group_mod(dp, group, "modify" if group.group_id in existing else "add"))
             for flow in desired.flows:
                 self._send(switch, flow_mod(dp, flow, "add", cookie=self._stamp(flow)))
             switch.installed = desired
-            switch.dump = []
+            switch.stale_groups = sorted(existing - {g.group_id for g in desired.groups})
+            LOG.info("switch %s: replayed %d flows, %d groups", switch.name, len(desired.flows),
+                     len(desired.groups))
             parser, ofp = dp.ofproto_parser, dp.ofproto
             self._send(switch, parser.OFPFlowStatsRequest(dp, 0, ofp.OFPTT_ALL, ofp.OFPP_ANY,
                                                           ofp.OFPG_ANY, 0, 0, parser.OFPMatch()))
 
     @set_ev_cls(ofp_event.EventOFPFlowStatsReply, MAIN_DISPATCHER)
     def on_flow_stats(self, ev: Any) -> None:
+        """Replay, step 3: delete flows of other generations, then groups nobody wants."""
         dp = ev.msg.datapath
         with self.lock:
             switch = self.switches.get(dp.id)
@@ -192,10 +219,29 @@ class K8snetController(BaseApp):
                     datapath=dp, cookie=entry.cookie, cookie_mask=0, table_id=entry.table_id,
                     command=ofp.OFPFC_DELETE_STRICT, priority=entry.priority,
                     out_port=ofp.OFPP_ANY, out_group=ofp.OFPG_ANY, match=entry.match))
-            if stale:
-                LOG.info("switch %s: deleted %d stale flows", switch.name, len(stale))
-            switch.dump = []
+            for gid in switch.stale_groups:
+                self._send(switch, group_mod(dp, Group(gid), "delete"))
+            if stale or switch.stale_groups:
+                LOG.info("switch %s: deleted %d stale flows, %d stale groups", switch.name, len(stale),
+                         len(switch.stale_groups))
+            switch.dump, switch.stale_groups = [], []
             self._barrier(switch)
+
+    @set_ev_cls(ofp_event.EventOFPPacketIn, MAIN_DISPATCHER)
+    def on_packet_in(self, ev: Any) -> None:
+        """Only the Services feature sends packets here: a Service port without endpoints."""
+        msg = ev.msg
+        if (msg.cookie & FEATURE_MASK) >> FEATURE_SHIFT != Feature.SERVICES:
+            return
+        answer = reject(msg.data)
+        if answer is None:
+            return
+        with self.lock:
+            switch = self.switches.get(msg.datapath.id)
+            if switch is None:
+                return
+            switch.rejects += 1
+            self._send(switch, packet_out(msg.datapath, msg.match["in_port"], answer))
 
     @set_ev_cls(ofp_event.EventOFPBarrierReply, MAIN_DISPATCHER)
     def on_barrier(self, ev: Any) -> None:

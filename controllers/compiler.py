@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Iterator
 
-from controllers import hostgw, noderoutes, podnet, vxlan
+from controllers import hostgw, noderoutes, podnet, services, vxlan
 from controllers.flows import Desired, Flow, merge
 from topos.model import Cluster, Node, RouteKind
 
@@ -27,11 +27,15 @@ def _pod_routes(cluster: Cluster, node: Node) -> Iterator[Flow]:
 
 def compile_node(cluster: Cluster, node_name: str) -> Desired:
     node = cluster.node(node_name)
-    parts = [podnet.flows(cluster, node), noderoutes.flows(cluster, node), _pod_routes(cluster, node)]
+    svc_flows, groups = services.service_flows(cluster, node)
+    parts = [podnet.flows(cluster, node), noderoutes.flows(cluster, node), _pod_routes(cluster, node),
+             services.node_flows(cluster, node), svc_flows]
     if cluster.encapsulates:
         parts.append(vxlan.node_flows(cluster, node))
-    desired = Desired(flows=merge(*parts))
+    desired = Desired(flows=merge(*parts), groups=tuple(groups))
     desired.flows_by_key()  # raises if two features claimed the same table/priority/match
+    if len({g.group_id for g in groups}) != len(groups):
+        raise ValueError("two Service ports hashed to the same group id; rename one of them")
     return desired
 
 

@@ -23,6 +23,9 @@ OFPP_LOCAL = 0xFFFFFFFE
 OFPP_CONTROLLER = 0xFFFFFFFD
 _PORT_NAMES = {OFPP_IN_PORT: "IN_PORT", OFPP_LOCAL: "LOCAL", OFPP_CONTROLLER: "CONTROLLER"}
 
+#: Nicira NAT flags (nicira-ext.h), the same in os-ken and Ryu.
+NX_NAT_F_SRC, NX_NAT_F_DST = 1 << 0, 1 << 1
+
 ETH_TYPE_IP = 0x0800
 ETH_TYPE_ARP = 0x0806
 
@@ -154,7 +157,76 @@ class GroupAction:
         return parser.OFPActionGroup(self.group_id)
 
 
-Action = Union[Output, SetField, Move, DecTtl, GroupAction]
+@dataclass(frozen=True)
+class Nat:
+    """The ``nat`` inside ``ct``: bare (undo/apply an existing mapping), or to one address."""
+
+    kind: str = ""             # "", "dst" or "src"
+    ip: str | None = None
+    port: int | None = None
+
+    def ofctl(self) -> str:
+        if not self.kind:
+            return "nat"
+        target = self.ip or ""
+        if self.port is not None:
+            target += f":{self.port}"
+        return f"nat({self.kind}={target})"
+
+    def osken(self, parser: Any, ofp: Any) -> Any:
+        cls = _padded_nat(parser)
+        if not self.kind:
+            return cls(flags=0)
+        flags = NX_NAT_F_DST if self.kind == "dst" else NX_NAT_F_SRC
+        kwargs: dict[str, Any] = {"range_ipv4_min": self.ip, "range_ipv4_max": self.ip}
+        if self.port is not None:
+            kwargs.update(range_proto_min=self.port, range_proto_max=self.port)
+        return cls(flags=flags, **kwargs)
+
+
+_PADDED: dict[Any, Any] = {}
+
+
+def _padded_nat(parser: Any) -> Any:
+    """os-ken's (and Ryu's) NXActionNAT declares a length rounded up to 8 bytes but does
+    not write the padding, so a NAT with an address and a port (28 bytes) inside a
+    ``ct()`` makes OVS refuse the whole message (OFPBRC_BAD_LEN).  This subclass pads."""
+    if parser not in _PADDED:
+        class PaddedNAT(parser.NXActionNAT):
+            def serialize_body(self) -> bytes:
+                body = super().serialize_body()
+                # experimenter header (8) + subtype (2) + body must fill whole 8-byte words
+                return bytes(body) + b"\0" * (-(10 + len(body)) % 8)
+
+        _PADDED[parser] = PaddedNAT
+    return _PADDED[parser]
+
+
+@dataclass(frozen=True)
+class Ct:
+    """Send the packet through conntrack in ``zone``; continue in ``table`` (recirculation)."""
+
+    zone: int
+    table: int | None = None
+    commit: bool = False
+    nat: Nat | None = None
+
+    def ofctl(self) -> str:
+        parts = ["commit"] if self.commit else []
+        parts.append(f"zone={self.zone}")
+        if self.nat is not None:
+            parts.append(self.nat.ofctl())
+        if self.table is not None:
+            parts.append(f"table={self.table}")
+        return f"ct({','.join(parts)})"
+
+    def osken(self, parser: Any, ofp: Any) -> Any:
+        return parser.NXActionCT(flags=1 if self.commit else 0, zone_src="", zone_ofs_nbits=self.zone,
+                                 recirc_table=255 if self.table is None else self.table, alg=0,
+                                 actions=[self.nat.osken(parser, ofp)] if self.nat else [])
+
+
+Action = Union[Output, SetField, Move, DecTtl, GroupAction, Ct]
 
 
 @dataclass(frozen=True)
@@ -222,6 +294,9 @@ class Desired:
 
     def ofctl_lines(self) -> list[str]:
         return [f.ofctl() for f in self.flows]
+
+    def group_lines(self) -> list[str]:
+        return [g.ofctl() for g in self.groups]
 
 
 # --------------------------------------------------------------------------- os-ken rendering

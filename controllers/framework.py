@@ -21,6 +21,9 @@ if NAME == "ryu":  # pragma: no cover - exercised by the Ryu emulation test in i
     )
     from ryu.ofproto import ofproto_v1_3  # noqa: F401
     from ryu.lib import hub  # noqa: F401
+    from ryu.lib import packet as packet_lib  # noqa: F401
+    import ryu.lib.packet.ethernet, ryu.lib.packet.icmp, ryu.lib.packet.ipv4  # noqa: E401,F401
+    import ryu.lib.packet.packet, ryu.lib.packet.tcp, ryu.lib.packet.udp  # noqa: E401,F401
     BaseApp = app_manager.RyuApp
 
     def make_lock():
@@ -35,6 +38,9 @@ else:
     )
     from os_ken.ofproto import ofproto_v1_3  # noqa: F401
     from os_ken.lib import hub  # noqa: F401
+    from os_ken.lib import packet as packet_lib  # noqa: F401
+    import os_ken.lib.packet.ethernet, os_ken.lib.packet.icmp, os_ken.lib.packet.ipv4  # noqa: E401,F401
+    import os_ken.lib.packet.packet, os_ken.lib.packet.tcp, os_ken.lib.packet.udp  # noqa: E401,F401
     BaseApp = app_manager.OSKenApp
 
     def make_lock():

@@ -8,7 +8,10 @@ categories live here too.
 
     classifier ──ARP──▶ arp ──▶ reply to IN_PORT / uplink <-> LOCAL
         │
-        └──IP──▶ l3_forwarding ──▶ local pod / LOCAL / uplink (host-gw) / vxlan0 (VXLAN)
+        └──IP──▶ unsnat ─▶ conntrack ─▶ service_lb ─▶ hairpin_snat ─▶ l3_forwarding
+                  (ct zone 2)  (ct zone 1, nat)  (group: ct commit  (ct zone 2        │
+                                                  nat dst=endpoint)  nat src=gw)      ▼
+                             local pod / LOCAL / uplink (host-gw) / vxlan0 (VXLAN)
 
 * ``classifier``: where did the packet come from?  A pod port (only with the pod's
   own MAC and IP: a spoof guard), the uplink (the underlay), or LOCAL (the node's own
@@ -44,6 +47,11 @@ class Table:
 _ORDER = (
     ("classifier", "source class and spoof guard (pod port, uplink, LOCAL, VXLAN tunnel)"),
     ("arp", "ARP responder for the pod gateway and local pods; underlay ARP passes through"),
+    ("unsnat", "replies to hairpin connections (sent to the gateway IP) undo their SNAT"),
+    ("conntrack", "every IP packet through conntrack in the Service zone: replies get the VIP back"),
+    ("service_lb", "new connections to a ClusterIP:port go to the Service's select group "
+                   "(DNAT to one endpoint), or are rejected when it has none"),
+    ("hairpin_snat", "a pod that reached itself through a VIP is SNATed to the gateway IP"),
     ("l3_forwarding", "routing by destination IP: local pod, own node, peer pods (host-gw or "
                       "VXLAN) and peer nodes"),
 )
@@ -51,12 +59,32 @@ TABLES: tuple[Table, ...] = tuple(Table(name, i, purpose) for i, (name, purpose)
 T = {t.name: t.id for t in TABLES}
 CLASSIFIER = T["classifier"]
 ARP = T["arp"]
+UNSNAT = T["unsnat"]
+CONNTRACK = T["conntrack"]
+SERVICE_LB = T["service_lb"]
+HAIRPIN_SNAT = T["hairpin_snat"]
 L3_FORWARDING = T["l3_forwarding"]
+
+#: Where classified IP traffic enters the routing stages.
+IP_INGRESS = UNSNAT
+
+#: Conntrack zones: Service DNAT, and the hairpin SNAT kept apart from it.
+ZONE_SERVICE = 1
+ZONE_HAIRPIN = 2
+
+#: ct_state bits (value/mask as ovs-ofctl and OXM take them).
+CT_NEW, CT_EST, CT_TRK = 0x01, 0x02, 0x20
+
+
+def ct_state(*set_bits: int, clear: tuple[int, ...] = ()) -> str:
+    value = sum(set_bits)
+    return f"{value:#x}/{value + sum(clear):#x}"
 
 
 class Priority(IntEnum):
     """Flow priorities. Higher wins; related flows are spaced so others fit between."""
 
+    HAIRPIN = 220          # a packet that must leave by the port it came in on
     PASS_THROUGH = 210     # traffic that must bypass everything below (underlay ARP)
     SPECIFIC = 200         # exact matches: a pod's port, a pod's MAC, the gateway IP
     ROUTE_HOST = 190       # /32 routes: a pod IP, a node IP
@@ -89,6 +117,7 @@ class Feature(IntEnum):
     HOSTGW = 0x02
     VXLAN = 0x03
     NODE_ROUTES = 0x04
+    SERVICES = 0x05
 
 
 FEATURE_SHIFT = 56

@@ -15,7 +15,8 @@ from controllers.flows import (
     SetField,
 )
 from controllers.pipeline import (
-    ARP, CLASSIFIER, L3_FORWARDING, REG_SOURCE, Feature, Priority, Source, cookie, source_match,
+    ARP, CLASSIFIER, CONNTRACK, HAIRPIN_SNAT, IP_INGRESS, L3_FORWARDING, REG_SOURCE, SERVICE_LB, UNSNAT,
+    Feature, Priority, Source, cookie, source_match,
 )
 from topos.model import UPLINK_OFPORT, Cluster, Node, Pod
 
@@ -50,6 +51,10 @@ def flows(cluster: Cluster, node: Node) -> Iterator[Flow]:
                cookie=node_cookie)
     for table in (CLASSIFIER, ARP, L3_FORWARDING):
         yield Flow(table, Priority.DROP, Match(), (), cookie=node_cookie)
+    # The Service stages pass everything on unless the services feature says otherwise.
+    for table, nxt in ((UNSNAT, CONNTRACK), (CONNTRACK, SERVICE_LB), (SERVICE_LB, HAIRPIN_SNAT),
+                       (HAIRPIN_SNAT, L3_FORWARDING)):
+        yield Flow(table, Priority.DROP, Match(), (), goto=nxt, cookie=node_cookie)
 
 
 def _source(source: Source) -> SetField:
@@ -59,18 +64,26 @@ def _source(source: Source) -> SetField:
 def _classifier(cluster: Cluster, node: Node, c: int) -> Iterator[Flow]:
     yield Flow(CLASSIFIER, Priority.SPECIFIC, Match.of(in_port=UPLINK_OFPORT, eth_type=ETH_TYPE_ARP),
                (_source(Source.UPLINK),), goto=ARP, cookie=c)
-    # The underlay reaches the node's own IP directly and its pods through routing.
+    # The underlay reaches the node's own IP and its pods through the IP stages (the
+    # node may be the client of a Service whose replies need un-DNAT).  VXLAN for this
+    # node goes straight to LOCAL, where OVS decapsulates it: no conntrack for the outer
+    # packet, the inner one passes through it on its way in from the tunnel port.
+    if cluster.encapsulates:
+        yield Flow(CLASSIFIER, Priority.SPECIFIC,
+                   Match.of(in_port=UPLINK_OFPORT, eth_type=ETH_TYPE_IP, ip_proto=17, ipv4_dst=str(node.ip),
+                            udp_dst=cluster.vxlan_port), (Output(OFPP_LOCAL),), cookie=c)
     yield Flow(CLASSIFIER, Priority.ROUTE_HOST,
                Match.of(in_port=UPLINK_OFPORT, eth_type=ETH_TYPE_IP, ipv4_dst=str(node.ip)),
-               (Output(OFPP_LOCAL),), cookie=c)
+               (_source(Source.UPLINK),), goto=IP_INGRESS, cookie=c)
     yield Flow(CLASSIFIER, Priority.ROUTE_SUBNET,
                Match.of(in_port=UPLINK_OFPORT, eth_type=ETH_TYPE_IP, ipv4_dst=str(node.pod_cidr)),
-               (_source(Source.UPLINK),), goto=L3_FORWARDING, cookie=c)
+               (_source(Source.UPLINK),), goto=IP_INGRESS, cookie=c)
     yield Flow(CLASSIFIER, Priority.SPECIFIC, Match.of(in_port=OFPP_LOCAL, eth_type=ETH_TYPE_ARP),
                (_source(Source.LOCAL),), goto=ARP, cookie=c)
-    yield Flow(CLASSIFIER, Priority.ROUTE_SUBNET,
-               Match.of(in_port=OFPP_LOCAL, eth_type=ETH_TYPE_IP, ipv4_dst=str(cluster.pod_cidr)),
-               (_source(Source.LOCAL),), goto=L3_FORWARDING, cookie=c)
+    for dst in (cluster.pod_cidr, cluster.service_cidr):
+        yield Flow(CLASSIFIER, Priority.ROUTE_SUBNET,
+                   Match.of(in_port=OFPP_LOCAL, eth_type=ETH_TYPE_IP, ipv4_dst=str(dst)),
+                   (_source(Source.LOCAL),), goto=IP_INGRESS, cookie=c)
     # Everything else the node's own stack sends belongs on the underlay.
     yield Flow(CLASSIFIER, Priority.FALLBACK, Match.of(in_port=OFPP_LOCAL), (Output(UPLINK_OFPORT),),
                cookie=c)
@@ -99,7 +112,7 @@ def _pod(node: Node, pod: Pod) -> Iterator[Flow]:
                (_source(Source.POD),), goto=ARP, cookie=c)
     yield Flow(CLASSIFIER, Priority.SPECIFIC,
                Match.of(in_port=pod.ofport, eth_src=pod.mac, eth_type=ETH_TYPE_IP, ipv4_src=ip),
-               (_source(Source.POD),), goto=L3_FORWARDING, cookie=c)
+               (_source(Source.POD),), goto=IP_INGRESS, cookie=c)
     # Pods on one node share a subnet and ARP for each other, as on cni0.
     yield Flow(ARP, Priority.ROUTE_HOST,
                Match.of(eth_type=ETH_TYPE_ARP, arp_op=1, arp_tpa=ip, **{REG_SOURCE: source_match(Source.POD)}),
@@ -107,6 +120,10 @@ def _pod(node: Node, pod: Pod) -> Iterator[Flow]:
     # Bridged (same node, addressed to the pod's MAC): no TTL change.
     yield Flow(L3_FORWARDING, Priority.SPECIFIC, Match.of(eth_type=ETH_TYPE_IP, eth_dst=pod.mac, ipv4_dst=ip),
                (Output(pod.ofport),), cookie=c)
+    # A pod that reached itself through a Service VIP: back out of the port it came in on.
+    yield Flow(L3_FORWARDING, Priority.HAIRPIN, Match.of(in_port=pod.ofport, eth_type=ETH_TYPE_IP, ipv4_dst=ip),
+               (SetField("eth_src", node.gateway_mac), SetField("eth_dst", pod.mac), Output(OFPP_IN_PORT)),
+               cookie=c)
     # Routed to the pod (from the node, or from a peer node): gateway MAC, TTL - 1.
     yield Flow(L3_FORWARDING, Priority.ROUTE_HOST, Match.of(eth_type=ETH_TYPE_IP, ipv4_dst=ip),
                (SetField("eth_src", node.gateway_mac), SetField("eth_dst", pod.mac), DecTtl(),

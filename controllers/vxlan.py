@@ -20,7 +20,7 @@ from typing import Iterator
 
 from controllers.flows import ETH_TYPE_IP, DecTtl, Flow, Match, Output, SetField
 from controllers.pipeline import (
-    CLASSIFIER, L3_FORWARDING, REG_SOURCE, Feature, Priority, Source, cookie,
+    CLASSIFIER, IP_INGRESS, L3_FORWARDING, REG_SOURCE, Feature, Priority, Source, cookie,
 )
 from topos.model import TUNNEL_OFPORT, Cluster, Node
 
@@ -30,7 +30,7 @@ def node_flows(cluster: Cluster, node: Node) -> Iterator[Flow]:
     yield Flow(CLASSIFIER, Priority.ROUTE_SUBNET,
                Match.of(in_port=TUNNEL_OFPORT, tunnel_id=cluster.vni, eth_type=ETH_TYPE_IP,
                         ipv4_dst=str(node.pod_cidr)),
-               (SetField(REG_SOURCE, int(Source.TUNNEL)),), goto=L3_FORWARDING,
+               (SetField(REG_SOURCE, int(Source.TUNNEL)),), goto=IP_INGRESS,
                cookie=cookie(Feature.VXLAN))
 
 

@@ -101,6 +101,9 @@ class FlowSim:
                      "--", "set", "interface", pod.port_name, f"ofport_request={pod.ofport}"]
         self.ovs.vsctl(*args)
         self.ovs.ofctl("del-flows", self.BRIDGE)
+        self.ovs.ofctl("del-groups", self.BRIDGE)
+        if desired.groups:
+            self.ovs.ofctl("add-groups", self.BRIDGE, "-", input="\n".join(desired.group_lines()) + "\n")
         self.ovs.ofctl("add-flows", self.BRIDGE, "-", input="\n".join(desired.ofctl_lines()) + "\n")
 
     def dump(self) -> list[str]:

@@ -39,6 +39,7 @@ from topos.ovs import wait_for
 
 LOG = logging.getLogger("k8snet.cluster")
 UNDERLAY_HOST = FLAT_SEGMENT_HOST
+AGENT = str(Path(__file__).resolve().parent / "agent.py")
 
 Progress = Callable[[str], None]
 
@@ -61,6 +62,7 @@ class ClusterNet:
         self.controller: Optional[OwnedProcess] = None
         self._controller_popen: Optional[subprocess.Popen] = None
         self.timings: dict[str, float] = {}
+        self._spawned: list[subprocess.Popen] = []
 
     # ------------------------------------------------------------------ paths
     @property
@@ -236,15 +238,56 @@ class ClusterNet:
         except OSError:
             return ""
 
-    def apply(self, cluster: Cluster) -> None:
-        """Push a new desired model to the controller (used by later features)."""
+    # ------------------------------------------------------------------ workloads
+    def spawn(self, host_name: str, args: list[str], what: str) -> subprocess.Popen:
+        """Start a long-running process in a host's namespace, recorded for teardown
+        (a process started there outlives the namespace's shell otherwise)."""
+        assert self.net is not None and self.run is not None
+        proc = self.net[host_name].popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                         stderr=subprocess.DEVNULL)
+        self.run.record(OwnedProcess.of(proc.pid, what))
+        self._spawned.append(proc)
+        return proc
+
+    def serve(self, pod_host: str, port: int, proto: str = "tcp") -> subprocess.Popen:
+        """Run the identity server (:mod:`topos.agent`) in a pod; waits until it listens."""
+        proc = self.spawn(pod_host, ["/usr/bin/python3", AGENT, "serve", "--name", pod_host, "--port", str(port),
+                                     "--proto", proto], f"agent serve {pod_host}:{port}/{proto}")
+        if proto == "tcp":
+            check = ["ss", "-Htln", f"sport = :{port}"]
+        else:
+            check = ["ss", "-Huln", f"sport = :{port}"]
+        wait_for(lambda: bool(self.net[pod_host].ns(*check).strip()) or proc.poll() is not None, 10,
+                 f"{pod_host} to listen on {port}/{proto}")
+        return proc
+
+    def ask(self, host_name: str, ip: str, port: int, proto: str = "tcp", count: int = 1,
+            timeout: float = 2.0, interval: float = 0.0) -> list[dict]:
+        """``count`` connections from ``host_name`` to ``ip:port``; one result each (see agent)."""
+        assert self.net is not None
+        out = self.net[host_name].ns("/usr/bin/python3", AGENT, "ask", "--ip", ip, "--port", str(port),
+                                     "--proto", proto, "--count", str(count), "--timeout", str(timeout),
+                                     "--interval", str(interval),
+                                     timeout=count * (timeout + interval) + 15)
+        return json.loads(out)
+
+    def apply(self, cluster: Cluster, wait: float = 30.0) -> None:
+        """Make ``cluster`` the desired state (same nodes and pods; Services, readiness and
+        endpoints may change) and wait until every switch holds it."""
         self.api.apply(json.loads(cluster.model_dump_json()))
         self.cluster = cluster
+        if wait:
+            self.api.wait_synced([n.name for n in cluster.nodes], wait)
 
     # ------------------------------------------------------------------ teardown
     def stop(self) -> None:
         """Remove everything: OVS daemons, shells (and so the namespaces), the controller,
         the run directory. Safe to call at any point, and more than once."""
+        for proc in self._spawned:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait()
+        self._spawned = []
         if self.net is not None:
             daemons = []
             for host in list(self.net.hosts):

@@ -167,7 +167,9 @@ class K8sNode(NsHost):
         cmds = [f"link set {BRIDGE_NAME} mtu {mtu} up",
                 f"addr add {node.ip}/{node.subnet.prefixlen} dev {BRIDGE_NAME}",
                 # Like flannel's routes: the pod network is behind the pod gateway.
-                f"route add {cluster.pod_cidr} via {node.gateway_ip} dev {BRIDGE_NAME} onlink"]
+                f"route add {cluster.pod_cidr} via {node.gateway_ip} dev {BRIDGE_NAME} onlink",
+                # ClusterIPs are reached through the node's OVS too, as through kube-proxy's rules.
+                f"route add {cluster.service_cidr} via {node.gateway_ip} dev {BRIDGE_NAME} onlink"]
         if node.rack and cluster.underlay.racks:
             cmds.append(f"route add default via {cluster.rack(node.rack).gateway_ip} dev {BRIDGE_NAME}")
         self.ip_batch(cmds)
