@@ -226,7 +226,35 @@ class Ct:
                                  actions=[self.nat.osken(parser, ofp)] if self.nat else [])
 
 
-Action = Union[Output, SetField, Move, DecTtl, GroupAction, Ct]
+@dataclass(frozen=True)
+class Multipath:
+    """Pick one of ``links`` by hashing the 5-tuple into ``dst`` (low 16 bits).
+
+    ``symmetric_l3l4+udp`` hashes addresses, protocol and ports -- UDP ports included,
+    which a select group's default ``dp_hash`` leaves out in the userspace datapath
+    (every UDP flow of a client would land on one endpoint).  ``hrw`` (rendezvous
+    hashing) moves as few flows as possible when ``links`` changes."""
+
+    links: int
+    dst: str
+    fields: str = "symmetric_l3l4+udp"
+    algorithm: str = "hrw"
+    basis: int = 0
+
+    _FIELDS = {"eth_src": 0, "symmetric_l4": 1, "symmetric_l3l4": 2, "symmetric_l3l4+udp": 3}
+    _ALGORITHMS = {"modulo_n": 0, "hash_threshold": 1, "hrw": 2, "iter_hash": 3}
+
+    def ofctl(self) -> str:
+        return (f"multipath({self.fields},{self.basis},{self.algorithm},{self.links},0,"
+                f"{ofctl_name(self.dst)}[0..15])")
+
+    def osken(self, parser: Any, ofp: Any) -> Any:
+        return parser.NXActionMultipath(fields=self._FIELDS[self.fields], basis=self.basis,
+                                        algorithm=self._ALGORITHMS[self.algorithm], max_link=self.links - 1,
+                                        arg=0, ofs_nbits=15, dst=self.dst)
+
+
+Action = Union[Output, SetField, Move, DecTtl, GroupAction, Ct, Multipath]
 
 
 @dataclass(frozen=True)

@@ -8,10 +8,10 @@ categories live here too.
 
     classifier ──ARP──▶ arp ──▶ reply to IN_PORT / uplink <-> LOCAL
         │
-        └──IP──▶ unsnat ─▶ conntrack ─▶ service_lb ─▶ hairpin_snat ─▶ l3_forwarding
-                  (ct zone 2)  (ct zone 1, nat)  (group: ct commit  (ct zone 2        │
-                                                  nat dst=endpoint)  nat src=gw)      ▼
-                             local pod / LOCAL / uplink (host-gw) / vxlan0 (VXLAN)
+        └──IP──▶ unsnat ─▶ conntrack ─▶ service_lb ─▶ service_endpoint ─▶ hairpin_snat ─▶ l3_forwarding
+                (ct zone 2)  (ct zone 1, nat) (multipath    (ct commit,         (ct zone 2        │
+                                               -> reg3)      nat dst=endpoint)   nat src=gw)      ▼
+                                 local pod / LOCAL / uplink (host-gw) / vxlan0 (VXLAN)
 
 * ``classifier``: where did the packet come from?  A pod port (only with the pod's
   own MAC and IP: a spoof guard), the uplink (the underlay), or LOCAL (the node's own
@@ -49,8 +49,9 @@ _ORDER = (
     ("arp", "ARP responder for the pod gateway and local pods; underlay ARP passes through"),
     ("unsnat", "replies to hairpin connections (sent to the gateway IP) undo their SNAT"),
     ("conntrack", "every IP packet through conntrack in the Service zone: replies get the VIP back"),
-    ("service_lb", "new connections to a ClusterIP:port go to the Service's select group "
-                   "(DNAT to one endpoint), or are rejected when it has none"),
+    ("service_lb", "a new connection to a ClusterIP:port picks one of the port's endpoints "
+                   "(multipath hash into a register), or is rejected when there is none"),
+    ("service_endpoint", "the picked endpoint: ct(commit, nat(dst=endpoint:targetPort))"),
     ("hairpin_snat", "a pod that reached itself through a VIP is SNATed to the gateway IP"),
     ("l3_forwarding", "routing by destination IP: local pod, own node, peer pods (host-gw or "
                       "VXLAN) and peer nodes"),
@@ -62,6 +63,7 @@ ARP = T["arp"]
 UNSNAT = T["unsnat"]
 CONNTRACK = T["conntrack"]
 SERVICE_LB = T["service_lb"]
+SERVICE_ENDPOINT = T["service_endpoint"]
 HAIRPIN_SNAT = T["hairpin_snat"]
 L3_FORWARDING = T["l3_forwarding"]
 
@@ -96,6 +98,9 @@ class Priority(IntEnum):
 #: REG_SOURCE[0..3] holds where the packet entered the bridge.
 REG_SOURCE = "reg0"
 SOURCE_MASK = 0xF
+#: The Service port a new connection is for, and the index of the endpoint picked for it.
+REG_SERVICE_PORT = "reg2"
+REG_ENDPOINT = "reg3"
 
 
 class Source(IntEnum):

@@ -6,17 +6,22 @@ Here, on every node:
 
 * ``conntrack``: every IP packet goes through ``ct(zone=1, nat)``: replies get the VIP
   back as their source, later packets of a connection get its DNAT again;
-* ``service_lb``: a *new* connection to ``VIP:port/proto`` goes to the port's
-  ``select`` group, one bucket per ready endpoint, each bucket
-  ``ct(commit, zone=1, nat(dst=endpoint:targetPort))``; with no endpoint the packet
+* ``service_lb``: a *new* connection to ``VIP:port/proto`` picks one of the port's N
+  ready endpoints: ``multipath(symmetric_l3l4+udp, hrw, N)`` hashes the 5-tuple into
+  ``reg3`` (kube-proxy's random pick, made per connection); with no endpoint the packet
   goes to the controller, which answers with a TCP reset or an ICMP port unreachable
   (kube-proxy's REJECT), so the client fails at once instead of timing out;
+* ``service_endpoint``: one flow per (port, endpoint index):
+  ``ct(commit, zone=1, nat(dst=endpoint:targetPort))``.  (Not a ``select`` group: on
+  OpenFlow 1.3 a group cannot choose its selection method, and the default ``dp_hash``
+  of OVS 3.1's userspace datapath leaves UDP ports out of the hash, so every UDP flow
+  from one client would reach the same endpoint.)
 * ``hairpin_snat``: a pod that reached itself (source == destination after DNAT) is
   SNATed to its gateway IP in zone 2, or it would answer itself directly and drop
   the reply; ``unsnat`` undoes that on the reply.
 
-The backend sees the client pod's own IP (no SNAT except hairpin).  Every flow and
-group of a Service carries the Service's cookie, so a masked delete removes it whole.
+The backend sees the client pod's own IP (no SNAT except hairpin).  Every flow of a
+Service carries the Service's cookie, so a masked delete removes it whole.
 """
 
 from __future__ import annotations
@@ -25,11 +30,11 @@ import zlib
 from typing import Iterator
 
 from controllers.flows import (
-    ETH_TYPE_IP, OFPP_CONTROLLER, Bucket, Ct, Flow, Group, GroupAction, Match, Nat, Output,
+    ETH_TYPE_IP, OFPP_CONTROLLER, Ct, Flow, Group, Match, Multipath, Nat, Output, SetField,
 )
 from controllers.pipeline import (
-    CONNTRACK, CT_NEW, CT_TRK, HAIRPIN_SNAT, L3_FORWARDING, SERVICE_LB, UNSNAT, ZONE_HAIRPIN, ZONE_SERVICE,
-    Feature, Priority, cookie, ct_state,
+    CONNTRACK, CT_NEW, CT_TRK, HAIRPIN_SNAT, L3_FORWARDING, REG_ENDPOINT, REG_SERVICE_PORT,
+    SERVICE_ENDPOINT, SERVICE_LB, UNSNAT, ZONE_HAIRPIN, ZONE_SERVICE, Feature, Priority, cookie, ct_state,
 )
 from topos.model import Cluster, Node, Service, ServicePort
 
@@ -41,8 +46,8 @@ def service_object(service: Service) -> int:
     return zlib.crc32(f"svc/{service.key}".encode())
 
 
-def group_id(service: Service, port: ServicePort) -> int:
-    """A stable group id per Service port (stable across runs and model changes)."""
+def port_id(service: Service, port: ServicePort) -> int:
+    """A stable 32-bit id per Service port (stable across runs and model changes)."""
     return (zlib.crc32(f"svc/{service.key}/{port.port}/{port.protocol}".encode()) & 0x7FFFFFFF) or 1
 
 
@@ -79,12 +84,15 @@ def service_flows(cluster: Cluster, node: Node) -> tuple[list[Flow], list[Group]
             if not endpoints:
                 flows.append(Flow(SERVICE_LB, Priority.SPECIFIC, match, (Output(OFPP_CONTROLLER),), cookie=c))
                 continue
-            gid = group_id(service, port)
-            buckets = tuple(Bucket((Ct(zone=ZONE_SERVICE, table=HAIRPIN_SNAT, commit=True,
-                                       nat=Nat("dst", str(ep.ip), ep.port)),))
-                            for ep in sorted(endpoints, key=lambda e: (int(e.ip), e.port)))
-            groups.append(Group(gid, "select", buckets))
-            flows.append(Flow(SERVICE_LB, Priority.SPECIFIC, match, (GroupAction(gid),), cookie=c))
+            pid = port_id(service, port)
+            flows.append(Flow(SERVICE_LB, Priority.SPECIFIC, match,
+                              (SetField(REG_SERVICE_PORT, pid), Multipath(len(endpoints), REG_ENDPOINT)),
+                              goto=SERVICE_ENDPOINT, cookie=c))
+            for k, ep in enumerate(sorted(endpoints, key=lambda e: (int(e.ip), e.port))):
+                flows.append(Flow(SERVICE_ENDPOINT, Priority.SPECIFIC,
+                                  Match.of(eth_type=ETH_TYPE_IP, **{REG_SERVICE_PORT: pid, REG_ENDPOINT: k}),
+                                  (Ct(zone=ZONE_SERVICE, table=HAIRPIN_SNAT, commit=True,
+                                      nat=Nat("dst", str(ep.ip), ep.port)),), cookie=c))
         # Anything else sent to the VIP (other ports, ping) has nowhere to go.
         flows.append(Flow(SERVICE_LB, Priority.FALLBACK, Match.of(eth_type=ETH_TYPE_IP, ipv4_dst=vip), (),
                           cookie=c))

@@ -8,12 +8,14 @@ by a PID we recorded ourselves, after checking it is still the process we starte
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
+import threading
 import time
 from dataclasses import dataclass
-from typing import Mapping, Optional, Sequence
+from typing import Iterator, Mapping, Optional, Sequence
 
 DEFAULT_TIMEOUT = 20.0
 
@@ -117,6 +119,36 @@ def stop_all(procs: Sequence[OwnedProcess], timeout: float = 5.0) -> None:
             if not any(p.alive() for p in living):
                 return
             time.sleep(0.02)
+
+
+@contextlib.contextmanager
+def deferred_signals() -> Iterator[None]:
+    """Hold SIGINT and SIGTERM until the block is done.
+
+    Wrap every step that creates something and records it (a run directory, a namespace
+    shell, the controller): a Ctrl-C between the two would leave the thing unrecorded,
+    and so behind.  A signal that arrives meanwhile is remembered and re-delivered to its
+    old handler when the block ends.  (Blocking the signals with a mask instead would be
+    inherited by every child started in the block, which would then ignore SIGTERM.)"""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    pending: list[int] = []
+    previous = {sig: signal.signal(sig, lambda signum, frame: pending.append(signum))
+                for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        for signum in pending[:1]:
+            handler = previous[signum]
+            if callable(handler):
+                handler(signum, None)
+            elif handler == signal.SIG_DFL and signum == signal.SIGINT:
+                raise KeyboardInterrupt
+            elif handler == signal.SIG_DFL:
+                signal.raise_signal(signum)
 
 
 def _reap(pid: int) -> None:

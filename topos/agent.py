@@ -4,16 +4,22 @@
         answers every TCP connection / UDP datagram with "NAME CLIENT_IP" (the backend's
         name and the source address it saw), so a client learns who served it and the
         server's view of who asked.
+        A TCP connection gets the greeting "NAME CLIENT_IP\n", then every byte it sends
+        is echoed back until it closes.
     python3 agent.py ask --ip IP --port P [--proto tcp|udp] [--count N] [--timeout S] [--interval S]
         makes N connections (or datagrams) one after another and prints one JSON list:
         [{"ok": true, "server": NAME, "seen_as": IP, "from": REPLY_SOURCE, "ms": 1.2} |
          {"ok": false, "error": "ConnectionRefusedError", "ms": 0.4}, ...]
+    python3 agent.py hold --ip IP --port P --seconds S
+        one TCP connection kept busy for S seconds (a byte out and back every 50 ms);
+        prints {"ok": true, "server": NAME, "exchanges": N} or the error that broke it.
 """
 
 import argparse
 import json
 import socket
 import sys
+import threading
 import time
 
 
@@ -30,10 +36,31 @@ def serve(name: str, port: int, proto: str) -> None:
     sock.listen(128)
     while True:
         conn, addr = sock.accept()
-        try:
-            conn.sendall(f"{name} {addr[0]}".encode())
-        finally:
-            conn.close()
+        threading.Thread(target=_echo, args=(conn, f"{name} {addr[0]}\n".encode()), daemon=True).start()
+
+
+def _echo(conn: socket.socket, greeting: bytes) -> None:
+    try:
+        conn.sendall(greeting)
+        while True:
+            data = conn.recv(4096)
+            if not data:
+                break
+            conn.sendall(data)
+    except OSError:
+        pass
+    finally:
+        conn.close()
+
+
+def _greeting(sock: socket.socket) -> bytes:
+    data = b""
+    while not data.endswith(b"\n"):
+        chunk = sock.recv(2048)
+        if not chunk:
+            break
+        data += chunk
+    return data
 
 
 def ask_once(ip: str, port: int, proto: str, timeout: float) -> dict:
@@ -48,18 +75,31 @@ def ask_once(ip: str, port: int, proto: str, timeout: float) -> dict:
         else:
             sock = socket.create_connection((ip, port), timeout=timeout)
             peer = sock.getpeername()
-            data = b""
-            while True:
-                chunk = sock.recv(2048)
-                if not chunk:
-                    break
-                data += chunk
+            data = _greeting(sock)
         sock.close()
         server, seen_as = data.decode().split()
         return {"ok": True, "server": server, "seen_as": seen_as, "from": peer[0],
                 "ms": round((time.monotonic() - t0) * 1000, 2)}
     except (OSError, ValueError) as exc:
         return {"ok": False, "error": type(exc).__name__, "ms": round((time.monotonic() - t0) * 1000, 2)}
+
+
+def hold(ip: str, port: int, seconds: float) -> dict:
+    exchanges = 0
+    try:
+        sock = socket.create_connection((ip, port), timeout=2)
+        server = _greeting(sock).decode().split()[0]
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            sock.sendall(b"x")
+            if sock.recv(1) != b"x":
+                return {"ok": False, "error": "connection closed", "exchanges": exchanges}
+            exchanges += 1
+            time.sleep(0.05)
+        sock.close()
+        return {"ok": True, "server": server, "exchanges": exchanges}
+    except (OSError, IndexError) as exc:
+        return {"ok": False, "error": type(exc).__name__, "exchanges": exchanges}
 
 
 def main() -> int:
@@ -76,7 +116,14 @@ def main() -> int:
     a.add_argument("--count", type=int, default=1)
     a.add_argument("--timeout", type=float, default=2.0)
     a.add_argument("--interval", type=float, default=0.0)
+    h = sub.add_parser("hold")
+    h.add_argument("--ip", required=True)
+    h.add_argument("--port", type=int, required=True)
+    h.add_argument("--seconds", type=float, default=3.0)
     args = parser.parse_args()
+    if args.cmd == "hold":
+        json.dump(hold(args.ip, args.port, args.seconds), sys.stdout)
+        return 0
     if args.cmd == "serve":
         serve(args.name, args.port, args.proto)
         return 0

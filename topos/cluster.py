@@ -30,7 +30,7 @@ from mininet.log import setLogLevel
 from mininet.net import Mininet
 
 from controllers.api import ApiClient
-from k8snet.procs import CommandError, OwnedProcess, stop_all
+from k8snet.procs import CommandError, OwnedProcess, deferred_signals, stop_all
 from k8snet.rundir import RunDir
 from topos.model import UPLINK_IFNAME, UPLINK_OFPORT, Cluster, UnderlayType
 from topos.nodes import CoreRouter, K8sNode, PodHost, RackGateway, Underlay
@@ -108,7 +108,8 @@ class ClusterNet:
 
     def _start(self) -> None:
         t0 = time.monotonic()
-        self.run = RunDir.create()
+        with deferred_signals():
+            self.run = RunDir.create()
         self.run.sub("controller")
         (self.run.path / "cluster.json").write_text(self.cluster.model_dump_json(indent=1))
         self.progress(f"run directory {self.run.path}")
@@ -164,8 +165,9 @@ class ClusterNet:
 
     def _add_host(self, name: str, cls: type) -> None:
         assert self.net is not None and self.run is not None
-        host = self.net.addHost(name, cls=cls, ip=None)
-        self.run.record(OwnedProcess.of(host.pid, f"{cls.__name__} {name} shell"))
+        with deferred_signals():
+            host = self.net.addHost(name, cls=cls, ip=None)
+            self.run.record(OwnedProcess.of(host.pid, f"{cls.__name__} {name} shell"))
 
     def _build_underlay(self) -> None:
         assert self.net is not None
@@ -205,14 +207,13 @@ class ClusterNet:
         state = self.controller_dir / "state.json"
         if not state.exists():
             state.write_text(self.cluster.model_dump_json())
-        log = open(self.controller_dir / "controller.log", "ab")
         env = {**os.environ, "PYTHONPATH": _project_root() + os.pathsep + os.environ.get("PYTHONPATH", "")}
-        self._controller_popen = subprocess.Popen(
-            self.controller_command(), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-            start_new_session=True, env=env)
-        log.close()
-        self.controller = OwnedProcess.of(self._controller_popen.pid, "controller")
-        self.run.record(self.controller)
+        with deferred_signals(), open(self.controller_dir / "controller.log", "ab") as log:
+            self._controller_popen = subprocess.Popen(
+                self.controller_command(), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                start_new_session=True, env=env)
+            self.controller = OwnedProcess.of(self._controller_popen.pid, "controller")
+            self.run.record(self.controller)
         try:
             wait_for(lambda: os.path.exists(self.api_socket) and os.path.exists(self.of_socket)
                      or self._controller_popen.poll() is not None, 30, "the controller's sockets")
@@ -243,10 +244,11 @@ class ClusterNet:
         """Start a long-running process in a host's namespace, recorded for teardown
         (a process started there outlives the namespace's shell otherwise)."""
         assert self.net is not None and self.run is not None
-        proc = self.net[host_name].popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                         stderr=subprocess.DEVNULL)
-        self.run.record(OwnedProcess.of(proc.pid, what))
-        self._spawned.append(proc)
+        with deferred_signals():
+            proc = self.net[host_name].popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                             stderr=subprocess.DEVNULL)
+            self.run.record(OwnedProcess.of(proc.pid, what))
+            self._spawned.append(proc)
         return proc
 
     def serve(self, pod_host: str, port: int, proto: str = "tcp") -> subprocess.Popen:
@@ -271,6 +273,13 @@ class ClusterNet:
                                      timeout=count * (timeout + interval) + 15)
         return json.loads(out)
 
+    def hold(self, host_name: str, ip: str, port: int, seconds: float) -> subprocess.Popen:
+        """Start one long-lived TCP exchange (agent ``hold``); read its JSON from stdout."""
+        assert self.net is not None
+        return self.net[host_name].popen(["/usr/bin/python3", AGENT, "hold", "--ip", ip, "--port", str(port),
+                                          "--seconds", str(seconds)], stdout=subprocess.PIPE,
+                                         stderr=subprocess.PIPE, text=True)
+
     def apply(self, cluster: Cluster, wait: float = 30.0) -> None:
         """Make ``cluster`` the desired state (same nodes and pods; Services, readiness and
         endpoints may change) and wait until every switch holds it."""
@@ -282,7 +291,12 @@ class ClusterNet:
     # ------------------------------------------------------------------ teardown
     def stop(self) -> None:
         """Remove everything: OVS daemons, shells (and so the namespaces), the controller,
-        the run directory. Safe to call at any point, and more than once."""
+        the run directory. Safe to call at any point, and more than once; a Ctrl-C during
+        it is held until it is done."""
+        with deferred_signals():
+            self._stop()
+
+    def _stop(self) -> None:
         for proc in self._spawned:
             if proc.poll() is None:
                 proc.kill()

@@ -1,0 +1,190 @@
+"""Services the way kube-proxy does them, on a running cluster (embedded spec "services").
+
+web-0, web-1, web-2 on node-0, node-1, node-2, each serving its own name on 8080/TCP,
+8080/UDP and 9090/TCP; "client" on node-2; Service web (80/TCP, 80/UDP, 9000/TCP) and
+Service empty (no endpoints).
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import subprocess
+import time
+
+import pytest
+
+from controllers.compiler import compile_node
+from tests.helpers import FlowSim, normalized_dump
+from topos.cluster import ClusterNet
+from topos.manifests import Overrides, embedded_spec_text, load_text
+
+CLUSTER = load_text(embedded_spec_text("services"))
+WEB = [p for p in CLUSTER.pods if p.name.startswith("web-")]
+VIP = str(CLUSTER.service("web").cluster_ip)
+EMPTY = str(CLUSTER.service("empty").cluster_ip)
+CHI2_CRITICAL_P001 = {1: 10.83, 2: 13.82}
+
+
+def chi_square(counts: dict[str, int], names: list[str]) -> float:
+    total = sum(counts.get(n, 0) for n in names)
+    expected = total / len(names)
+    return sum((counts.get(n, 0) - expected) ** 2 / expected for n in names)
+
+
+def start_servers(net: ClusterNet, pods=WEB) -> None:
+    for pod in pods:
+        net.serve(pod.host_name, 8080)
+        net.serve(pod.host_name, 8080, "udp")
+        net.serve(pod.host_name, 9090)
+
+
+@pytest.fixture(scope="module")
+def net():
+    with ClusterNet(CLUSTER) as running:
+        start_servers(running)
+        yield running
+        running.apply(CLUSTER)
+
+
+@pytest.fixture
+def restore(net):
+    yield
+    net.apply(CLUSTER)
+
+
+@pytest.mark.parametrize("proto", ["tcp", "udp"])
+@pytest.mark.parametrize("client", ["client", "web-0"])
+def test_traffic_spreads_over_all_ready_endpoints(net, client, proto):
+    results = net.ask(client, VIP, 80, proto=proto, count=240)
+    assert all(r["ok"] for r in results), [r for r in results if not r["ok"]][:3]
+    counts = collections.Counter(r["server"] for r in results)
+    names = [p.host_name for p in WEB]
+    assert set(counts) == set(names), counts
+    assert chi_square(counts, names) < CHI2_CRITICAL_P001[2], counts
+
+
+def test_replies_come_from_the_vip_and_the_backend_sees_the_client_pod_ip(net):
+    client = CLUSTER.pod("client")
+    for r in net.ask("client", VIP, 80, count=12) + net.ask("client", VIP, 80, proto="udp", count=12):
+        assert r["from"] == VIP and r["seen_as"] == str(client.ip), r
+
+
+def test_a_pod_reaching_its_own_service_lands_on_itself_and_works(net):
+    results = net.ask("web-0", VIP, 80, count=60)
+    assert all(r["ok"] for r in results)
+    itself = [r for r in results if r["server"] == "web-0"]
+    assert itself, "in 60 connections web-0 never reached itself"
+    gateway = str(CLUSTER.node("node-0").gateway_ip)
+    # Hairpin: the pod sees its own connection come from the gateway (SNAT), as with kube-proxy.
+    assert all(r["seen_as"] == gateway for r in itself)
+    assert all(r["seen_as"] == str(CLUSTER.pod("web-0").ip) for r in results if r["server"] != "web-0")
+
+
+def test_node_host_network_reaches_the_service(net):
+    results = net.ask("node-1", VIP, 80, count=30)
+    assert all(r["ok"] and r["from"] == VIP for r in results)
+    assert len({r["server"] for r in results}) == 3
+
+
+def test_multi_port_service_and_the_same_port_over_tcp_and_udp(net):
+    tcp = net.ask("client", VIP, 80, count=6)
+    udp = net.ask("client", VIP, 80, proto="udp", count=6)
+    admin = net.ask("client", VIP, 9000, count=6)
+    assert all(r["ok"] for r in tcp + udp + admin)
+    # 9000 reaches the pods' 9090 (named targetPort "admin"), a distinct server.
+    assert net.ask("client", VIP, 9001, count=1, timeout=0.5)[0]["error"] in ("TimeoutError", "timeout")
+
+
+@pytest.mark.parametrize("proto", ["tcp", "udp"])
+def test_no_ready_endpoints_refuses_the_client_at_once(net, proto):
+    port = 80 if proto == "tcp" else 53
+    results = net.ask("client", EMPTY, port, proto=proto, count=3, timeout=3)
+    # Refused (TCP reset / ICMP port unreachable), not left to time out.
+    assert [r["error"] for r in results] == ["ConnectionRefusedError"] * 3, results
+
+
+def readiness(cluster, ready: set[str]):
+    return cluster.with_pods(tuple(p.model_copy(update={"ready": p.name in ready or not p.name.startswith("web")})
+                                   for p in cluster.pods))
+
+
+def servers(net, count: int = 60) -> collections.Counter:
+    results = net.ask("client", VIP, 80, count=count)
+    assert all(r["ok"] for r in results), results[:3]
+    return collections.Counter(r["server"] for r in results)
+
+
+def test_endpoint_changes_are_followed_and_established_connections_survive(net, restore):
+    holder = net.hold("client", VIP, 80, seconds=3)
+    time.sleep(0.5)
+    # Drop two endpoints while the held connection runs; it must survive if its endpoint stays.
+    net.apply(readiness(CLUSTER, {"web-0"}))
+    assert set(servers(net)) == {"web-0"}
+    out, err = holder.communicate(timeout=20)
+    held = json.loads(out)
+    if held.get("server") == "web-0":
+        assert held["ok"] and held["exchanges"] > 20, held
+    net.apply(readiness(CLUSTER, {"web-0", "web-2"}))
+    assert set(servers(net)) == {"web-0", "web-2"}
+    net.apply(readiness(CLUSTER, set()))
+    assert [r["error"] for r in net.ask("client", VIP, 80, count=2)] == ["ConnectionRefusedError"] * 2
+    net.apply(CLUSTER)
+    assert set(servers(net)) == {"web-0", "web-1", "web-2"}
+
+
+def test_connection_to_an_endpoint_that_stays_is_not_broken(net, restore):
+    """Hold connections until one lands on web-0, then remove web-1 and web-2."""
+    for _ in range(10):
+        holder = net.hold("client", VIP, 80, seconds=2.5)
+        time.sleep(0.4)
+        net.apply(readiness(CLUSTER, {"web-0"}))
+        held = json.loads(holder.communicate(timeout=20)[0])
+        net.apply(CLUSTER)
+        if held.get("server") == "web-0":
+            assert held["ok"] and held["exchanges"] > 20, held
+            return
+    pytest.fail("no held connection landed on web-0 in 10 tries")
+
+
+def test_switches_hold_exactly_the_compiled_flows_and_groups(net):
+    with FlowSim() as sim:
+        for node in CLUSTER.nodes:
+            desired = compile_node(CLUSTER, node.name)
+            sim.load(CLUSTER, node.name, desired)
+            ovs = net.node(node.name).ovs
+            assert normalized_dump(ovs.ofctl("dump-flows", "br-k8s", "--no-stats")) == sim.dump()
+            assert sorted(ovs.ofctl("dump-groups", "br-k8s").splitlines()[1:]) == \
+                sorted(sim.ovs.ofctl("dump-groups", sim.BRIDGE).splitlines()[1:])
+
+
+def test_controller_restart_replays_groups_without_breaking_service_traffic(net):
+    net.stop_controller()
+    assert set(servers(net, 30)) == {"web-0", "web-1", "web-2"}, "installed flows keep serving"
+    net.start_controller()
+    status = net.api.wait_synced([n.name for n in CLUSTER.nodes], 30)
+    assert not status["errors"], status["errors"]
+    assert set(servers(net, 30)) == {"web-0", "web-1", "web-2"}
+
+
+def test_clusterip_across_racks_over_vxlan(no_leaks):
+    text = embedded_spec_text("racks") + """---
+apiVersion: v1
+kind: Service
+metadata: {name: web}
+spec:
+  selector: {app: web}
+  ports: [{port: 80, targetPort: 8080}]
+"""
+    cluster = load_text(text)
+    vip = str(cluster.service("web").cluster_ip)
+    client = next(p for p in cluster.pods if p.node == "node-0")
+    with ClusterNet(cluster) as net:
+        for pod in cluster.pods:
+            net.serve(pod.host_name, 8080)
+        results = net.ask(client.host_name, vip, 80, count=80)
+    assert all(r["ok"] and r["from"] == vip for r in results), results[:3]
+    # The client is an endpoint too: its own connections are hairpinned (SNAT to its gateway).
+    assert all(r["seen_as"] == str(client.ip) for r in results if r["server"] != client.host_name)
+    assert {r["server"] for r in results} == {p.host_name for p in cluster.pods}
+    assert {p.node for p in cluster.pods} == {"node-0", "node-1", "node-2", "node-3"}
