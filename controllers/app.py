@@ -27,18 +27,24 @@ import random
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-from controllers import compiler, framework
+from controllers import compiler, framework, services
 from controllers.api import ApiServer
 from controllers.flows import Desired, Flow, Group, flow_mod, group_mod, plan
 from controllers.framework import (
     CONFIG_DISPATCHER, DEAD_DISPATCHER, MAIN_DISPATCHER, BaseApp, hub, make_lock, ofp_event,
     ofproto_v1_3, set_ev_cls,
 )
-from controllers.pipeline import FEATURE_MASK, FEATURE_SHIFT, Feature, generation_of, with_generation
+from controllers.pipeline import (
+    FEATURE_MASK, FEATURE_SHIFT, OBJECT_MASK, SERVICE_AFFINITY, Feature, generation_of, with_generation,
+)
 from controllers.reject import packet_out, reject
 from topos.model import Cluster
 
 LOG = logging.getLogger("k8snet.controller")
+#: A Service's cookie without the generation: feature byte + object id.
+SERVICE_COOKIE_MASK = FEATURE_MASK | OBJECT_MASK
+#: How often learned affinity older than OpenFlow's 16-bit timeouts is looked for (s).
+SWEEP_INTERVAL = float(os.environ.get("K8SNET_SWEEP_INTERVAL", "5"))
 
 
 @dataclass
@@ -50,6 +56,7 @@ class Switch:
     pending_barrier: Optional[int] = None
     dump: list[Any] = field(default_factory=list)
     stale_groups: list[int] = field(default_factory=list)
+    sweeps: dict[int, list[Any]] = field(default_factory=dict)
     messages: int = 0
     rejects: int = 0
 
@@ -66,6 +73,7 @@ class K8snetController(BaseApp):
         self.generation = random.randint(1, 0xFFFF)
         self.switches: dict[int, Switch] = {}
         self.errors: list[str] = []
+        hub.spawn(self._sweep_loop)
         api_path = os.environ.get("K8SNET_API")
         if api_path:
             self.api = ApiServer(api_path, self.handle_api, spawn=hub.spawn)
@@ -147,6 +155,15 @@ class K8snetController(BaseApp):
         changes = plan(switch.installed, desired)
         if not changes:
             return
+        # A Service whose flows change (endpoints, ports, affinity) forgets what its
+        # clients learned: a learned endpoint index may now name another endpoint.
+        touched = {f.cookie & SERVICE_COOKIE_MASK for f in changes.flow_deletes + changes.flow_adds
+                   if (f.cookie & FEATURE_MASK) >> FEATURE_SHIFT == Feature.SERVICES and f.cookie & OBJECT_MASK}
+        parser, ofp = dp.ofproto_parser, dp.ofproto
+        for service_cookie in sorted(touched):
+            self._send(switch, parser.OFPFlowMod(
+                datapath=dp, cookie=service_cookie, cookie_mask=SERVICE_COOKIE_MASK, table_id=SERVICE_AFFINITY,
+                command=ofp.OFPFC_DELETE, out_port=ofp.OFPP_ANY, out_group=ofp.OFPG_ANY, match=parser.OFPMatch()))
         for flow in changes.flow_deletes:
             self._send(switch, flow_mod(dp, flow, "delete_strict"))
         for group in changes.group_deletes:
@@ -201,6 +218,39 @@ class K8snetController(BaseApp):
             self._send(switch, parser.OFPFlowStatsRequest(dp, 0, ofp.OFPTT_ALL, ofp.OFPP_ANY,
                                                           ofp.OFPG_ANY, 0, 0, parser.OFPMatch()))
 
+    # ------------------------------------------------------------------ long affinity
+    def _sweep_loop(self) -> None:
+        while True:
+            hub.sleep(SWEEP_INTERVAL)
+            try:
+                self.sweep_affinity()
+            except Exception as exc:  # keep sweeping; say why once per failure
+                LOG.error("affinity sweep failed: %s", exc)
+
+    def sweep_affinity(self) -> None:
+        """Ask every switch for its learned affinity flows when some Service's timeout is
+        longer than OpenFlow can hold; the replies are judged in :meth:`_sweep_reply`."""
+        with self.lock:
+            if self.cluster is None or not services.long_affinity_timeouts(self.cluster):
+                return
+            for switch in self.switches.values():
+                dp = switch.datapath
+                parser, ofp = dp.ofproto_parser, dp.ofproto
+                msg = parser.OFPFlowStatsRequest(dp, 0, SERVICE_AFFINITY, ofp.OFPP_ANY, ofp.OFPG_ANY, 0, 0,
+                                                 parser.OFPMatch())
+                dp.set_xid(msg)
+                switch.sweeps[msg.xid] = []
+                self._send(switch, msg)
+
+    def _sweep_reply(self, switch: Switch, entries: list[Any]) -> None:
+        timeouts = services.long_affinity_timeouts(self.cluster) if self.cluster else {}
+        dp = switch.datapath
+        parser, ofp = dp.ofproto_parser, dp.ofproto
+        for entry in expired_affinity(entries, timeouts):
+            self._send(switch, parser.OFPFlowMod(
+                datapath=dp, cookie=0, cookie_mask=0, table_id=entry.table_id, command=ofp.OFPFC_DELETE_STRICT,
+                priority=entry.priority, out_port=ofp.OFPP_ANY, out_group=ofp.OFPG_ANY, match=entry.match))
+
     @set_ev_cls(ofp_event.EventOFPFlowStatsReply, MAIN_DISPATCHER)
     def on_flow_stats(self, ev: Any) -> None:
         """Replay, step 3: delete flows of other generations, then groups nobody wants."""
@@ -209,10 +259,18 @@ class K8snetController(BaseApp):
             switch = self.switches.get(dp.id)
             if switch is None:
                 return
+            if ev.msg.xid in switch.sweeps:
+                switch.sweeps[ev.msg.xid].extend(ev.msg.body)
+                if not ev.msg.flags & dp.ofproto.OFPMPF_REPLY_MORE:
+                    self._sweep_reply(switch, switch.sweeps.pop(ev.msg.xid))
+                return
             switch.dump.extend(ev.msg.body)
             if ev.msg.flags & dp.ofproto.OFPMPF_REPLY_MORE:
                 return
-            stale = [s for s in switch.dump if generation_of(s.cookie) != self.generation]
+            # Learned affinity is the switch's own state (as kube-proxy's ``recent`` lists
+            # outlive kube-proxy): a restart keeps it.
+            stale = [s for s in switch.dump
+                     if generation_of(s.cookie) != self.generation and s.table_id != SERVICE_AFFINITY]
             parser, ofp = dp.ofproto_parser, dp.ofproto
             for entry in stale:
                 self._send(switch, parser.OFPFlowMod(
@@ -269,6 +327,17 @@ class K8snetController(BaseApp):
             if switch is not None and switch.datapath is dp:
                 del self.switches[dp.id]
                 LOG.info("switch %s disconnected", switch.name)
+
+
+def expired_affinity(entries: list[Any], timeouts: dict[int, int]) -> list[Any]:
+    """Learned affinity flows older than their Service's timeout (pure; entries are flow
+    stats with ``cookie`` and ``duration_sec``; timeouts by cookie object id)."""
+    out = []
+    for entry in entries:
+        timeout = timeouts.get(entry.cookie & OBJECT_MASK)
+        if timeout is not None and entry.duration_sec >= timeout:
+            out.append(entry)
+    return out
 
 
 def state_json(cluster: Cluster) -> dict[str, Any]:

@@ -254,7 +254,72 @@ class Multipath:
                                         arg=0, ofs_nbits=15, dst=self.dst)
 
 
-Action = Union[Output, SetField, Move, DecTtl, GroupAction, Ct, Multipath]
+@dataclass(frozen=True)
+class Resubmit:
+    """Run ``table`` now and come back (Nicira ``resubmit(,table)``)."""
+
+    table: int
+
+    def ofctl(self) -> str:
+        return f"resubmit(,{self.table})"
+
+    def osken(self, parser: Any, ofp: Any) -> Any:
+        return parser.NXActionResubmitTable(in_port=0xFFF8, table_id=self.table)  # 16-bit IN_PORT
+
+
+#: os-ken's names for the NXM fields ``learn`` reads and writes, and their widths.
+_NXM = {"eth_type": ("eth_type_nxm", 16), "ip_proto": ("ip_proto_nxm", 8), "ipv4_src": ("ipv4_src_nxm", 32),
+        "ipv4_dst": ("ipv4_dst_nxm", 32), "tcp_src": ("tcp_src_nxm", 16), "tcp_dst": ("tcp_dst_nxm", 16),
+        "udp_src": ("udp_src_nxm", 16), "udp_dst": ("udp_dst_nxm", 16),
+        **{f"reg{i}": (f"reg{i}", 32) for i in range(8)}}
+
+
+@dataclass(frozen=True)
+class Learn:
+    """Add a flow to ``table`` built from this packet (Nicira ``learn``).
+
+    ``match_values``: the new flow matches these fields on these constants;
+    ``match_fields``: ... and these fields on this packet's values;
+    ``copies``: (src, dst, bits) -- its actions load this packet's src into dst;
+    ``loads``: (value, dst, bit offset, bits) -- ... and load constants."""
+
+    table: int
+    priority: int
+    hard_timeout: int = 0
+    cookie: int = 0
+    match_values: tuple[tuple[str, int], ...] = ()
+    match_fields: tuple[str, ...] = ()
+    copies: tuple[tuple[str, str, int], ...] = ()
+    loads: tuple[tuple[int, str, int, int], ...] = ()
+
+    def ofctl(self) -> str:
+        parts = [f"table={self.table}", f"hard_timeout={self.hard_timeout}", f"priority={self.priority}",
+                 f"cookie={self.cookie:#x}"]
+        parts += [f"{ofctl_name(f)}={v:#x}" if f == "eth_type" else f"{ofctl_name(f)}={v}"
+                  for f, v in self.match_values]
+        parts += [f"{ofctl_name(f)}[]" for f in self.match_fields]
+        parts += [f"load:{ofctl_name(src)}[]->{ofctl_name(dst)}[0..{bits - 1}]" for src, dst, bits in self.copies]
+        parts += [f"load:{value:#x}->{ofctl_name(dst)}[{ofs}..{ofs + bits - 1}]"
+                  for value, dst, ofs, bits in self.loads]
+        return f"learn({','.join(parts)})"
+
+    def osken(self, parser: Any, ofp: Any) -> Any:
+        specs = []
+        for field_name, value in self.match_values:
+            name, bits = _NXM[field_name]
+            specs.append(parser.NXFlowSpecMatch(src=value, dst=(name, 0), n_bits=bits))
+        for field_name in self.match_fields:
+            name, bits = _NXM[field_name]
+            specs.append(parser.NXFlowSpecMatch(src=(name, 0), dst=(name, 0), n_bits=bits))
+        for src, dst, bits in self.copies:
+            specs.append(parser.NXFlowSpecLoad(src=(_NXM[src][0], 0), dst=(_NXM[dst][0], 0), n_bits=bits))
+        for value, dst, ofs, bits in self.loads:
+            specs.append(parser.NXFlowSpecLoad(src=value, dst=(_NXM[dst][0], ofs), n_bits=bits))
+        return parser.NXActionLearn(table_id=self.table, specs=specs, hard_timeout=self.hard_timeout,
+                                    priority=self.priority, cookie=self.cookie)
+
+
+Action = Union[Output, SetField, Move, DecTtl, GroupAction, Ct, Multipath, Resubmit, Learn]
 
 
 @dataclass(frozen=True)

@@ -8,9 +8,10 @@ categories live here too.
 
     classifier ──ARP──▶ arp ──▶ reply to IN_PORT / uplink <-> LOCAL
         │
-        └──IP──▶ unsnat ─▶ conntrack ─▶ service_lb ─▶ service_endpoint ─▶ hairpin_snat ─▶ l3_forwarding
-                (ct zone 2)  (ct zone 1, nat) (multipath    (ct commit,         (ct zone 2        │
-                                               -> reg3)      nat dst=endpoint)   nat src=gw)      ▼
+        └──IP──▶ unsnat ─▶ conntrack ─▶ service_lb ─▶ service_pick ─▶ service_endpoint ─▶ hairpin_snat ─▶ l3_forwarding
+                (ct zone 2)  (ct zone 1,  (resubmit to   (affinity hit,  ([learn affinity,]  (ct zone 2        │
+                              nat)         service_       else multipath  ct commit,          nat src=gw)      ▼
+                                           affinity)      -> reg3)        nat dst=endpoint)
                                  local pod / LOCAL / uplink (host-gw) / vxlan0 (VXLAN)
 
 * ``classifier``: where did the packet come from?  A pod port (only with the pod's
@@ -51,7 +52,10 @@ _ORDER = (
     ("conntrack", "every IP packet through conntrack in the Service zone: replies get the VIP back"),
     ("service_lb", "a new connection to a ClusterIP:port picks one of the port's endpoints "
                    "(multipath hash into a register), or is rejected when there is none"),
-    ("service_endpoint", "the picked endpoint: ct(commit, nat(dst=endpoint:targetPort))"),
+    ("service_affinity", "learned ClientIP affinity: client+VIP+port -> the endpoint it had "
+                         "(entered by resubmit; learned in service_endpoint)"),
+    ("service_pick", "an affinity hit keeps its endpoint, else multipath picks one"),
+    ("service_endpoint", "the picked endpoint: [learn affinity,] ct(commit, nat(dst=endpoint:targetPort))"),
     ("hairpin_snat", "a pod that reached itself through a VIP is SNATed to the gateway IP"),
     ("l3_forwarding", "routing by destination IP: local pod, own node, peer pods (host-gw or "
                       "VXLAN) and peer nodes"),
@@ -63,6 +67,8 @@ ARP = T["arp"]
 UNSNAT = T["unsnat"]
 CONNTRACK = T["conntrack"]
 SERVICE_LB = T["service_lb"]
+SERVICE_AFFINITY = T["service_affinity"]
+SERVICE_PICK = T["service_pick"]
 SERVICE_ENDPOINT = T["service_endpoint"]
 HAIRPIN_SNAT = T["hairpin_snat"]
 L3_FORWARDING = T["l3_forwarding"]
@@ -101,6 +107,13 @@ SOURCE_MASK = 0xF
 #: The Service port a new connection is for, and the index of the endpoint picked for it.
 REG_SERVICE_PORT = "reg2"
 REG_ENDPOINT = "reg3"
+#: REG_AFFINITY[0]: set by a learned affinity flow that matched; REG_SCRATCH: the client's
+#: source port, written by every learn so that each new connection *replaces* the learned
+#: flow (resetting its age) rather than refreshing it.
+REG_AFFINITY = "reg4"
+REG_SCRATCH = "reg5"
+#: OpenFlow timeouts are 16-bit; longer affinity timeouts are enforced by the controller.
+MAX_OPENFLOW_TIMEOUT = 0xFFFF
 
 
 class Source(IntEnum):

@@ -15,8 +15,8 @@ from controllers.flows import (
     SetField,
 )
 from controllers.pipeline import (
-    ARP, CLASSIFIER, CONNTRACK, HAIRPIN_SNAT, IP_INGRESS, L3_FORWARDING, REG_SOURCE, SERVICE_ENDPOINT,
-    SERVICE_LB, UNSNAT,
+    ARP, CLASSIFIER, CONNTRACK, HAIRPIN_SNAT, IP_INGRESS, L3_FORWARDING, REG_SOURCE, SERVICE_AFFINITY,
+    SERVICE_ENDPOINT, SERVICE_LB, SERVICE_PICK, UNSNAT,
     Feature, Priority, Source, cookie, source_match,
 )
 from topos.model import UPLINK_OFPORT, Cluster, Node, Pod
@@ -56,7 +56,8 @@ def flows(cluster: Cluster, node: Node) -> Iterator[Flow]:
     for table, nxt in ((UNSNAT, CONNTRACK), (CONNTRACK, SERVICE_LB), (SERVICE_LB, HAIRPIN_SNAT),
                        (HAIRPIN_SNAT, L3_FORWARDING)):
         yield Flow(table, Priority.DROP, Match(), (), goto=nxt, cookie=node_cookie)
-    yield Flow(SERVICE_ENDPOINT, Priority.DROP, Match(), (), cookie=node_cookie)
+    for table in (SERVICE_AFFINITY, SERVICE_PICK, SERVICE_ENDPOINT):
+        yield Flow(table, Priority.DROP, Match(), (), cookie=node_cookie)
 
 
 def _source(source: Source) -> SetField:

@@ -12,7 +12,10 @@ Here, on every node:
   goes to the controller, which answers with a TCP reset or an ICMP port unreachable
   (kube-proxy's REJECT), so the client fails at once instead of timing out;
 * ``service_endpoint``: one flow per (port, endpoint index):
-  ``ct(commit, zone=1, nat(dst=endpoint:targetPort))``.  (Not a ``select`` group: on
+  ``ct(commit, zone=1, nat(dst=endpoint:targetPort))``, after a ``learn`` of the choice
+  for ``sessionAffinity: ClientIP`` (``service_affinity`` holds what was learned and
+  ``service_pick`` prefers it to a fresh pick);
+* ``internalTrafficPolicy: Local``: only this node's endpoints; with none, dropped.  (Not a ``select`` group: on
   OpenFlow 1.3 a group cannot choose its selection method, and the default ``dp_hash``
   of OVS 3.1's userspace datapath leaves UDP ports out of the hash, so every UDP flow
   from one client would reach the same endpoint.)
@@ -30,11 +33,12 @@ import zlib
 from typing import Iterator
 
 from controllers.flows import (
-    ETH_TYPE_IP, OFPP_CONTROLLER, Ct, Flow, Group, Match, Multipath, Nat, Output, SetField,
+    ETH_TYPE_IP, OFPP_CONTROLLER, Ct, Flow, Group, Learn, Match, Multipath, Nat, Output, Resubmit, SetField,
 )
 from controllers.pipeline import (
-    CONNTRACK, CT_NEW, CT_TRK, HAIRPIN_SNAT, L3_FORWARDING, REG_ENDPOINT, REG_SERVICE_PORT,
-    SERVICE_ENDPOINT, SERVICE_LB, UNSNAT, ZONE_HAIRPIN, ZONE_SERVICE, Feature, Priority, cookie, ct_state,
+    CONNTRACK, CT_NEW, CT_TRK, HAIRPIN_SNAT, L3_FORWARDING, MAX_OPENFLOW_TIMEOUT, REG_AFFINITY, REG_ENDPOINT,
+    REG_SCRATCH, REG_SERVICE_PORT, SERVICE_AFFINITY, SERVICE_ENDPOINT, SERVICE_LB, SERVICE_PICK, UNSNAT,
+    ZONE_HAIRPIN, ZONE_SERVICE, Feature, Priority, cookie, ct_state,
 )
 from topos.model import Cluster, Node, Service, ServicePort
 
@@ -71,29 +75,68 @@ def node_flows(cluster: Cluster, node: Node) -> Iterator[Flow]:
                    cookie=c)
 
 
+def affinity_learn(service: Service, port: ServicePort, c: int) -> Learn:
+    """Remember client -> endpoint for ``sessionAffinity: ClientIP``.
+
+    Every new connection learns again, so the timeout runs from the client's latest
+    connection (kube-proxy's ``recent --set``).  Up to 65535 s the learned flow's own
+    hard_timeout does it; beyond (up to 86400) OpenFlow's 16-bit timeouts cannot, so the
+    flow is learned without one and the controller deletes it once it is older than the
+    timeout (:meth:`controllers.app.K8snetController.sweep_affinity`).  Loading the client's
+    source port makes each learn a replacement, so the flow's age restarts with it."""
+    proto = port.protocol.lower()
+    timeout = service.affinity_timeout if service.affinity_timeout <= MAX_OPENFLOW_TIMEOUT else 0
+    return Learn(table=SERVICE_AFFINITY, priority=Priority.SPECIFIC, hard_timeout=timeout, cookie=c,
+                 match_values=(("eth_type", ETH_TYPE_IP), ("ip_proto", IP_PROTO[port.protocol])),
+                 match_fields=("ipv4_src", "ipv4_dst", f"{proto}_dst"),
+                 copies=((REG_ENDPOINT, REG_ENDPOINT, 32), (f"{proto}_src", REG_SCRATCH, 16)),
+                 loads=((1, REG_AFFINITY, 0, 1),))
+
+
 def service_flows(cluster: Cluster, node: Node) -> tuple[list[Flow], list[Group]]:
     flows: list[Flow] = []
     groups: list[Group] = []
     for service in proxied(cluster):
         c = cookie(Feature.SERVICES, service_object(service))
         vip = str(service.cluster_ip)
+        affinity = service.session_affinity == "ClientIP"
         for port in service.ports:
             match = Match.of(eth_type=ETH_TYPE_IP, ip_proto=IP_PROTO[port.protocol], ipv4_dst=vip,
                              ct_state=ct_state(CT_NEW, CT_TRK), **{PORT_FIELD[port.protocol]: port.port})
             endpoints = cluster.endpoints(service, port)
+            if service.internal_traffic_policy == "Local":
+                # Only this node's endpoints; none here means the traffic is dropped (as kube-proxy does).
+                endpoints = tuple(e for e in endpoints if e.node == node.name)
+                if not endpoints:
+                    flows.append(Flow(SERVICE_LB, Priority.SPECIFIC, match, (), cookie=c))
+                    continue
             if not endpoints:
                 flows.append(Flow(SERVICE_LB, Priority.SPECIFIC, match, (Output(OFPP_CONTROLLER),), cookie=c))
                 continue
             pid = port_id(service, port)
-            flows.append(Flow(SERVICE_LB, Priority.SPECIFIC, match,
-                              (SetField(REG_SERVICE_PORT, pid), Multipath(len(endpoints), REG_ENDPOINT)),
-                              goto=SERVICE_ENDPOINT, cookie=c))
+            lb_actions: tuple = (SetField(REG_SERVICE_PORT, pid),)
+            if affinity:
+                lb_actions += (SetField(REG_AFFINITY, 0), Resubmit(SERVICE_AFFINITY))
+            flows.append(Flow(SERVICE_LB, Priority.SPECIFIC, match, lb_actions, goto=SERVICE_PICK, cookie=c))
+            proto_match = {"eth_type": ETH_TYPE_IP, "ip_proto": IP_PROTO[port.protocol], REG_SERVICE_PORT: pid}
+            if affinity:
+                flows.append(Flow(SERVICE_PICK, Priority.SPECIFIC,
+                                  Match.of(**proto_match, **{REG_AFFINITY: "0x1/0x1"}), (),
+                                  goto=SERVICE_ENDPOINT, cookie=c))
+            flows.append(Flow(SERVICE_PICK, Priority.FALLBACK, Match.of(**proto_match),
+                              (Multipath(len(endpoints), REG_ENDPOINT),), goto=SERVICE_ENDPOINT, cookie=c))
+            learn = (affinity_learn(service, port, c),) if affinity else ()
             for k, ep in enumerate(sorted(endpoints, key=lambda e: (int(e.ip), e.port))):
-                flows.append(Flow(SERVICE_ENDPOINT, Priority.SPECIFIC,
-                                  Match.of(eth_type=ETH_TYPE_IP, **{REG_SERVICE_PORT: pid, REG_ENDPOINT: k}),
-                                  (Ct(zone=ZONE_SERVICE, table=HAIRPIN_SNAT, commit=True,
-                                      nat=Nat("dst", str(ep.ip), ep.port)),), cookie=c))
+                flows.append(Flow(SERVICE_ENDPOINT, Priority.SPECIFIC, Match.of(**proto_match, **{REG_ENDPOINT: k}),
+                                  learn + (Ct(zone=ZONE_SERVICE, table=HAIRPIN_SNAT, commit=True,
+                                              nat=Nat("dst", str(ep.ip), ep.port)),), cookie=c))
         # Anything else sent to the VIP (other ports, ping) has nowhere to go.
         flows.append(Flow(SERVICE_LB, Priority.FALLBACK, Match.of(eth_type=ETH_TYPE_IP, ipv4_dst=vip), (),
                           cookie=c))
     return flows, groups
+
+
+def long_affinity_timeouts(cluster: Cluster) -> dict[int, int]:
+    """Service cookie object -> affinity timeout, for timeouts OpenFlow cannot hold."""
+    return {service_object(s): s.affinity_timeout for s in proxied(cluster)
+            if s.session_affinity == "ClientIP" and s.affinity_timeout > MAX_OPENFLOW_TIMEOUT}

@@ -1,8 +1,10 @@
 """Services the way kube-proxy does them, on a running cluster (embedded spec "services").
 
-web-0, web-1, web-2 on node-0, node-1, node-2, each serving its own name on 8080/TCP,
-8080/UDP and 9090/TCP; "client" on node-2; Service web (80/TCP, 80/UDP, 9000/TCP) and
-Service empty (no endpoints).
+web-0, web-1, web-2 (web-2 lands on node-0 beside web-0: "client" is pinned to node-2
+first and ties go to the first node), each serving its own name on 8080/TCP, 8080/UDP
+and 9090/TCP; Service web (80/TCP, 80/UDP, 9000/TCP), Service empty (no endpoints),
+sticky and sticky-day (ClientIP affinity, 4 s and a day) and local (internalTrafficPolicy
+Local).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import time
 import pytest
 
 from controllers.compiler import compile_node
+from controllers.pipeline import SERVICE_AFFINITY
 from tests.helpers import FlowSim, normalized_dump
 from topos.cluster import ClusterNet
 from topos.manifests import Overrides, embedded_spec_text, load_text
@@ -188,3 +191,64 @@ spec:
     assert all(r["seen_as"] == str(client.ip) for r in results if r["server"] != client.host_name)
     assert {r["server"] for r in results} == {p.host_name for p in cluster.pods}
     assert {p.node for p in cluster.pods} == {"node-0", "node-1", "node-2", "node-3"}
+
+
+STICKY = str(CLUSTER.service("sticky").cluster_ip)
+STICKY_DAY = str(CLUSTER.service("sticky-day").cluster_ip)
+LOCAL = str(CLUSTER.service("local").cluster_ip)
+
+
+def affinity_flows(net, node: str) -> list[str]:
+    """Flows learned into the affinity table (the table's own miss flow has priority 0)."""
+    return [l for l in net.node(node).ovs.ofctl("dump-flows", "br-k8s", f"table={SERVICE_AFFINITY}").splitlines()
+            if "priority=200" in l]
+
+
+@pytest.mark.parametrize("proto", ["tcp", "udp"])
+def test_client_ip_affinity_keeps_one_endpoint_then_expires(net, proto):
+    first = net.ask("client", STICKY, 80, proto=proto, count=15)
+    assert all(r["ok"] for r in first)
+    assert len({r["server"] for r in first}) == 1, first
+    assert affinity_flows(net, "node-2"), "no affinity was learned"
+    time.sleep(5.5)  # timeoutSeconds is 4 (the learned flow's hard_timeout)
+    assert affinity_flows(net, "node-2") == [], "learned affinity outlived its timeout"
+    # Once it has expired a client may move: over several rounds, each after the learned
+    # flow is gone (removed here rather than waited for), it does.
+    seen = set()
+    for _ in range(10):
+        seen |= {r["server"] for r in net.ask("client", STICKY, 80, proto=proto, count=1)}
+        net.node("node-2").ovs.ofctl("--strict", "del-flows", "br-k8s", f"table={SERVICE_AFFINITY},priority=200,"
+                                     f"{proto},nw_src={CLUSTER.pod('client').ip},nw_dst={STICKY},tp_dst=80")
+    assert len(seen) > 1, seen
+
+
+def test_affinity_longer_than_openflow_timeouts_is_learned_without_one(net):
+    results = net.ask("client", STICKY_DAY, 80, count=15)
+    assert len({r["server"] for r in results}) == 1
+    learned = [l for l in affinity_flows(net, "node-2") if f"nw_dst={STICKY_DAY}" in l]
+    assert learned and all("hard_timeout" not in l for l in learned), learned
+
+
+def test_switching_affinity_off_and_on(net, restore):
+    def without_affinity(cluster):
+        services = tuple(s.model_copy(update={"session_affinity": "None"}) if s.name == "sticky" else s
+                         for s in cluster.services)
+        return cluster.model_copy(update={"services": services})
+
+    assert len({r["server"] for r in net.ask("client", STICKY, 80, count=15)}) == 1
+    net.apply(without_affinity(CLUSTER))
+    assert len({r["server"] for r in net.ask("client", STICKY, 80, count=30)}) == 3
+    net.apply(CLUSTER)
+    assert len({r["server"] for r in net.ask("client", STICKY, 80, count=15)}) == 1
+
+
+def test_internal_traffic_policy_local_reaches_only_this_nodes_endpoints(net):
+    local = {n.name: {p.host_name for p in WEB if p.node == n.name} for n in CLUSTER.nodes}
+    assert local["node-0"] == {"web-0", "web-2"} and local["node-1"] == {"web-1"} and not local["node-2"]
+    for client in ("web-0", "web-1"):
+        node = CLUSTER.pod(client).node
+        results = net.ask(client, LOCAL, 80, count=20)
+        assert {r.get("server") for r in results} == local[node], results
+    assert {r["server"] for r in net.ask("node-1", LOCAL, 80, count=10)} == {"web-1"}
+    # node-2 has no endpoint of its own: its clients' traffic is dropped, not sent elsewhere.
+    assert [r["error"] for r in net.ask("client", LOCAL, 80, count=2, timeout=0.5)] == ["TimeoutError"] * 2

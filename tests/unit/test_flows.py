@@ -193,3 +193,23 @@ def test_ct_nat_serializes_as_ovs_expects(nat):
     out = subprocess.run(["ovs-ofctl", "ofp-print", bytes(fm.buf).hex()], capture_output=True, text=True,
                          timeout=10)
     assert "decode error" not in out.stdout + out.stderr and "ct(" in out.stdout, out.stdout
+
+
+def test_expired_affinity_judges_by_age_and_service():
+    from controllers.app import expired_affinity
+
+    entry = lambda cookie, age: SimpleNamespace(cookie=cookie, duration_sec=age)
+    day = 0x0500000000ABCDEF
+    entries = [entry(day, 86399), entry(day, 86400), entry(0x0500000000000001, 999999)]
+    assert expired_affinity(entries, {0xABCDEF: 86400}) == [entries[1]]
+
+
+def test_affinity_learn_uses_hard_timeout_only_when_openflow_can_hold_it():
+    from controllers.services import affinity_learn
+    from topos.model import Service, ServicePort
+
+    port = ServicePort(name="p", protocol="UDP", port=53, target_port=53)
+    short = affinity_learn(Service(name="s", session_affinity="ClientIP", affinity_timeout=30), port, 7)
+    long = affinity_learn(Service(name="s", session_affinity="ClientIP", affinity_timeout=86400), port, 7)
+    assert (short.hard_timeout, long.hard_timeout) == (30, 0)
+    assert "udp_dst[]" in short.ofctl() and "load:udp_src[]->reg5[0..15]" in short.ofctl()
