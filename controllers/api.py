@@ -62,6 +62,13 @@ class ApiClient:
         self.timeout = timeout
 
     def call(self, request: dict[str, Any]) -> dict[str, Any]:
+        reply = self.call_raw(request)
+        if not reply.get("ok"):
+            raise RuntimeError(f"{request.get('op')} refused: {reply.get('error')}")
+        return reply
+
+    def call_raw(self, request: dict[str, Any]) -> dict[str, Any]:
+        """One request, one reply, whatever it says."""
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
             sock.settimeout(self.timeout)
             sock.connect(self.path)
@@ -70,11 +77,8 @@ class ApiClient:
                 stream.flush()
                 line = stream.readline()
         if not line:
-            raise ConnectionError(f"controller at {self.path} closed the connection")
-        reply = json.loads(line)
-        if not reply.get("ok"):
-            raise RuntimeError(f"controller refused {request.get('op')}: {reply.get('error')}")
-        return reply
+            raise ConnectionError(f"{self.path} closed the connection")
+        return json.loads(line)
 
     def status(self) -> dict[str, Any]:
         return self.call({"op": "status"})

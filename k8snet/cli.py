@@ -57,6 +57,11 @@ def build_parser() -> argparse.ArgumentParser:
     _cluster_args(flows)
     flows.add_argument("--node", help="only this node")
     sub.add_parser("clean", help="remove what a crashed k8snet run left behind (only ours)")
+    for verb, what in (("apply", "create or update Pods, Deployments and Services in a running cluster"),
+                       ("delete", "delete Pods, Deployments and Services from a running cluster")):
+        cmd = sub.add_parser(verb, help=what)
+        cmd.add_argument("-f", "--filename", required=True, metavar="FILE", help="YAML documents ('-' for stdin)")
+        cmd.add_argument("--run", metavar="DIR", help="the run directory of the cluster (when several run)")
     return parser
 
 
@@ -77,6 +82,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     try:
         if args.command == "clean":
             return cmd_clean()
+        if args.command in ("apply", "delete"):
+            return cmd_apply(args)
         try:
             cluster = load_cluster(args)
         except SpecError as exc:
@@ -127,6 +134,43 @@ def cmd_clean() -> int:
     return EXIT_OK
 
 
+def cmd_apply(args: argparse.Namespace) -> int:
+    """Send documents to the ``k8snet up`` that owns the cluster (see topos.control)."""
+    from pathlib import Path
+
+    from controllers.api import ApiClient
+    from k8snet.rundir import is_live, leftover_runs
+    from topos.control import SOCKET_NAME
+
+    try:
+        text = sys.stdin.read() if args.filename == "-" else Path(args.filename).read_text()
+    except OSError as exc:
+        console.print(f"-f: cannot read {args.filename}: {exc.strerror}")
+        return EXIT_USAGE
+    runs = [Path(args.run)] if args.run else [p for p in leftover_runs() if is_live(p) and (p / SOCKET_NAME).exists()]
+    if not runs or not (runs[0] / SOCKET_NAME).exists():
+        console.print("no running cluster to apply to: start one with `k8snet up` (in another terminal)")
+        return EXIT_USAGE
+    if len(runs) > 1:
+        console.print(f"several clusters are running; choose one with --run: {', '.join(map(str, runs))}")
+        return EXIT_USAGE
+    reply = ApiClient(str(runs[0] / SOCKET_NAME), timeout=120).call_raw({"op": args.command, "text": text})
+    if not reply.get("ok"):
+        console.print(f"[bold red]{args.command} refused[/]: {reply.get('error')}")
+        for problem in reply.get("problems", []):
+            console.print(f"  - {problem}", markup=False)
+        return EXIT_USAGE
+    for name in reply["pods_added"]:
+        out.print(f"pod/{name} created", markup=False)
+    for name in reply["pods_removed"]:
+        out.print(f"pod/{name} deleted", markup=False)
+    for key, svc in reply["services"].items():
+        ports = ", ".join(f"{p['port']}/{p['protocol']}" + (f" (nodePort {p['nodePort']})" if p["nodePort"] else "")
+                          + f" -> {len(p['endpoints'])} endpoints" for p in svc["ports"])
+        out.print(f"service/{key} {svc['clusterIP'] or '(no ClusterIP)'}: {ports}", markup=False)
+    return EXIT_OK
+
+
 def cmd_flows(cluster: Cluster, node: Optional[str]) -> int:
     from controllers.compiler import compile_node
 
@@ -158,11 +202,15 @@ def cmd_up(cluster: Cluster, framework: str) -> int:
 
         identchars = CLI.identchars + "-."
 
+    from topos.control import ClusterControl
+
     with ClusterNet(cluster, framework=framework, progress=_progress) as net:
+        ClusterControl(net).start()
         console.print("[bold]cluster is up.[/] Hosts are named as in Kubernetes, e.g. "
                       f"`{cluster.pods[0].host_name if cluster.pods else cluster.nodes[0].name} ping "
                       f"{cluster.pods[-1].host_name if cluster.pods else cluster.nodes[-1].name}`; "
-                      "Ctrl-D or `exit` tears everything down.")
+                      "Ctrl-D or `exit` tears everything down; `k8snet apply -f FILE` in another "
+                      "terminal changes Pods, Deployments and Services.")
         from mininet.log import setLogLevel
 
         setLogLevel("output")  # the CLI prints command output at this level

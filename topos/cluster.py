@@ -22,6 +22,7 @@ import logging
 import os
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Callable, Optional
@@ -32,7 +33,7 @@ from mininet.net import Mininet
 from controllers.api import ApiClient
 from k8snet.procs import CommandError, OwnedProcess, deferred_signals, stop_all
 from k8snet.rundir import RunDir
-from topos.model import UPLINK_IFNAME, UPLINK_OFPORT, Cluster, UnderlayType
+from topos.model import BRIDGE_NAME, UPLINK_IFNAME, UPLINK_OFPORT, Cluster, Pod, UnderlayType
 from topos.nodes import CoreRouter, K8sNode, PodHost, RackGateway, Underlay
 from topos.underlay import CORE_HOST, FLAT_SEGMENT_HOST
 from topos.ovs import wait_for
@@ -63,6 +64,8 @@ class ClusterNet:
         self._controller_popen: Optional[subprocess.Popen] = None
         self.timings: dict[str, float] = {}
         self._spawned: list[subprocess.Popen] = []
+        self._spawned_in: dict[str, list[subprocess.Popen]] = {}
+        self._lock = threading.RLock()
 
     # ------------------------------------------------------------------ paths
     @property
@@ -249,6 +252,7 @@ class ClusterNet:
                                              stderr=subprocess.DEVNULL)
             self.run.record(OwnedProcess.of(proc.pid, what))
             self._spawned.append(proc)
+            self._spawned_in.setdefault(host_name, []).append(proc)
         return proc
 
     def serve(self, pod_host: str, port: int, proto: str = "tcp") -> subprocess.Popen:
@@ -281,12 +285,58 @@ class ClusterNet:
                                          stderr=subprocess.PIPE, text=True)
 
     def apply(self, cluster: Cluster, wait: float = 30.0) -> None:
-        """Make ``cluster`` the desired state (same nodes and pods; Services, readiness and
-        endpoints may change) and wait until every switch holds it."""
-        self.api.apply(json.loads(cluster.model_dump_json()))
-        self.cluster = cluster
-        if wait:
-            self.api.wait_synced([n.name for n in cluster.nodes], wait)
+        """Make ``cluster`` the desired state and wait until every switch holds it.
+
+        Pods that are new get their namespace and port first (so no flow points at a
+        port that does not exist yet); pods that are gone lose their flows first and
+        their namespace after (so no new connection is sent to a pod being removed)."""
+        with self._lock:
+            before = {p.host_name: p for p in self.cluster.pods}
+            after = {p.host_name: p for p in cluster.pods}
+            moved = [h for h in before.keys() & after.keys()
+                     if (before[h].node, before[h].ip, before[h].ofport) != (after[h].node, after[h].ip, after[h].ofport)]
+            if moved or [n.name for n in cluster.nodes] != [n.name for n in self.cluster.nodes]:
+                raise ClusterError(f"nodes and pod addresses cannot change on a running cluster: {moved}")
+            for name in after.keys() - before.keys():
+                self.add_pod(cluster, after[name])
+            self.api.apply(json.loads(cluster.model_dump_json()))
+            self.cluster = cluster
+            if wait:
+                self.api.wait_synced([n.name for n in cluster.nodes], wait)
+            for name in before.keys() - after.keys():
+                self.remove_pod(before[name])
+
+    def add_pod(self, cluster: Cluster, pod: Pod) -> None:
+        """A new pod namespace on a running node: veth, OVS port, addresses."""
+        assert self.net is not None
+        self._add_host(pod.host_name, PodHost)
+        self.net.addLink(pod.host_name, pod.node, port1=0, port2=pod.ofport, intfName1="eth0",
+                         intfName2=pod.port_name)
+        node = self.node(pod.node)
+        node.ip_batch([f"link set {pod.port_name} mtu {cluster.pod_mtu} up"])
+        assert node.ovs is not None
+        node.ovs.vsctl("add-port", BRIDGE_NAME, pod.port_name, "--", "set", "interface", pod.port_name,
+                       f"ofport_request={pod.ofport}")
+        self.pod(pod.host_name).build(cluster, pod)
+
+    def remove_pod(self, pod: Pod) -> None:
+        """Take a pod away: its processes, its OVS port, its namespace."""
+        assert self.net is not None
+        for proc in self._spawned_in.pop(pod.host_name, []):
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait()
+        node = self.node(pod.node)
+        assert node.ovs is not None
+        node.ovs.vsctl("--if-exists", "del-port", BRIDGE_NAME, pod.port_name)
+        host = self.net[pod.host_name]
+        for link in [l for l in self.net.links if host in (l.intf1.node, l.intf2.node)]:
+            self.net.links.remove(link)
+            other = link.intf2 if link.intf1.node is host else link.intf1
+            other.node.delIntf(other)
+        host.terminate()
+        self.net.hosts.remove(host)
+        del self.net.nameToNode[pod.host_name]
 
     # ------------------------------------------------------------------ teardown
     def stop(self) -> None:

@@ -224,6 +224,16 @@ class _PodIntent:
     owner: Optional[str]
     field: str
     ports: tuple[ContainerPort, ...] = ()
+    ready: bool = True
+
+
+#: A pod is a Service endpoint while Ready; ``k8snet.io/ready: "false"`` marks it not ready
+#: (k8snet runs no readiness probes, so the annotation stands in for one).
+READY_ANNOTATION = "k8snet.io/ready"
+
+
+def _ready(annotations: dict[str, str]) -> bool:
+    return annotations.get(READY_ANNOTATION, "true").lower() != "false"
 
 
 def _container_ports(spec: Any) -> tuple[ContainerPort, ...]:
@@ -240,6 +250,8 @@ class _Resolver:
         self.problems: list[Problem] = []
         self.reserved: set[str] = set()
         self.service_docs: list[tuple[int, str, ServiceDoc]] = []
+        self.deployments: list[tuple[str, str]] = []
+        self.cluster_doc_index: Optional[int] = None
 
     def fail(self, doc: Optional[int], what: str, field: str, message: str) -> None:
         self.problems.append(Problem(doc, what, field, message))
@@ -301,6 +313,7 @@ class _Resolver:
                               "document, and there can be only one")
                     continue
                 parsed = self._validate(index, what, ClusterDoc, raw)
+                self.cluster_doc_index = index
                 if parsed is not None:
                     cluster_doc = (index, parsed)
             elif kind == "Pod":
@@ -308,7 +321,8 @@ class _Resolver:
                 if pod is not None:
                     intents.append(_PodIntent(index, what, pod.metadata.name, pod.metadata.namespace,
                                               pod.metadata.labels, pod.spec.node_name, None,
-                                              "spec.nodeName", _container_ports(pod.spec)))
+                                              "spec.nodeName", _container_ports(pod.spec),
+                                              _ready(pod.metadata.annotations)))
             elif kind == "Service":
                 svc = self._validate(index, what, ServiceDoc, raw)
                 if svc is not None:
@@ -316,6 +330,7 @@ class _Resolver:
             else:
                 dep = self._validate(index, what, DeploymentDoc, raw)
                 if dep is not None:
+                    self.deployments.append((dep.metadata.namespace, dep.metadata.name))
                     intents.extend(self._expand(index, what, dep))
         if cluster_doc is None:
             cluster_doc = (0, ClusterDoc(apiVersion=CLUSTER_API, kind="Cluster"))
@@ -345,7 +360,8 @@ class _Resolver:
         return [_PodIntent(index, what, f"{name}-{i}", dep.metadata.namespace, dict(labels),
                            dep.spec.template.spec.node_name, name,
                            "spec.template.spec.nodeName" if dep.spec.template.spec.node_name
-                           else "spec.replicas", _container_ports(dep.spec.template.spec))
+                           else "spec.replicas", _container_ports(dep.spec.template.spec),
+                           _ready(dep.spec.template.metadata.annotations))
                 for i in range(dep.spec.replicas)]
 
     def _check_duplicates(self, intents: list[_PodIntent]) -> None:
@@ -493,7 +509,7 @@ class _Resolver:
                 ip = node.pod_cidr.network_address + 2 + k
                 pod = Pod(name=intent.name, namespace=intent.namespace, node=node.name, ip=ip,
                           mac=mac_from_ip(ip), ofport=FIRST_POD_OFPORT + k, labels=intent.labels,
-                          owner=intent.owner, ports=intent.ports)
+                          owner=intent.owner, ports=intent.ports, ready=intent.ready)
                 if pod.host_name in node_names_taken:
                     self.fail(intent.doc, intent.what, "metadata.name", f"{pod.host_name!r} is also "
                               "the name of a node or underlay host; pod and node names must differ")

@@ -112,3 +112,47 @@ def test_up_opens_a_cli_where_pods_are_named_as_in_kubernetes(no_leaks):
     assert result.returncode == 0, result.stderr
     text = result.stdout + result.stderr  # Mininet prints command output on stderr
     assert text.count("1 received") == 2, text
+
+
+def test_apply_and_delete_against_a_running_up(tmp_path, no_leaks):
+    """`k8snet apply -f` and `k8snet delete -f` change the cluster `k8snet up` runs."""
+    from topos.control import SOCKET_NAME
+
+    known = {str(p) for p in leftover_runs()}
+    up = subprocess.Popen([*K8SNET, "up", "services"], env=k8snet_env(), stdin=subprocess.PIPE,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        run_dir = _wait_for_run_dir(up, known)
+        deadline = time.monotonic() + 60
+        while not (run_dir / SOCKET_NAME).exists() and time.monotonic() < deadline:
+            assert up.poll() is None, up.communicate()
+            time.sleep(0.05)
+        scale = tmp_path / "scale.yaml"
+        scale.write_text("apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\nspec:\n  replicas: 5\n"
+                         "  selector: {matchLabels: {app: web}}\n  template:\n    metadata: {labels: {app: web}}\n"
+                         "    spec: {containers: [{name: web, ports: [{name: http, containerPort: 8080}]}]}\n")
+        result = k8snet("apply", "-f", str(scale))
+        assert result.returncode == 0, result.stderr
+        assert "pod/web-3 created" in result.stdout and "pod/web-4 created" in result.stdout
+        assert "service/default/web 10.96.0.100: 80/TCP -> 5 endpoints" in result.stdout
+        shells = {p["what"]: p["pid"] for p in json.loads((run_dir / "processes.json").read_text())}
+        addr = subprocess.run(["mnexec", "-a", str(shells["PodHost web-4 shell"]), "ip", "-4", "-o", "addr", "show",
+                               "eth0"], capture_output=True, text=True, timeout=10).stdout
+        assert "10.244." in addr
+        bad = tmp_path / "bad.yaml"
+        bad.write_text("apiVersion: v1\nkind: Pod\nmetadata: {name: x}\nspec: {nodeName: node-9}\n")
+        refused = k8snet("apply", "-f", str(bad))
+        assert refused.returncode == 2 and "node 'node-9' does not exist" in refused.stderr
+        deleted = k8snet("delete", "-f", str(scale))
+        assert deleted.returncode == 0 and "pod/web-0 deleted" in deleted.stdout
+        assert "80/TCP -> 0 endpoints" in deleted.stdout
+        up.stdin.write("exit\n")
+        up.stdin.flush()
+        up.communicate(timeout=60)
+        assert up.returncode == 0
+    finally:
+        if up.poll() is None:
+            up.kill()
+            up.wait()
+            k8snet("clean")
+    assert k8snet("apply", "-f", str(scale)).returncode == 2  # nothing runs any more

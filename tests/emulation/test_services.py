@@ -47,13 +47,17 @@ def net():
     with ClusterNet(CLUSTER) as running:
         start_servers(running)
         yield running
-        running.apply(CLUSTER)
 
 
 @pytest.fixture
 def restore(net):
     yield
-    net.apply(CLUSTER)
+    where = lambda cluster: {(p.host_name, p.node, p.ip, p.ofport) for p in cluster.pods}
+    if where(net.cluster) == where(CLUSTER):
+        net.apply(CLUSTER)
+    else:  # pods were recreated elsewhere: keep them, restore the Services and readiness
+        pods = tuple(p.model_copy(update={"ready": True}) for p in net.cluster.pods)
+        net.apply(net.cluster.model_copy(update={"pods": pods, "services": CLUSTER.services}))
 
 
 @pytest.mark.parametrize("proto", ["tcp", "udp"])
@@ -252,3 +256,56 @@ def test_internal_traffic_policy_local_reaches_only_this_nodes_endpoints(net):
     assert {r["server"] for r in net.ask("node-1", LOCAL, 80, count=10)} == {"web-1"}
     # node-2 has no endpoint of its own: its clients' traffic is dropped, not sent elsewhere.
     assert [r["error"] for r in net.ask("client", LOCAL, 80, count=2, timeout=0.5)] == ["TimeoutError"] * 2
+
+
+DEPLOYMENT = """\
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web}
+spec:
+  replicas: REPLICAS
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      containers:
+        - name: web
+          ports: [{name: http, containerPort: 8080}, {name: http-udp, containerPort: 8080, protocol: UDP},
+                  {name: admin, containerPort: 9090}]
+"""
+
+
+def test_scaling_3_5_1_0_2_creates_and_deletes_pods_and_traffic_follows(net, restore):
+    from topos.apply import apply_text
+
+    for replicas in (5, 1, 0, 2):
+        cluster = apply_text(net.cluster, DEPLOYMENT.replace("REPLICAS", str(replicas)))
+        net.apply(cluster)
+        names = {f"web-{i}" for i in range(replicas)}
+        assert {p.name for p in cluster.pods if p.owner == "web"} == names
+        start_servers(net, [p for p in cluster.pods if p.name in names and p.host_name not in net._spawned_in])
+        results = net.ask("client", VIP, 80, count=60, timeout=1)
+        if replicas:
+            assert all(r["ok"] for r in results), results[:3]
+            assert {r["server"] for r in results} == names
+        else:
+            assert {r["error"] for r in results} == {"ConnectionRefusedError"}
+    net.apply(apply_text(net.cluster, DEPLOYMENT.replace("REPLICAS", "3")))
+    start_servers(net, [p for p in net.cluster.pods if p.owner == "web" and p.host_name not in net._spawned_in])
+
+
+def test_a_pod_marked_not_ready_or_deleted_stops_getting_connections(net, restore):
+    from topos.apply import apply_text
+
+    not_ready = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: web-1\n  annotations: {k8snet.io/ready: 'false'}\n"
+    net.apply(apply_text(net.cluster, not_ready))
+    assert "web-1" not in servers(net)
+    net.apply(apply_text(net.cluster, not_ready.replace("'false'", "'true'")))
+    assert "web-1" in servers(net, 90)
+    gone = apply_text(net.cluster, "apiVersion: v1\nkind: Pod\nmetadata: {name: web-2}\n", delete=True)
+    net.apply(gone)
+    assert "web-2" not in net.net.nameToNode
+    assert set(servers(net)) == {"web-0", "web-1"}
+    net.apply(apply_text(net.cluster, DEPLOYMENT.replace("REPLICAS", "3")))
+    start_servers(net, [p for p in net.cluster.pods if p.owner == "web" and p.host_name not in net._spawned_in])
+    assert set(servers(net, 90)) == {"web-0", "web-1", "web-2"}

@@ -1,0 +1,62 @@
+"""The running cluster's own API, served by the process that owns it (``k8snet up``).
+
+Only that process can add or remove pod namespaces (they are its Mininet hosts), so
+``k8snet apply -f FILE`` sends the documents here, over ``<run dir>/cluster.sock``
+(newline-delimited JSON, like the controller's API).  The documents are resolved
+against the running model (:func:`topos.apply.apply_text`) and applied through
+:meth:`topos.cluster.ClusterNet.apply`, the same path the Python API uses.
+
+Requests: ``{"op": "apply"|"delete", "text": YAML}`` and ``{"op": "status"}``.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from controllers.api import ApiServer
+from topos.apply import apply_text
+from topos.manifests import SpecError
+
+SOCKET_NAME = "cluster.sock"
+
+
+def summarize(before: Any, after: Any) -> dict[str, Any]:
+    old, new = {p.host_name for p in before.pods}, {p.host_name for p in after.pods}
+    services = {s.key: s for s in after.services}
+    return {"pods_added": sorted(new - old), "pods_removed": sorted(old - new),
+            "pods": len(new), "not_ready": sorted(p.host_name for p in after.pods if not p.ready),
+            "services": {k: {"clusterIP": str(s.cluster_ip) if s.cluster_ip else None,
+                             "ports": [{"port": p.port, "protocol": p.protocol, "nodePort": p.node_port,
+                                        "endpoints": [f"{e.ip}:{e.port}" for e in after.endpoints(s, p)]}
+                                       for p in s.ports]}
+                         for k, s in services.items()}}
+
+
+class ClusterControl:
+    def __init__(self, net: Any):
+        self.net = net
+        assert net.run is not None
+        self.server = ApiServer(str(net.run.path / SOCKET_NAME), self.handle)
+
+    def start(self) -> "ClusterControl":
+        self.server.start()
+        return self
+
+    def handle(self, request: dict[str, Any]) -> dict[str, Any]:
+        op = request.get("op")
+        if op == "status":
+            return {"ok": True, **summarize(self.net.cluster, self.net.cluster)}
+        if op not in ("apply", "delete"):
+            return {"ok": False, "error": f"unknown op {op!r}; allowed: apply, delete, status"}
+        before = self.net.cluster
+        try:
+            after = apply_text(before, request.get("text", ""), delete=op == "delete")
+        except SpecError as exc:
+            return {"ok": False, "error": "invalid documents", "problems": [str(p) for p in exc.problems]}
+        self.net.apply(after)
+        return {"ok": True, **summarize(before, after)}
+
+
+def dumps(reply: dict[str, Any]) -> str:
+    return json.dumps(reply, indent=1)
