@@ -121,6 +121,19 @@ class SetField:
 
 
 @dataclass(frozen=True)
+class ClearInPort:
+    """Forget the ingress port (``load:0->NXM_OF_IN_PORT[]``), so the packet may leave by
+    it.  OVS refuses an OXM set_field on in_port (OFPBAC_BAD_SET_ARGUMENT); the Nicira
+    register load on the 16-bit NXM field is the accepted way."""
+
+    def ofctl(self) -> str:
+        return "load:0->NXM_OF_IN_PORT[]"
+
+    def osken(self, parser: Any, ofp: Any) -> Any:
+        return parser.NXActionRegLoad(ofs_nbits=15, dst="in_port_nxm", value=0)
+
+
+@dataclass(frozen=True)
 class Move:
     """Copy one whole field into another (``move:src[]->dst[]``)."""
 
@@ -210,10 +223,14 @@ class Ct:
     table: int | None = None
     commit: bool = False
     nat: Nat | None = None
+    #: actions run on the committed connection (set_field on ct_mark)
+    exec: tuple["SetField", ...] = ()
 
     def ofctl(self) -> str:
         parts = ["commit"] if self.commit else []
         parts.append(f"zone={self.zone}")
+        if self.exec:
+            parts.append(f"exec({','.join(a.ofctl() for a in self.exec)})")
         if self.nat is not None:
             parts.append(self.nat.ofctl())
         if self.table is not None:
@@ -221,9 +238,12 @@ class Ct:
         return f"ct({','.join(parts)})"
 
     def osken(self, parser: Any, ofp: Any) -> Any:
+        actions = [a.osken(parser, ofp) for a in self.exec]
+        if self.nat:
+            actions.append(self.nat.osken(parser, ofp))
         return parser.NXActionCT(flags=1 if self.commit else 0, zone_src="", zone_ofs_nbits=self.zone,
                                  recirc_table=255 if self.table is None else self.table, alg=0,
-                                 actions=[self.nat.osken(parser, ofp)] if self.nat else [])
+                                 actions=actions)
 
 
 @dataclass(frozen=True)
@@ -319,7 +339,7 @@ class Learn:
                                     priority=self.priority, cookie=self.cookie)
 
 
-Action = Union[Output, SetField, Move, DecTtl, GroupAction, Ct, Multipath, Resubmit, Learn]
+Action = Union[Output, SetField, Move, DecTtl, GroupAction, Ct, Multipath, Resubmit, Learn, ClearInPort]
 
 
 @dataclass(frozen=True)

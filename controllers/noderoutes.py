@@ -6,6 +6,10 @@ gateway.  One flow per peer does the same here, with the next hop from
 :meth:`topos.model.Cluster.underlay_next_hop`.  The reply comes back by whatever
 route the peer has to this node's pod CIDR (host-gw or VXLAN), so on host-gw across
 racks the request arrives and the reply is lost -- as in Flannel.
+
+Anything else a node routes (a NodePort's reply to an outside client, a pod talking to
+the outside) goes to the node's default next hop: its rack gateway, or on a flat
+underlay the external host, the segment's way out.
 """
 
 from __future__ import annotations
@@ -19,6 +23,16 @@ from topos.model import UPLINK_OFPORT, Cluster, Node
 
 
 def flows(cluster: Cluster, node: Node) -> Iterator[Flow]:
+    c = cookie(Feature.NODE_ROUTES)
+    # Cluster ranges without a route stay inside (host-gw across racks: dropped here, as
+    # a Flannel node drops them); everything else goes to the node's default next hop.
+    for cidr in (cluster.pod_cidr, cluster.service_cidr):
+        yield Flow(L3_FORWARDING, Priority.BLACKHOLE, Match.of(eth_type=ETH_TYPE_IP, ipv4_dst=str(cidr)), (), cookie=c)
+    next_hop = cluster.default_next_hop(node)
+    if next_hop:
+        yield Flow(L3_FORWARDING, Priority.DEFAULT_ROUTE, Match.of(eth_type=ETH_TYPE_IP),
+                   (SetField("eth_src", node.mac), SetField("eth_dst", next_hop), DecTtl(), Output(UPLINK_OFPORT)),
+                   cookie=c)
     for peer in cluster.peers_of(node.name):
         yield Flow(L3_FORWARDING, Priority.ROUTE_HOST, Match.of(eth_type=ETH_TYPE_IP, ipv4_dst=str(peer.ip)),
                    (SetField("eth_src", node.mac), SetField("eth_dst", cluster.underlay_next_hop(node, peer)),

@@ -56,7 +56,8 @@ _ORDER = (
                          "(entered by resubmit; learned in service_endpoint)"),
     ("service_pick", "an affinity hit keeps its endpoint, else multipath picks one"),
     ("service_endpoint", "the picked endpoint: [learn affinity,] ct(commit, nat(dst=endpoint:targetPort))"),
-    ("hairpin_snat", "a pod that reached itself through a VIP is SNATed to the gateway IP"),
+    ("hairpin_snat", "a pod that reached itself through a VIP is SNATed to the gateway IP; a "
+                     "NodePort connection with externalTrafficPolicy Cluster to the node's IP"),
     ("l3_forwarding", "routing by destination IP: local pod, own node, peer pods (host-gw or "
                       "VXLAN) and peer nodes"),
 )
@@ -76,12 +77,16 @@ L3_FORWARDING = T["l3_forwarding"]
 #: Where classified IP traffic enters the routing stages.
 IP_INGRESS = UNSNAT
 
-#: Conntrack zones: Service DNAT, and the hairpin SNAT kept apart from it.
+#: Conntrack zones: Service DNAT, and the hairpin and NodePort SNATs kept apart from it.
 ZONE_SERVICE = 1
 ZONE_HAIRPIN = 2
+ZONE_NODEPORT = 3
+#: ct_mark bit on a Service connection that must also be SNATed to the node's IP
+#: (NodePort with externalTrafficPolicy Cluster), so every packet of it is, not the first only.
+CT_MARK_MASQUERADE = 0x1
 
 #: ct_state bits (value/mask as ovs-ofctl and OXM take them).
-CT_NEW, CT_EST, CT_TRK = 0x01, 0x02, 0x20
+CT_NEW, CT_EST, CT_RPL, CT_TRK = 0x01, 0x02, 0x08, 0x20
 
 
 def ct_state(*set_bits: int, clear: tuple[int, ...] = ()) -> str:
@@ -97,7 +102,9 @@ class Priority(IntEnum):
     SPECIFIC = 200         # exact matches: a pod's port, a pod's MAC, the gateway IP
     ROUTE_HOST = 190       # /32 routes: a pod IP, a node IP
     ROUTE_SUBNET = 180     # subnet routes: a peer's pod CIDR, the cluster CIDR
+    BLACKHOLE = 170        # cluster ranges with no route: dropped, never sent outside
     FALLBACK = 100         # whatever else a source may send
+    DEFAULT_ROUTE = 10     # everything else: outside the cluster
     DROP = 0               # the table miss
 
 

@@ -11,7 +11,7 @@ import zlib
 from typing import Iterator
 
 from controllers.flows import (
-    ETH_TYPE_ARP, ETH_TYPE_IP, OFPP_IN_PORT, OFPP_LOCAL, DecTtl, Flow, Match, Move, Output,
+    ETH_TYPE_ARP, ETH_TYPE_IP, OFPP_IN_PORT, OFPP_LOCAL, ClearInPort, DecTtl, Flow, Match, Move, Output,
     SetField,
 )
 from controllers.pipeline import (
@@ -75,12 +75,12 @@ def _classifier(cluster: Cluster, node: Node, c: int) -> Iterator[Flow]:
         yield Flow(CLASSIFIER, Priority.SPECIFIC,
                    Match.of(in_port=UPLINK_OFPORT, eth_type=ETH_TYPE_IP, ip_proto=17, ipv4_dst=str(node.ip),
                             udp_dst=cluster.vxlan_port), (Output(OFPP_LOCAL),), cookie=c)
-    yield Flow(CLASSIFIER, Priority.ROUTE_HOST,
-               Match.of(in_port=UPLINK_OFPORT, eth_type=ETH_TYPE_IP, ipv4_dst=str(node.ip)),
-               (_source(Source.UPLINK),), goto=IP_INGRESS, cookie=c)
-    yield Flow(CLASSIFIER, Priority.ROUTE_SUBNET,
-               Match.of(in_port=UPLINK_OFPORT, eth_type=ETH_TYPE_IP, ipv4_dst=str(node.pod_cidr)),
-               (_source(Source.UPLINK),), goto=IP_INGRESS, cookie=c)
+    # Underlay IP forgets its ingress port once classified (reg0 keeps where it came
+    # from): a NodePort connection from outside, served by a pod on another node, leaves
+    # by the uplink it came in on, which OpenFlow drops unless in_port is cleared.
+    for priority, dst in ((Priority.ROUTE_HOST, node.ip), (Priority.ROUTE_SUBNET, node.pod_cidr)):
+        yield Flow(CLASSIFIER, priority, Match.of(in_port=UPLINK_OFPORT, eth_type=ETH_TYPE_IP, ipv4_dst=str(dst)),
+                   (_source(Source.UPLINK), ClearInPort()), goto=IP_INGRESS, cookie=c)
     yield Flow(CLASSIFIER, Priority.SPECIFIC, Match.of(in_port=OFPP_LOCAL, eth_type=ETH_TYPE_ARP),
                (_source(Source.LOCAL),), goto=ARP, cookie=c)
     for dst in (cluster.pod_cidr, cluster.service_cidr):

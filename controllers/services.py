@@ -36,9 +36,9 @@ from controllers.flows import (
     ETH_TYPE_IP, OFPP_CONTROLLER, Ct, Flow, Group, Learn, Match, Multipath, Nat, Output, Resubmit, SetField,
 )
 from controllers.pipeline import (
-    CONNTRACK, CT_NEW, CT_TRK, HAIRPIN_SNAT, L3_FORWARDING, MAX_OPENFLOW_TIMEOUT, REG_AFFINITY, REG_ENDPOINT,
-    REG_SCRATCH, REG_SERVICE_PORT, SERVICE_AFFINITY, SERVICE_ENDPOINT, SERVICE_LB, SERVICE_PICK, UNSNAT,
-    ZONE_HAIRPIN, ZONE_SERVICE, Feature, Priority, cookie, ct_state,
+    CONNTRACK, CT_MARK_MASQUERADE, CT_NEW, CT_RPL, CT_TRK, HAIRPIN_SNAT, L3_FORWARDING, MAX_OPENFLOW_TIMEOUT,
+    REG_AFFINITY, REG_ENDPOINT, REG_SCRATCH, REG_SERVICE_PORT, SERVICE_AFFINITY, SERVICE_ENDPOINT, SERVICE_LB,
+    SERVICE_PICK, UNSNAT, ZONE_HAIRPIN, ZONE_NODEPORT, ZONE_SERVICE, Feature, Priority, cookie, ct_state,
 )
 from topos.model import Cluster, Node, Service, ServicePort
 
@@ -50,9 +50,14 @@ def service_object(service: Service) -> int:
     return zlib.crc32(f"svc/{service.key}".encode())
 
 
-def port_id(service: Service, port: ServicePort) -> int:
-    """A stable 32-bit id per Service port (stable across runs and model changes)."""
-    return (zlib.crc32(f"svc/{service.key}/{port.port}/{port.protocol}".encode()) & 0x7FFFFFFF) or 1
+def port_id(service: Service, port: ServicePort, frontend: str = "clusterip") -> int:
+    """A stable 32-bit id per Service port and frontend (stable across runs and changes)."""
+    key = f"svc/{service.key}/{port.port}/{port.protocol}/{frontend}"
+    return (zlib.crc32(key.encode()) & 0x7FFFFFFF) or 1
+
+
+def has_node_ports(cluster: Cluster) -> bool:
+    return any(p.node_port is not None for s in proxied(cluster) for p in s.ports)
 
 
 def proxied(cluster: Cluster) -> list[Service]:
@@ -66,6 +71,14 @@ def node_flows(cluster: Cluster, node: Node) -> Iterator[Flow]:
     c = cookie(Feature.SERVICES)
     yield Flow(UNSNAT, Priority.SPECIFIC, Match.of(eth_type=ETH_TYPE_IP, ipv4_dst=str(node.gateway_ip)),
                (Ct(zone=ZONE_HAIRPIN, table=CONNTRACK, nat=Nat()),), cookie=c)
+    if has_node_ports(cluster):
+        # Replies to NodePort connections SNATed to this node come back to its IP.
+        yield Flow(UNSNAT, Priority.SPECIFIC, Match.of(eth_type=ETH_TYPE_IP, ipv4_dst=str(node.ip)),
+                   (Ct(zone=ZONE_NODEPORT, table=CONNTRACK, nat=Nat()),), cookie=c)
+        yield Flow(HAIRPIN_SNAT, Priority.HAIRPIN,
+                   Match.of(eth_type=ETH_TYPE_IP, ct_mark=f"{CT_MARK_MASQUERADE:#x}/{CT_MARK_MASQUERADE:#x}",
+                            ct_state=ct_state(CT_TRK, clear=(CT_RPL,))),
+                   (Ct(zone=ZONE_NODEPORT, table=L3_FORWARDING, commit=True, nat=Nat("src", str(node.ip))),), cookie=c)
     yield Flow(CONNTRACK, Priority.FALLBACK, Match.of(eth_type=ETH_TYPE_IP),
                (Ct(zone=ZONE_SERVICE, table=SERVICE_LB, nat=Nat()),), cookie=c)
     for pod in cluster.pods_on(node.name):
@@ -93,47 +106,67 @@ def affinity_learn(service: Service, port: ServicePort, c: int) -> Learn:
                  loads=((1, REG_AFFINITY, 0, 1),))
 
 
+def _port_flows(service: Service, port: ServicePort, match: Match, pid: int, endpoints: tuple,
+                c: int, masquerade: bool) -> Iterator[Flow]:
+    """The load-balancing flows of one frontend (a ClusterIP:port or a NodePort)."""
+    affinity = service.session_affinity == "ClientIP"
+    lb_actions: tuple = (SetField(REG_SERVICE_PORT, pid),)
+    if affinity:
+        lb_actions += (SetField(REG_AFFINITY, 0), Resubmit(SERVICE_AFFINITY))
+    yield Flow(SERVICE_LB, Priority.SPECIFIC, match, lb_actions, goto=SERVICE_PICK, cookie=c)
+    proto_match = {"eth_type": ETH_TYPE_IP, "ip_proto": IP_PROTO[port.protocol], REG_SERVICE_PORT: pid}
+    if affinity:
+        yield Flow(SERVICE_PICK, Priority.SPECIFIC, Match.of(**proto_match, **{REG_AFFINITY: "0x1/0x1"}), (),
+                   goto=SERVICE_ENDPOINT, cookie=c)
+    yield Flow(SERVICE_PICK, Priority.FALLBACK, Match.of(**proto_match),
+               (Multipath(len(endpoints), REG_ENDPOINT),), goto=SERVICE_ENDPOINT, cookie=c)
+    learn = (affinity_learn(service, port, c),) if affinity else ()
+    mark = (SetField("ct_mark", CT_MARK_MASQUERADE),) if masquerade else ()
+    for k, ep in enumerate(sorted(endpoints, key=lambda e: (int(e.ip), e.port))):
+        yield Flow(SERVICE_ENDPOINT, Priority.SPECIFIC, Match.of(**proto_match, **{REG_ENDPOINT: k}),
+                   learn + (Ct(zone=ZONE_SERVICE, table=HAIRPIN_SNAT, commit=True, exec=mark,
+                               nat=Nat("dst", str(ep.ip), ep.port)),), cookie=c)
+
+
+def _frontend(service: Service, port: ServicePort, match: Match, pid: int, endpoints: tuple, local_only: bool,
+              node: Node, c: int, masquerade: bool = False) -> Iterator[Flow]:
+    if local_only:
+        # Only this node's endpoints; none here means the traffic is dropped (as kube-proxy does).
+        endpoints = tuple(e for e in endpoints if e.node == node.name)
+        if not endpoints:
+            yield Flow(SERVICE_LB, Priority.SPECIFIC, match, (), cookie=c)
+            return
+    if not endpoints:
+        yield Flow(SERVICE_LB, Priority.SPECIFIC, match, (Output(OFPP_CONTROLLER),), cookie=c)
+        return
+    yield from _port_flows(service, port, match, pid, endpoints, c, masquerade)
+
+
 def service_flows(cluster: Cluster, node: Node) -> tuple[list[Flow], list[Group]]:
     flows: list[Flow] = []
-    groups: list[Group] = []
     for service in proxied(cluster):
         c = cookie(Feature.SERVICES, service_object(service))
         vip = str(service.cluster_ip)
-        affinity = service.session_affinity == "ClientIP"
         for port in service.ports:
-            match = Match.of(eth_type=ETH_TYPE_IP, ip_proto=IP_PROTO[port.protocol], ipv4_dst=vip,
-                             ct_state=ct_state(CT_NEW, CT_TRK), **{PORT_FIELD[port.protocol]: port.port})
             endpoints = cluster.endpoints(service, port)
-            if service.internal_traffic_policy == "Local":
-                # Only this node's endpoints; none here means the traffic is dropped (as kube-proxy does).
-                endpoints = tuple(e for e in endpoints if e.node == node.name)
-                if not endpoints:
-                    flows.append(Flow(SERVICE_LB, Priority.SPECIFIC, match, (), cookie=c))
-                    continue
-            if not endpoints:
-                flows.append(Flow(SERVICE_LB, Priority.SPECIFIC, match, (Output(OFPP_CONTROLLER),), cookie=c))
-                continue
-            pid = port_id(service, port)
-            lb_actions: tuple = (SetField(REG_SERVICE_PORT, pid),)
-            if affinity:
-                lb_actions += (SetField(REG_AFFINITY, 0), Resubmit(SERVICE_AFFINITY))
-            flows.append(Flow(SERVICE_LB, Priority.SPECIFIC, match, lb_actions, goto=SERVICE_PICK, cookie=c))
-            proto_match = {"eth_type": ETH_TYPE_IP, "ip_proto": IP_PROTO[port.protocol], REG_SERVICE_PORT: pid}
-            if affinity:
-                flows.append(Flow(SERVICE_PICK, Priority.SPECIFIC,
-                                  Match.of(**proto_match, **{REG_AFFINITY: "0x1/0x1"}), (),
-                                  goto=SERVICE_ENDPOINT, cookie=c))
-            flows.append(Flow(SERVICE_PICK, Priority.FALLBACK, Match.of(**proto_match),
-                              (Multipath(len(endpoints), REG_ENDPOINT),), goto=SERVICE_ENDPOINT, cookie=c))
-            learn = (affinity_learn(service, port, c),) if affinity else ()
-            for k, ep in enumerate(sorted(endpoints, key=lambda e: (int(e.ip), e.port))):
-                flows.append(Flow(SERVICE_ENDPOINT, Priority.SPECIFIC, Match.of(**proto_match, **{REG_ENDPOINT: k}),
-                                  learn + (Ct(zone=ZONE_SERVICE, table=HAIRPIN_SNAT, commit=True,
-                                              nat=Nat("dst", str(ep.ip), ep.port)),), cookie=c))
+            l4 = {PORT_FIELD[port.protocol]: port.port}
+            match = Match.of(eth_type=ETH_TYPE_IP, ip_proto=IP_PROTO[port.protocol], ipv4_dst=vip,
+                             ct_state=ct_state(CT_NEW, CT_TRK), **l4)
+            flows += _frontend(service, port, match, port_id(service, port), endpoints,
+                               service.internal_traffic_policy == "Local", node, c)
+            if port.node_port is not None:
+                # NodePort: the node's own IP.  Cluster: any endpoint, the client SNATed to
+                # this node (so replies return through it); Local: this node's endpoints,
+                # the client's IP kept, nothing if there is none here.
+                np_match = Match.of(eth_type=ETH_TYPE_IP, ip_proto=IP_PROTO[port.protocol], ipv4_dst=str(node.ip),
+                                    ct_state=ct_state(CT_NEW, CT_TRK), **{PORT_FIELD[port.protocol]: port.node_port})
+                local = service.external_traffic_policy == "Local"
+                flows += _frontend(service, port, np_match, port_id(service, port, "nodeport"), endpoints, local,
+                                   node, c, masquerade=not local)
         # Anything else sent to the VIP (other ports, ping) has nowhere to go.
         flows.append(Flow(SERVICE_LB, Priority.FALLBACK, Match.of(eth_type=ETH_TYPE_IP, ipv4_dst=vip), (),
                           cookie=c))
-    return flows, groups
+    return flows, []
 
 
 def long_affinity_timeouts(cluster: Cluster) -> dict[int, int]:

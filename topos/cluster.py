@@ -34,7 +34,7 @@ from controllers.api import ApiClient
 from k8snet.procs import CommandError, OwnedProcess, deferred_signals, stop_all
 from k8snet.rundir import RunDir
 from topos.model import BRIDGE_NAME, UPLINK_IFNAME, UPLINK_OFPORT, Cluster, Pod, UnderlayType
-from topos.nodes import CoreRouter, K8sNode, PodHost, RackGateway, Underlay
+from topos.nodes import CoreRouter, ExternalClient, K8sNode, PodHost, RackGateway, Underlay
 from topos.underlay import CORE_HOST, FLAT_SEGMENT_HOST
 from topos.ovs import wait_for
 
@@ -146,6 +146,7 @@ class ClusterNet:
         self.net = Mininet(topo=None, build=False, controller=None, autoSetMacs=False,
                            autoStaticArp=False, waitConnected=False)
         self.progress(f"creating {len(self.cluster.nodes)} node and {len(self.cluster.pods)} pod namespaces")
+        external = self.cluster.underlay.external
         if self.routed:
             self._add_host(CORE_HOST, CoreRouter)
             for rack in self.cluster.underlay.racks:
@@ -154,6 +155,13 @@ class ClusterNet:
                                     intfName1=RackGateway.CORE_IFNAME, intfName2=f"r{rack.index}")
         else:
             self._add_host(UNDERLAY_HOST, Underlay)
+        if external is not None:
+            self._add_host(external.name, ExternalClient)
+            if self.routed:
+                self._underlay_link(external.name, CORE_HOST, port1=0, intfName1="eth0",
+                                    intfName2=CoreRouter.EXTERNAL_IFNAME)
+            else:
+                self._underlay_link(external.name, UNDERLAY_HOST, port1=0, intfName1="eth0", intfName2="ext")
         for node in self.cluster.nodes:
             self._add_host(node.name, K8sNode)
         for pod in self.cluster.pods:
@@ -175,13 +183,18 @@ class ClusterNet:
     def _build_underlay(self) -> None:
         assert self.net is not None
         mtu, bw = self.cluster.underlay.mtu, self.cluster.underlay.bandwidth_mbit
+        external = self.cluster.underlay.external
         if not self.routed:
             self.net[UNDERLAY_HOST].build([f"n{n.index}" for n in self.cluster.nodes], mtu, bw)
-            return
-        for rack in self.cluster.underlay.racks:
-            ports = [f"n{n.index}" for n in self.cluster.nodes if n.rack == rack.name]
-            self.net[rack.host_name].build(rack, ports, mtu, bw)
-        self.net[CORE_HOST].build(self.cluster.underlay.racks, mtu, bw)
+            if external is not None:
+                self.net[UNDERLAY_HOST].ip_batch([f"link set ext mtu {mtu} master {Underlay.BRIDGE} up"])
+        else:
+            for rack in self.cluster.underlay.racks:
+                ports = [f"n{n.index}" for n in self.cluster.nodes if n.rack == rack.name]
+                self.net[rack.host_name].build(rack, ports, mtu, bw)
+            self.net[CORE_HOST].build(self.cluster.underlay.racks, mtu, bw, external)
+        if external is not None:
+            self.net[external.name].build(external, mtu)
 
     def _build_nodes(self) -> None:
         assert self.run is not None

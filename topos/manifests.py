@@ -417,7 +417,7 @@ class _Resolver:
                        vxlan_port=backend.port, pod_cidr=pod_cidr, subnet_len=spec.subnet_len,
                        underlay=Underlay(type=UnderlayType(spec.underlay.type), cidr=under_cidr,
                                          mtu=spec.underlay.mtu, bandwidth_mbit=spec.underlay.bandwidth,
-                                         racks=layout.racks),
+                                         racks=layout.racks, external=layout.external),
                        nodes=tuple(nodes))
 
     def _check_reserved_names(self, index: int, what: str, layout: UnderlayPlan) -> None:

@@ -101,6 +101,22 @@ class Rack(_Frozen):
         return f"gw-{self.name}"
 
 
+class ExternalHost(_Frozen):
+    """A client outside the cluster, on the underlay: on a flat underlay it sits on the
+    segment (and is the segment's way out); on a routed one it hangs off the core
+    router.  It is what reaches NodePorts "from outside"."""
+
+    name: str = "external"
+    ip: ipaddress.IPv4Address
+    cidr: ipaddress.IPv4Network
+    #: routed: the core router's address on the external host's link (its default route)
+    gateway_ip: Optional[ipaddress.IPv4Address] = None
+
+    @property
+    def mac(self) -> str:
+        return mac_from_ip(self.ip, "02:00")
+
+
 class Underlay(_Frozen):
     """The network the nodes' own IPs live on."""
 
@@ -110,6 +126,7 @@ class Underlay(_Frozen):
     #: Optional rate of every underlay link, Mbit/s (htb through Mininet's TCLink).
     bandwidth_mbit: Optional[float] = None
     racks: tuple[Rack, ...] = ()
+    external: Optional[ExternalHost] = None
 
 
 class Node(_Frozen):
@@ -282,6 +299,13 @@ class Cluster(_Frozen):
         return Route(kind=RouteKind.NONE, reason=(
             f"host-gw needs {src.name} and {dst.name} on one L2 segment: {dst.name} ({dst.ip}) is "
             f"not on {src.name}'s subnet {src.subnet}, so there is no L2 next hop for {dst.pod_cidr}"))
+
+    def default_next_hop(self, node: "Node") -> Optional[str]:
+        """Where a node sends what is for outside the cluster: its rack gateway on a
+        routed underlay; the external host (the segment's way out) on a flat one."""
+        if node.rack and self.underlay.racks:
+            return self.rack(node.rack).gateway_mac
+        return self.underlay.external.mac if self.underlay.external else None
 
     def underlay_next_hop(self, src: "Node", dst: "Node") -> str:
         """The MAC a packet from ``src`` to ``dst``'s node IP is sent to: the peer itself on

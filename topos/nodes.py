@@ -29,7 +29,8 @@ from mininet.node import Host
 
 from k8snet.procs import run
 from topos.model import (
-    BRIDGE_NAME, TUNNEL_IFNAME, TUNNEL_OFPORT, UPLINK_IFNAME, UPLINK_OFPORT, Cluster, Node, Pod, Rack,
+    BRIDGE_NAME, TUNNEL_IFNAME, TUNNEL_OFPORT, UPLINK_IFNAME, UPLINK_OFPORT, Cluster, ExternalHost, Node, Pod,
+    Rack,
 )
 from topos.ovs import OvsInstance
 
@@ -64,6 +65,7 @@ class Underlay(NsHost):
     BRIDGE = "fabric"
 
     def build(self, ports: Sequence[str], mtu: int, bandwidth: float | None = None) -> None:
+        """``ports``: node uplinks (shaped when ``bandwidth`` is set) and the external client."""
         cmds = [f"link add {self.BRIDGE} type bridge stp_state 0 forward_delay 0",
                 f"link set {self.BRIDGE} mtu {mtu} up", "link set lo up"]
         for port in ports:
@@ -104,8 +106,14 @@ class RackGateway(NsHost):
 class CoreRouter(NsHost):
     """The core: a /30 to each rack gateway and a route to each rack subnet through it."""
 
-    def build(self, racks: Sequence[Rack], mtu: int, bandwidth: float | None = None) -> None:
+    EXTERNAL_IFNAME = "ext"
+
+    def build(self, racks: Sequence[Rack], mtu: int, bandwidth: float | None = None,
+              external: ExternalHost | None = None) -> None:
         cmds = ["link set lo up"]
+        if external is not None and external.gateway_ip:
+            cmds += [f"link set {self.EXTERNAL_IFNAME} mtu {mtu} up",
+                     f"addr add {external.gateway_ip}/{external.cidr.prefixlen} dev {self.EXTERNAL_IFNAME}"]
         for rack in racks:
             cmds += [f"link set r{rack.index} mtu {mtu} up", f"addr add {rack.core_ip}/30 dev r{rack.index}",
                      f"route add {rack.cidr} via {rack.transit_ip} dev r{rack.index}"]
@@ -115,6 +123,20 @@ class CoreRouter(NsHost):
         if bandwidth:
             for rack in racks:
                 self.shape(f"r{rack.index}", bandwidth)
+
+
+class ExternalClient(NsHost):
+    """A host outside the cluster on the underlay (see :class:`topos.model.ExternalHost`)."""
+
+    def build(self, host: ExternalHost, mtu: int) -> None:
+        cmds = ["link set lo up", f"link set eth0 address {host.mac} mtu {mtu} up",
+                f"addr add {host.ip}/{host.cidr.prefixlen} dev eth0"]
+        if host.gateway_ip:
+            cmds.append(f"route add default via {host.gateway_ip} dev eth0")
+        self.ip_batch(cmds)
+        self.sysctl(net__ipv6__conf__all__disable_ipv6=1)
+        # Its TCP reaches the nodes' userspace conntrack, which rejects partial checksums.
+        self.ns("ethtool", "-K", "eth0", "tx", "off")
 
 
 class K8sNode(NsHost):

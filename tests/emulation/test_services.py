@@ -309,3 +309,36 @@ def test_a_pod_marked_not_ready_or_deleted_stops_getting_connections(net, restor
     net.apply(apply_text(net.cluster, DEPLOYMENT.replace("REPLICAS", "3")))
     start_servers(net, [p for p in net.cluster.pods if p.owner == "web" and p.host_name not in net._spawned_in])
     assert set(servers(net, 90)) == {"web-0", "web-1", "web-2"}
+
+
+EXTERNAL = CLUSTER.underlay.external
+
+
+@pytest.mark.parametrize("proto", ["tcp", "udp"])
+def test_node_port_cluster_policy_from_outside_on_every_node(net, proto):
+    for node in CLUSTER.nodes:
+        results = net.ask(EXTERNAL.name, str(node.ip), 30080, proto=proto, count=30)
+        assert all(r["ok"] for r in results), (node.name, results[:3])
+        # Any endpoint answers; it sees the node's IP (SNAT), the client sees the node's.
+        assert {r["server"] for r in results} == {p.host_name for p in WEB}, node.name
+        assert {r["seen_as"] for r in results} == {str(node.ip)}
+        assert {r["from"] for r in results} == {str(node.ip)}
+
+
+def test_node_port_local_policy_keeps_the_client_ip_and_drops_where_no_endpoint(net):
+    for node in CLUSTER.nodes:
+        local = {p.host_name for p in WEB if p.node == node.name}
+        results = net.ask(EXTERNAL.name, str(node.ip), 30081, count=12, timeout=0.5)
+        if local:
+            assert {r.get("server") for r in results} == local, (node.name, results[:3])
+            assert {r["seen_as"] for r in results} == {str(EXTERNAL.ip)}
+        else:
+            assert {r["error"] for r in results} == {"TimeoutError"}, (node.name, results[:3])
+
+
+def test_node_port_from_pods_and_node_host_networks(net):
+    n0 = str(CLUSTER.node("node-0").ip)
+    for client in ("client", "web-0", "node-1", "node-2"):
+        results = net.ask(client, n0, 30080, count=12)
+        assert all(r["ok"] and r["from"] == n0 for r in results), (client, results[:3])
+        assert len({r["server"] for r in results}) > 1, client

@@ -108,8 +108,12 @@ def test_spoofed_source_ip_or_mac_is_dropped(node0):
     assert node0.trace(from_pod(WEB0, N0.gateway_mac, WEB1.ip, dl_src=WEB3.mac)).outputs == []
 
 
-def test_traffic_outside_the_cluster_is_dropped(node0):
-    assert node0.trace(from_pod(WEB0, N0.gateway_mac, "8.8.8.8")).outputs == []
+def test_traffic_outside_the_cluster_goes_to_the_way_out_and_cluster_ranges_never_do(node0):
+    out = node0.trace(from_pod(WEB0, N0.gateway_mac, "203.0.113.7"))
+    assert out.outputs == ["output:1"] and out.final_field("dl_dst") == CLUSTER.underlay.external.mac
+    # An unassigned pod address or Service address has no route: dropped, not sent outside.
+    assert node0.trace(from_pod(WEB0, N0.gateway_mac, "10.244.99.9")).outputs == []
+    assert node0.trace(from_pod(WEB0, N0.gateway_mac, "10.96.7.7")).outputs == []
 
 
 # ------------------------------------------------------------------------------ IP from uplink / node

@@ -66,11 +66,16 @@ def by_feature(desired, feature):
     return [f for f in desired.flows if f.cookie >> pipeline.FEATURE_SHIFT == feature]
 
 
+def peer_routes(desired):
+    """Node routes to peers (per-peer cookie object), not the blackholes and default route."""
+    return [f for f in by_feature(desired, pipeline.Feature.NODE_ROUTES) if f.cookie & pipeline.OBJECT_MASK]
+
+
 def test_hostgw_has_one_route_per_peer_pod_cidr_and_node(cluster):
     desired = compile_node(cluster, "node-0")
     hostgw = by_feature(desired, pipeline.Feature.HOSTGW)
     assert sorted(str(f.match.get("ipv4_dst")) for f in hostgw) == ["10.244.1.0/24", "10.244.2.0/24"]
-    nodes = by_feature(desired, pipeline.Feature.NODE_ROUTES)
+    nodes = peer_routes(desired)
     assert sorted(str(f.match.get("ipv4_dst")) for f in nodes) == ["192.168.56.11", "192.168.56.12"]
     peer = cluster.node("node-1")
     route = next(f for f in hostgw if f.match.get("ipv4_dst") == "10.244.1.0/24")
@@ -107,7 +112,7 @@ def test_routed_underlay_routes_per_backend(backend, direct, tunnelled):
     # Peer node IPs: straight to node-1 (same rack), via rack-0's gateway to the others.
     gw = cluster.underlay.racks[0].gateway_mac
     hops = {f.match.get("ipv4_dst"): next(a.value for a in f.actions if getattr(a, "name", "") == "eth_dst")
-            for f in by_feature(desired, pipeline.Feature.NODE_ROUTES)}
+            for f in peer_routes(desired)}
     assert hops == {"192.168.0.11": cluster.nodes[1].mac, "192.168.1.10": gw, "192.168.1.11": gw}
 
 
