@@ -40,6 +40,7 @@ test-quick: setup
 bench: setup
 	$(VENV)/bin/python bench/bringup.py
 	$(VENV)/bin/python bench/throughput.py
+	$(VENV)/bin/python bench/services.py
 
 clean:
 	-$(VENV)/bin/k8snet clean

@@ -8,8 +8,9 @@
         is echoed back until it closes.
     python3 agent.py ask --ip IP --port P [--proto tcp|udp] [--count N] [--timeout S] [--interval S]
         makes N connections (or datagrams) one after another and prints one JSON list:
-        [{"ok": true, "server": NAME, "seen_as": IP, "from": REPLY_SOURCE, "ms": 1.2} |
-         {"ok": false, "error": "ConnectionRefusedError", "ms": 0.4}, ...]
+        [{"ok": true, "server": NAME, "seen_as": IP, "from": REPLY_SOURCE, "ms": 1.2, "t": UNIX_TIME} |
+         {"ok": false, "error": "ConnectionRefusedError", "ms": 0.4, "t": UNIX_TIME}, ...]
+        (--duration S: keep asking for S seconds instead of --count times)
     python3 agent.py hold --ip IP --port P --seconds S
         one TCP connection kept busy for S seconds (a byte out and back every 50 ms);
         prints {"ok": true, "server": NAME, "exchanges": N} or the error that broke it.
@@ -79,9 +80,10 @@ def ask_once(ip: str, port: int, proto: str, timeout: float) -> dict:
         sock.close()
         server, seen_as = data.decode().split()
         return {"ok": True, "server": server, "seen_as": seen_as, "from": peer[0],
-                "ms": round((time.monotonic() - t0) * 1000, 2)}
+                "ms": round((time.monotonic() - t0) * 1000, 2), "t": time.time()}
     except (OSError, ValueError) as exc:
-        return {"ok": False, "error": type(exc).__name__, "ms": round((time.monotonic() - t0) * 1000, 2)}
+        return {"ok": False, "error": type(exc).__name__, "ms": round((time.monotonic() - t0) * 1000, 2),
+                "t": time.time()}
 
 
 def hold(ip: str, port: int, seconds: float) -> dict:
@@ -116,6 +118,7 @@ def main() -> int:
     a.add_argument("--count", type=int, default=1)
     a.add_argument("--timeout", type=float, default=2.0)
     a.add_argument("--interval", type=float, default=0.0)
+    a.add_argument("--duration", type=float, default=0.0, help="keep asking this long (ignores --count)")
     h = sub.add_parser("hold")
     h.add_argument("--ip", required=True)
     h.add_argument("--port", type=int, required=True)
@@ -128,10 +131,13 @@ def main() -> int:
         serve(args.name, args.port, args.proto)
         return 0
     results = []
-    for i in range(args.count):
+    end = time.monotonic() + args.duration
+    i = 0
+    while (i < args.count) if not args.duration else (time.monotonic() < end):
         if i and args.interval:
             time.sleep(args.interval)
         results.append(ask_once(args.ip, args.port, args.proto, args.timeout))
+        i += 1
     json.dump(results, sys.stdout)
     return 0
 

@@ -30,3 +30,12 @@ def test_throughput_bench_runs(tmp_path, no_leaks):
     for name, row in doc["cells"].items():
         assert not row["failures"] and row["median_gbps"] > 0, (name, row)
     assert doc["goals"]["vxlan-flat / host-gw"]["measured"] > 0
+
+
+def test_services_bench_runs(tmp_path, no_leaks):
+    doc = bench("services", "--seconds", "1", "--repeat", "1", "--changes", "4", "--services", "20",
+                "--connections", "60", tmp_path=tmp_path)
+    assert doc["throughput"]["ratio"] > 0
+    assert len(doc["convergence"]["add_ms"]) == 2 and doc["convergence"]["failed"] == 0
+    assert doc["programming"]["services"] == 20 and all(v > 20 * 7 for v in doc["programming"]["flows_per_node"].values())
+    assert doc["spread"]["served"] == 60 and 0 <= doc["spread"]["p_value"] <= 1

@@ -1,0 +1,253 @@
+"""Services benchmark: what a ClusterIP costs, how fast endpoint changes converge, how
+fast many Services are programmed, and how evenly connections spread.
+
+    .venv/bin/python bench/services.py [--seconds 3] [--repeat 3] [--changes 50]
+                                       [--services 1000] [--connections 3000] [--out FILE]
+
+(a) throughput: iperf3 TCP from a client pod to a pod on another node, directly and
+    through a ClusterIP with that pod as its one endpoint (iperf3's control and data
+    connections must reach the same endpoint), interleaved, same run; the ratio.
+    Goal >= 0.9.
+(b) convergence: a client connects in a tight loop while an endpoint is taken out and
+    put back ``--changes`` times; for each change, the time from the apply call to the
+    first connection served by an added endpoint / to the last one served by a removed
+    endpoint.  p50 and p95.  Goal p95 <= 100 ms (kube-proxy's iptables mode waits at
+    least its 1 s min-sync-period).
+(c) programming: ``--services`` Services x 5 endpoints on 4 nodes: time from the apply
+    call until every switch holds the flows, and the flow count per node.  Goal <= 5 s.
+(d) spread: ``--connections`` connections to a Service with 3 endpoints; counts and the
+    chi-square p-value (df = 2, so p = exp(-chi2 / 2)).
+
+Printed, and written as JSON (raw samples included).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from k8snet.procs import CommandError, run  # noqa: E402
+from topos.cluster import AGENT, ClusterNet  # noqa: E402
+from topos.manifests import load_text  # noqa: E402
+from topos.model import Service, ServicePort  # noqa: E402
+from topos.ovs import ovs_version  # noqa: E402
+
+SPEC = """\
+apiVersion: k8snet.io/v1alpha1
+kind: Cluster
+metadata: {name: bench}
+spec: {nodes: NODES}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web}
+spec:
+  replicas: REPLICAS
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec: {containers: [{name: web, ports: [{name: http, containerPort: 8080}]}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: client}
+spec: {nodeName: node-0}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web}
+spec:
+  selector: {app: web}
+  ports: [{port: 80, targetPort: http}]
+"""
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    k = (len(ordered) - 1) * q
+    lo, hi = math.floor(k), math.ceil(k)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
+
+
+def iperf(net: ClusterNet, client: str, server: str, ip: str, port: int, seconds: int,
+          listen: int = 8080) -> dict[str, Any]:
+    """iperf3 from ``client`` to ``ip:port``; the server in ``server`` listens on ``listen``."""
+    srv = net.net[server].popen(["iperf3", "-s", "-1", "-p", str(listen)], stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+    try:
+        time.sleep(0.3)
+        out = run(["mnexec", "-a", str(net.net[client].pid), "iperf3", "-c", ip, "-p", str(port), "-t",
+                   str(seconds), "-J"], timeout=seconds + 30, check=False)
+        doc = json.loads(out.stdout)
+        if "error" in doc:
+            return {"ok": False, "error": doc["error"]}
+        return {"ok": True, "bits_per_second": doc["end"]["sum_received"]["bits_per_second"]}
+    except (CommandError, ValueError) as exc:
+        return {"ok": False, "error": str(exc)}
+    finally:
+        srv.kill()
+        srv.wait(timeout=5)
+
+
+def throughput(seconds: int, repeat: int) -> dict[str, Any]:
+    cluster = load_text(SPEC.replace("NODES", "2").replace("REPLICAS", "1"))
+    target = next(p for p in cluster.pods if p.name == "web-0")
+    if target.node == "node-0":
+        raise RuntimeError("the endpoint must be on another node than the client")
+    vip = str(cluster.service("web").cluster_ip)
+    runs: dict[str, list[dict[str, Any]]] = {"direct": [], "clusterip": []}
+    with ClusterNet(cluster, progress=lambda m: None) as net:
+        # The Service maps 80 -> 8080 on web-0; iperf3 listens on 8080 for both paths.
+        for i in range(repeat):
+            print(f"  throughput round {i + 1}/{repeat}", file=sys.stderr, flush=True)
+            runs["direct"].append(iperf(net, "client", target.host_name, str(target.ip), 8080, seconds))
+            runs["clusterip"].append(iperf(net, "client", target.host_name, vip, 80, seconds))
+    medians = {k: statistics.median([r["bits_per_second"] / 1e9 for r in v if r.get("ok")] or [float("nan")])
+               for k, v in runs.items()}
+    return {"runs": runs, "median_gbps": medians, "ratio": medians["clusterip"] / medians["direct"],
+            "goal": 0.9}
+
+
+def convergence(changes: int) -> dict[str, Any]:
+    cluster = load_text(SPEC.replace("NODES", "3").replace("REPLICAS", "3"))
+    vip = str(cluster.service("web").cluster_ip)
+    toggled = "web-2"
+    added, removed = [], []
+    with ClusterNet(cluster, progress=lambda m: None) as net:
+        for pod in cluster.pods:
+            if pod.name.startswith("web"):
+                net.serve(pod.host_name, 8080)
+        without = cluster.with_pods(tuple(p.model_copy(update={"ready": p.name != toggled}) for p in cluster.pods))
+        duration = changes * 0.4 + 2
+        asker = net.net["client"].popen(["/usr/bin/python3", AGENT, "ask", "--ip", vip, "--port", "80",
+                                         "--duration", str(duration), "--timeout", "0.5"],
+                                        stdout=subprocess.PIPE, text=True)
+        time.sleep(0.5)
+        events = []
+        for i in range(changes):
+            state = "removed" if i % 2 == 0 else "added"
+            t = time.time()
+            net.apply(without if state == "removed" else cluster)
+            events.append((state, t))
+            time.sleep(0.35)
+        out, _ = asker.communicate(timeout=duration + 30)
+    samples = json.loads(out)
+    served = [(r["t"], r["server"]) for r in samples if r.get("ok")]
+    for n, (state, t) in enumerate(events):
+        end = events[n + 1][1] if n + 1 < len(events) else float("inf")
+        window = [(ts, s) for ts, s in served if t <= ts < end]
+        if state == "added":
+            first = next((ts for ts, s in window if s == toggled), None)
+            if first is not None:
+                added.append((first - t) * 1000)
+        else:
+            last = [ts for ts, s in window if s == toggled]
+            removed.append(((max(last) - t) * 1000) if last else 0.0)
+    return {"changes": changes, "connections": len(samples), "failed": sum(1 for r in samples if not r.get("ok")),
+            "add_ms": added, "remove_ms": removed,
+            "add_p50_ms": percentile(added, 0.5) if added else None,
+            "add_p95_ms": percentile(added, 0.95) if added else None,
+            "remove_p50_ms": percentile(removed, 0.5) if removed else None,
+            "remove_p95_ms": percentile(removed, 0.95) if removed else None, "goal_p95_ms": 100}
+
+
+def programming(services: int) -> dict[str, Any]:
+    cluster = load_text(SPEC.replace("NODES", "4").replace("REPLICAS", "20"))
+    web = [p for p in cluster.pods if p.name.startswith("web")]
+    pods = tuple(p.model_copy(update={"labels": {"app": "web", "group": str(i % 4)}}) if p in web else p
+                 for i, p in enumerate(cluster.pods))
+    many = tuple(Service(name=f"svc-{i}", cluster_ip=cluster.service_cidr.network_address + 1000 + i,
+                         ports=(ServicePort(port=80, target_port="http"),), selector={"group": str(i % 4)})
+                 for i in range(services))
+    target = cluster.model_copy(update={"pods": pods, "services": many})
+    per_service = {len(target.endpoints(s, s.ports[0])) for s in many[:8]}
+    with ClusterNet(cluster, progress=lambda m: None) as net:
+        base = {n.name: len(net.node(n.name).ovs.ofctl("dump-flows", "br-k8s").splitlines()) - 1
+                for n in cluster.nodes}
+        t0 = time.monotonic()
+        net.apply(target, wait=120)
+        elapsed = time.monotonic() - t0
+        flows = {n.name: len(net.node(n.name).ovs.ofctl("dump-flows", "br-k8s").splitlines()) - 1
+                 for n in cluster.nodes}
+    return {"services": services, "endpoints_per_service": sorted(per_service), "nodes": 4,
+            "seconds": elapsed, "flows_per_node_before": base, "flows_per_node": flows, "goal_s": 5.0}
+
+
+def spread(connections: int) -> dict[str, Any]:
+    cluster = load_text(SPEC.replace("NODES", "3").replace("REPLICAS", "3"))
+    vip = str(cluster.service("web").cluster_ip)
+    with ClusterNet(cluster, progress=lambda m: None) as net:
+        for pod in cluster.pods:
+            if pod.name.startswith("web"):
+                net.serve(pod.host_name, 8080)
+        results = net.ask("client", vip, 80, count=connections, timeout=2)
+    counts: dict[str, int] = {}
+    for r in results:
+        if r.get("ok"):
+            counts[r["server"]] = counts.get(r["server"], 0) + 1
+    total = sum(counts.values())
+    expected = total / 3
+    chi2 = sum((counts.get(f"web-{i}", 0) - expected) ** 2 / expected for i in range(3))
+    return {"connections": connections, "served": total, "counts": counts, "chi2": chi2,
+            "p_value": math.exp(-chi2 / 2)}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--seconds", type=int, default=3)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--changes", type=int, default=50)
+    parser.add_argument("--services", type=int, default=1000)
+    parser.add_argument("--connections", type=int, default=3000)
+    parser.add_argument("--out", default=None)
+    args = parser.parse_args()
+    if os.geteuid() != 0:
+        print("bench/services.py needs root", file=sys.stderr)
+        return 2
+    started = datetime.now(timezone.utc)
+    print("(a) throughput: ClusterIP vs direct", file=sys.stderr, flush=True)
+    a = throughput(args.seconds, args.repeat)
+    print(f"(b) convergence over {args.changes} endpoint changes", file=sys.stderr, flush=True)
+    b = convergence(args.changes)
+    print(f"(c) programming {args.services} Services x 5 endpoints on 4 nodes", file=sys.stderr, flush=True)
+    c = programming(args.services)
+    print(f"(d) spread over 3 endpoints, {args.connections} connections", file=sys.stderr, flush=True)
+    d = spread(args.connections)
+    print(f"\n(a) ClusterIP {a['median_gbps']['clusterip']:.2f} Gbit/s vs direct {a['median_gbps']['direct']:.2f}"
+          f" Gbit/s: ratio {a['ratio']:.2f} (goal >= 0.9: {'met' if a['ratio'] >= 0.9 else 'MISSED'})")
+    fmt = lambda v: "n/a" if v is None else f"{v:.1f} ms"
+    ok = b["add_p95_ms"] is not None and b["add_p95_ms"] <= 100 and (b["remove_p95_ms"] or 0) <= 100
+    print(f"(b) endpoint added -> first connection served: p50 {fmt(b['add_p50_ms'])}, p95 {fmt(b['add_p95_ms'])};"
+          f" removed -> last connection served: p50 {fmt(b['remove_p50_ms'])}, p95 {fmt(b['remove_p95_ms'])}"
+          f" ({b['connections']} connections, {b['failed']} failed; goal p95 <= 100 ms: {'met' if ok else 'MISSED'})")
+    print(f"(c) {c['services']} Services x {c['endpoints_per_service']} endpoints programmed in {c['seconds']:.2f} s "
+          f"(goal <= 5 s: {'met' if c['seconds'] <= 5 else 'MISSED'}); flows per node {c['flows_per_node']}")
+    print(f"(d) {d['counts']} over {d['served']} connections: chi2 {d['chi2']:.2f}, p = {d['p_value']:.3f}")
+    doc = {"kind": "k8snet.bench.services", "started": started.isoformat(),
+           "finished": datetime.now(timezone.utc).isoformat(), "command": sys.argv,
+           "environment": {"ovs": ovs_version(), "kernel": platform.release(), "python": platform.python_version(),
+                           "cpus": os.cpu_count(), "datapath_type": "netdev",
+                           "offloads": "pods: tx checksum offload off; no userspace TSO"},
+           "throughput": a, "convergence": b, "programming": c, "spread": d}
+    out = Path(args.out) if args.out else Path(__file__).resolve().parent.parent / "results" / \
+        f"bench-services-{datetime.now().strftime('%Y%m%d-%H%M%S')}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(doc, indent=1))
+    print(f"\nwrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
