@@ -28,6 +28,12 @@ def flows(cluster: Cluster, node: Node) -> Iterator[Flow]:
     # a Flannel node drops them); everything else goes to the node's default next hop.
     for cidr in (cluster.pod_cidr, cluster.service_cidr):
         yield Flow(L3_FORWARDING, Priority.BLACKHOLE, Match.of(eth_type=ETH_TYPE_IP, ipv4_dst=str(cidr)), (), cookie=c)
+    # Hosts outside the cluster on this node's own segment are reached directly.
+    for host in cluster.underlay.outside_hosts():
+        if host.ip in node.subnet:
+            yield Flow(L3_FORWARDING, Priority.ROUTE_HOST, Match.of(eth_type=ETH_TYPE_IP, ipv4_dst=str(host.ip)),
+                       (SetField("eth_src", node.mac), SetField("eth_dst", host.mac), DecTtl(), Output(UPLINK_OFPORT)),
+                       cookie=c)
     next_hop = cluster.default_next_hop(node)
     if next_hop:
         yield Flow(L3_FORWARDING, Priority.DEFAULT_ROUTE, Match.of(eth_type=ETH_TYPE_IP),

@@ -167,7 +167,9 @@ def cmd_apply(args: argparse.Namespace) -> int:
     for key, svc in reply["services"].items():
         ports = ", ".join(f"{p['port']}/{p['protocol']}" + (f" (nodePort {p['nodePort']})" if p["nodePort"] else "")
                           + f" -> {len(p['endpoints'])} endpoints" for p in svc["ports"])
-        out.print(f"service/{key} {svc['clusterIP'] or '(no ClusterIP)'}: {ports}", markup=False)
+        ingress = reply.get("load_balancers", {}).get(key)
+        out.print(f"service/{key} {svc['clusterIP'] or '(no ClusterIP)'}"
+                  + (f" ingress {ingress}" if ingress else "") + f": {ports}", markup=False)
     return EXIT_OK
 
 

@@ -24,7 +24,7 @@ from typing import Optional
 from topos.manifests import SERVICE_CIDR, Overrides, Problem, SpecError, _parse_yaml, _PodIntent, _Resolver
 from topos.model import FIRST_POD_OFPORT, Cluster, Pod, mac_from_ip
 from topos.service_spec import resolve_services
-from topos.underlay import CORE_HOST, EXTERNAL_HOST, FLAT_SEGMENT_HOST
+from topos.underlay import CORE_HOST, EXTERNAL_HOST, FLAT_SEGMENT_HOST, LB_HOST
 
 
 def apply_text(current: Cluster, text: str, delete: bool = False) -> Cluster:
@@ -54,7 +54,7 @@ def apply_text(current: Cluster, text: str, delete: bool = False) -> Cluster:
         for key in [k for k, p in pods.items() if p.namespace == ns and p.owner == name and k not in wanted]:
             del pods[key]
     reserved = {n.name for n in current.nodes} | {r.host_name for r in current.underlay.racks} | \
-        {FLAT_SEGMENT_HOST, CORE_HOST, EXTERNAL_HOST}
+        {FLAT_SEGMENT_HOST, CORE_HOST, EXTERNAL_HOST, LB_HOST}
     for intent in intents:
         key = (intent.namespace, intent.name)
         existing = pods.get(key)
@@ -78,7 +78,8 @@ def apply_text(current: Cluster, text: str, delete: bool = False) -> Cluster:
             continue
         pods[key] = pod
     if resolver.service_docs:
-        resolved = resolve_services(resolver.service_docs, SERVICE_CIDR, previous=current)
+        resolved = resolve_services(resolver.service_docs, SERVICE_CIDR, previous=current,
+                                    lb_pool=current.underlay.lb_pool)
         for index, what, field, message in resolved.problems:
             resolver.fail(index, what, field, message)
         for service in resolved.services:

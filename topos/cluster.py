@@ -34,7 +34,9 @@ from controllers.api import ApiClient
 from k8snet.procs import CommandError, OwnedProcess, deferred_signals, stop_all
 from k8snet.rundir import RunDir
 from topos.model import BRIDGE_NAME, UPLINK_IFNAME, UPLINK_OFPORT, Cluster, Pod, UnderlayType
-from topos.nodes import CoreRouter, ExternalClient, K8sNode, PodHost, RackGateway, Underlay
+from topos.nodes import (
+    CoreRouter, ExternalClient, K8sNode, LoadBalancerHost, PodHost, RackGateway, Underlay, lb_targets,
+)
 from topos.underlay import CORE_HOST, FLAT_SEGMENT_HOST
 from topos.ovs import wait_for
 
@@ -155,13 +157,16 @@ class ClusterNet:
                                     intfName1=RackGateway.CORE_IFNAME, intfName2=f"r{rack.index}")
         else:
             self._add_host(UNDERLAY_HOST, Underlay)
-        if external is not None:
-            self._add_host(external.name, ExternalClient)
+        lb = self.cluster.underlay.lb
+        for host, cls, core_if, segment_if in ((external, ExternalClient, CoreRouter.EXTERNAL_IFNAME, "ext"),
+                                               (lb, LoadBalancerHost, CoreRouter.LB_IFNAME, "lbx")):
+            if host is None:
+                continue
+            self._add_host(host.name, cls)
             if self.routed:
-                self._underlay_link(external.name, CORE_HOST, port1=0, intfName1="eth0",
-                                    intfName2=CoreRouter.EXTERNAL_IFNAME)
+                self._underlay_link(host.name, CORE_HOST, port1=0, intfName1="eth0", intfName2=core_if)
             else:
-                self._underlay_link(external.name, UNDERLAY_HOST, port1=0, intfName1="eth0", intfName2="ext")
+                self._underlay_link(host.name, UNDERLAY_HOST, port1=0, intfName1="eth0", intfName2=segment_if)
         for node in self.cluster.nodes:
             self._add_host(node.name, K8sNode)
         for pod in self.cluster.pods:
@@ -183,18 +188,30 @@ class ClusterNet:
     def _build_underlay(self) -> None:
         assert self.net is not None
         mtu, bw = self.cluster.underlay.mtu, self.cluster.underlay.bandwidth_mbit
-        external = self.cluster.underlay.external
+        external, lb, pool = self.cluster.underlay.external, self.cluster.underlay.lb, self.cluster.underlay.lb_pool
         if not self.routed:
             self.net[UNDERLAY_HOST].build([f"n{n.index}" for n in self.cluster.nodes], mtu, bw)
-            if external is not None:
-                self.net[UNDERLAY_HOST].ip_batch([f"link set ext mtu {mtu} master {Underlay.BRIDGE} up"])
+            self.net[UNDERLAY_HOST].ip_batch([f"link set {p} mtu {mtu} master {Underlay.BRIDGE} up"
+                                              for p, h in (("ext", external), ("lbx", lb)) if h is not None])
         else:
             for rack in self.cluster.underlay.racks:
                 ports = [f"n{n.index}" for n in self.cluster.nodes if n.rack == rack.name]
                 self.net[rack.host_name].build(rack, ports, mtu, bw)
-            self.net[CORE_HOST].build(self.cluster.underlay.racks, mtu, bw, external)
+            self.net[CORE_HOST].build(self.cluster.underlay.racks, mtu, bw, external, lb, str(pool))
         if external is not None:
             self.net[external.name].build(external, mtu)
+            if lb is not None and not self.routed:
+                # On a flat underlay the outside reaches the load balancer's VIPs through it.
+                self.net[external.name].ip_batch([f"route add {pool} via {lb.ip} dev eth0"])
+        if lb is not None:
+            self.net[lb.name].build(lb, mtu)
+            self.program_lb()
+
+    def program_lb(self) -> None:
+        """Point the emulated cloud load balancer at the NodePorts of the current model."""
+        lb = self.cluster.underlay.lb
+        if lb is not None and self.net is not None:
+            self.net[lb.name].program(lb_targets(self.cluster))
 
     def _build_nodes(self) -> None:
         assert self.run is not None
@@ -316,6 +333,7 @@ class ClusterNet:
             self.cluster = cluster
             if wait:
                 self.api.wait_synced([n.name for n in cluster.nodes], wait)
+            self.program_lb()
             for name in before.keys() - after.keys():
                 self.remove_pod(before[name])
 

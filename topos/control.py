@@ -25,6 +25,7 @@ def summarize(before: Any, after: Any) -> dict[str, Any]:
     old, new = {p.host_name for p in before.pods}, {p.host_name for p in after.pods}
     services = {s.key: s for s in after.services}
     return {"pods_added": sorted(new - old), "pods_removed": sorted(old - new),
+            "load_balancers": {k: str(s.load_balancer_ip) for k, s in services.items() if s.load_balancer_ip},
             "pods": len(new), "not_ready": sorted(p.host_name for p in after.pods if not p.ready),
             "services": {k: {"clusterIP": str(s.cluster_ip) if s.cluster_ip else None,
                              "ports": [{"port": p.port, "protocol": p.protocol, "nodePort": p.node_port,

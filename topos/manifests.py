@@ -268,7 +268,7 @@ class _Resolver:
         pods = self._schedule(cluster, intents)
         if self.problems:
             raise SpecError(self.problems)
-        services = resolve_services(self.service_docs, SERVICE_CIDR)
+        services = resolve_services(self.service_docs, SERVICE_CIDR, lb_pool=cluster.underlay.lb_pool)
         for index, what, field, message in services.problems:
             self.fail(index, what, field, message)
         if self.problems:
@@ -417,7 +417,7 @@ class _Resolver:
                        vxlan_port=backend.port, pod_cidr=pod_cidr, subnet_len=spec.subnet_len,
                        underlay=Underlay(type=UnderlayType(spec.underlay.type), cidr=under_cidr,
                                          mtu=spec.underlay.mtu, bandwidth_mbit=spec.underlay.bandwidth,
-                                         racks=layout.racks, external=layout.external),
+                                         racks=layout.racks, external=layout.external, lb=layout.lb),
                        nodes=tuple(nodes))
 
     def _check_reserved_names(self, index: int, what: str, layout: UnderlayPlan) -> None:

@@ -127,6 +127,12 @@ class Underlay(_Frozen):
     bandwidth_mbit: Optional[float] = None
     racks: tuple[Rack, ...] = ()
     external: Optional[ExternalHost] = None
+    #: The emulated cloud load balancer, and the pool its Service VIPs come from.
+    lb: Optional[ExternalHost] = None
+    lb_pool: ipaddress.IPv4Network = ipaddress.IPv4Network("198.51.100.0/24")
+
+    def outside_hosts(self) -> tuple[ExternalHost, ...]:
+        return tuple(h for h in (self.external, self.lb) if h is not None)
 
 
 class Node(_Frozen):
@@ -239,6 +245,9 @@ class Service(_Frozen):
     external_traffic_policy: str = "Cluster"
     internal_traffic_policy: str = "Cluster"
     external_name: Optional[str] = None
+    #: type LoadBalancer: the external VIP the emulated cloud load balancer serves it on
+    #: (what ``status.loadBalancer.ingress[0].ip`` would say).
+    load_balancer_ip: Optional[ipaddress.IPv4Address] = None
 
     @property
     def key(self) -> str:

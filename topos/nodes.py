@@ -107,13 +107,18 @@ class CoreRouter(NsHost):
     """The core: a /30 to each rack gateway and a route to each rack subnet through it."""
 
     EXTERNAL_IFNAME = "ext"
+    LB_IFNAME = "lb"
 
     def build(self, racks: Sequence[Rack], mtu: int, bandwidth: float | None = None,
-              external: ExternalHost | None = None) -> None:
+              external: ExternalHost | None = None, lb: ExternalHost | None = None,
+              lb_pool: str | None = None) -> None:
         cmds = ["link set lo up"]
-        if external is not None and external.gateway_ip:
-            cmds += [f"link set {self.EXTERNAL_IFNAME} mtu {mtu} up",
-                     f"addr add {external.gateway_ip}/{external.cidr.prefixlen} dev {self.EXTERNAL_IFNAME}"]
+        for host, ifname in ((external, self.EXTERNAL_IFNAME), (lb, self.LB_IFNAME)):
+            if host is not None and host.gateway_ip:
+                cmds += [f"link set {ifname} mtu {mtu} up",
+                         f"addr add {host.gateway_ip}/{host.cidr.prefixlen} dev {ifname}"]
+        if lb is not None and lb_pool:
+            cmds.append(f"route add {lb_pool} via {lb.ip} dev {self.LB_IFNAME}")
         for rack in racks:
             cmds += [f"link set r{rack.index} mtu {mtu} up", f"addr add {rack.core_ip}/30 dev r{rack.index}",
                      f"route add {rack.cidr} via {rack.transit_ip} dev r{rack.index}"]
@@ -137,6 +142,66 @@ class ExternalClient(NsHost):
         self.sysctl(net__ipv6__conf__all__disable_ipv6=1)
         # Its TCP reaches the nodes' userspace conntrack, which rejects partial checksums.
         self.ns("ethtool", "-K", "eth0", "tx", "off")
+
+
+class LoadBalancerHost(ExternalClient):
+    """The emulated cloud load balancer: kernel nftables, not a Python proxy.
+
+    Each LoadBalancer Service's VIP (from ``underlay.lb_pool``) is routed to this host;
+    ``prerouting`` DNATs a new connection to a random node's IP:nodePort (``numgen
+    random``), ``postrouting`` masquerades it so the reply comes back here to be
+    un-NATed.  With externalTrafficPolicy Local only nodes that have an endpoint are
+    targets, as a cloud load balancer's health check would leave them."""
+
+    TABLE = "k8snet_lb"
+
+    def build(self, host: ExternalHost, mtu: int) -> None:
+        super().build(host, mtu)
+        self.sysctl(net__ipv4__ip_forward=1, net__ipv4__conf__all__rp_filter=0,
+                    net__ipv4__conf__default__rp_filter=0)
+        self.program({})
+
+    @staticmethod
+    def ruleset(targets: dict[tuple[str, int, str], tuple[list[str], int]]) -> str:
+        """``targets``: (VIP, port, tcp|udp) -> (node IPs, nodePort)."""
+        rules = []
+        for (vip, port, proto), (nodes, node_port) in sorted(targets.items()):
+            if not nodes:
+                rules.append(f"    ip daddr {vip} {proto} dport {port} drop")
+            elif len(nodes) == 1:
+                rules.append(f"    ip daddr {vip} {proto} dport {port} dnat to {nodes[0]}:{node_port}")
+            else:
+                pick = ", ".join(f"{i} : {ip}" for i, ip in enumerate(nodes))
+                rules.append(f"    ip daddr {vip} {proto} dport {port} dnat to numgen random mod {len(nodes)} "
+                             f"map {{ {pick} }} : {node_port}")
+        body = "\n".join(rules)
+        return (f"table ip {LoadBalancerHost.TABLE}\ndelete table ip {LoadBalancerHost.TABLE}\n"
+                f"table ip {LoadBalancerHost.TABLE} {{\n  chain prerouting {{\n"
+                f"    type nat hook prerouting priority dstnat;\n{body}\n  }}\n"
+                f"  chain postrouting {{\n    type nat hook postrouting priority srcnat;\n"
+                f"    ct status dnat masquerade\n  }}\n}}\n")
+
+    def program(self, targets: dict[tuple[str, int, str], tuple[list[str], int]]) -> None:
+        """Replace the whole table in one transaction (``nft -f``)."""
+        self.ns("nft", "-f", "-", input=self.ruleset(targets))
+
+
+def lb_targets(cluster: Cluster) -> dict[tuple[str, int, str], tuple[list[str], int]]:
+    """What the load balancer forwards where, from the model."""
+    out = {}
+    for service in cluster.services:
+        if service.load_balancer_ip is None:
+            continue
+        for port in service.ports:
+            if port.node_port is None:
+                continue
+            nodes = [n for n in cluster.nodes]
+            if service.external_traffic_policy == "Local":
+                with_endpoints = {e.node for e in cluster.endpoints(service, port)}
+                nodes = [n for n in nodes if n.name in with_endpoints]
+            out[(str(service.load_balancer_ip), port.port, port.protocol.lower())] = \
+                ([str(n.ip) for n in nodes], port.node_port)
+    return out
 
 
 class K8sNode(NsHost):

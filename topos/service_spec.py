@@ -29,7 +29,8 @@ class ServiceResolution:
 
 
 def resolve_services(docs: list[tuple[int, str, ServiceDoc]], service_cidr: ipaddress.IPv4Network,
-                     previous: Optional[Cluster] = None) -> ServiceResolution:
+                     previous: Optional[Cluster] = None,
+                     lb_pool: ipaddress.IPv4Network = ipaddress.IPv4Network("198.51.100.0/24")) -> ServiceResolution:
     out = ServiceResolution()
     kept = {s.key: s for s in previous.services} if previous else {}
     seen: dict[str, int] = {}
@@ -71,6 +72,20 @@ def resolve_services(docs: list[tuple[int, str, ServiceDoc]], service_cidr: ipad
 
     next_offset = FIRST_ALLOCATED
     next_node_port = NODE_PORT_RANGE[0]
+    used_lb = {s.load_balancer_ip for s in kept.values() if s.load_balancer_ip is not None}
+    next_lb = 10
+
+    def allocate_lb(key: str) -> Optional[ipaddress.IPv4Address]:
+        nonlocal next_lb
+        if key in kept and kept[key].load_balancer_ip is not None:
+            return kept[key].load_balancer_ip
+        while next_lb < lb_pool.num_addresses - 1:
+            ip = lb_pool.network_address + next_lb
+            next_lb += 1
+            if ip not in used_lb:
+                used_lb.add(ip)
+                return ip
+        return None
 
     def allocate_ip(key: str) -> Optional[ipaddress.IPv4Address]:
         nonlocal next_offset
@@ -167,12 +182,17 @@ def resolve_services(docs: list[tuple[int, str, ServiceDoc]], service_cidr: ipad
                 if cluster_ip is None:
                     fail(index, what, "spec.clusterIP", f"the Service CIDR {service_cidr} is exhausted")
                     continue
+        lb_ip = allocate_lb(key) if stype is ServiceType.LOAD_BALANCER else None
+        if stype is ServiceType.LOAD_BALANCER and lb_ip is None:
+            fail(index, what, "spec.type", f"the load balancer's address pool {lb_pool} is exhausted")
+            continue
         timeout = spec.session_affinity_config.client_ip.timeout_seconds if spec.session_affinity_config else 10800
         out.services.append(Service(
             name=meta.name, namespace=meta.namespace, type=stype, cluster_ip=cluster_ip, ports=tuple(ports),
             selector=spec.selector, session_affinity=spec.session_affinity, affinity_timeout=timeout,
             external_traffic_policy=spec.external_traffic_policy or "Cluster",
-            internal_traffic_policy=spec.internal_traffic_policy, external_name=spec.external_name))
+            internal_traffic_policy=spec.internal_traffic_policy, external_name=spec.external_name,
+            load_balancer_ip=lb_ip))
     return out
 
 

@@ -26,9 +26,11 @@ from topos.schema import NodeIn, UnderlayIn
 NODE_IP_OFFSET = 10
 #: The external client's host offset on a flat underlay.
 EXTERNAL_IP_OFFSET = 5
+LB_IP_OFFSET = 6
 FLAT_SEGMENT_HOST = "underlay"
 CORE_HOST = "core"
 EXTERNAL_HOST = "external"
+LB_HOST = "lb"
 
 
 @dataclass(frozen=True)
@@ -46,6 +48,7 @@ class UnderlayPlan:
     #: Host names the underlay itself uses (no node or pod may take them).
     infrastructure: tuple[str, ...] = ()
     external: Optional[ExternalHost] = None
+    lb: Optional[ExternalHost] = None
     problems: list[tuple[str, str]] = field(default_factory=list)
 
 
@@ -63,8 +66,9 @@ def plan_underlay(spec: UnderlayIn, cidr: ipaddress.IPv4Network, nodes: list[Nod
 
 
 def _flat(spec: UnderlayIn, cidr: ipaddress.IPv4Network, nodes: list[NodeIn]) -> UnderlayPlan:
-    plan = UnderlayPlan(infrastructure=(FLAT_SEGMENT_HOST, EXTERNAL_HOST),
-                        external=ExternalHost(ip=cidr.network_address + EXTERNAL_IP_OFFSET, cidr=cidr))
+    plan = UnderlayPlan(infrastructure=(FLAT_SEGMENT_HOST, EXTERNAL_HOST, LB_HOST),
+                        external=ExternalHost(ip=cidr.network_address + EXTERNAL_IP_OFFSET, cidr=cidr),
+                        lb=ExternalHost(name=LB_HOST, ip=cidr.network_address + LB_IP_OFFSET, cidr=cidr))
     if spec.racks is not None:
         plan.problems.append(("spec.underlay.racks", "racks need a routed underlay (type: routed); "
                               "on a flat one, label nodes with `rack:` instead"))
@@ -122,21 +126,25 @@ def _routed(spec: UnderlayIn, cidr: ipaddress.IPv4Network, nodes: list[NodeIn],
                               "for the gateway-core links)"))
         return plan
     transit = slices[-1]
-    # One /30 per rack gateway, and the last /30 for the external client's link.
-    if (len(names) + 1) * 4 > transit.num_addresses:
-        plan.problems.append(("spec.underlay.racks", f"{len(names)} racks need {len(names) + 1} /30 links "
+    # One /30 per rack gateway, and the last two /30s for the external client's and the
+    # load balancer's links.
+    if (len(names) + 2) * 4 > transit.num_addresses:
+        plan.problems.append(("spec.underlay.racks", f"{len(names)} racks need {len(names) + 2} /30 links "
                               f"but {transit} holds {transit.num_addresses // 4}"))
         return plan
     outside = ipaddress.IPv4Network(f"{transit.broadcast_address - 3}/30")
     plan.external = ExternalHost(ip=outside.network_address + 2, cidr=outside,
                                  gateway_ip=outside.network_address + 1)
+    lb_link = ipaddress.IPv4Network(f"{transit.broadcast_address - 7}/30")
+    plan.lb = ExternalHost(name=LB_HOST, ip=lb_link.network_address + 2, cidr=lb_link,
+                           gateway_ip=lb_link.network_address + 1)
     racks = []
     for i, name in enumerate(names):
         base = transit.network_address + 4 * i
         racks.append(Rack(name=name, index=i, cidr=slices[i], gateway_ip=slices[i].network_address + 1,
                           transit_ip=base + 2, core_ip=base + 1))
     plan.racks = tuple(racks)
-    plan.infrastructure = (CORE_HOST, EXTERNAL_HOST)
+    plan.infrastructure = (CORE_HOST, EXTERNAL_HOST, LB_HOST)
     position: dict[str, int] = {}
     for node, rack_name in zip(nodes, rack_of):
         rack = racks[names.index(rack_name)]

@@ -342,3 +342,28 @@ def test_node_port_from_pods_and_node_host_networks(net):
         results = net.ask(client, n0, 30080, count=12)
         assert all(r["ok"] and r["from"] == n0 for r in results), (client, results[:3])
         assert len({r["server"] for r in results}) > 1, client
+
+
+def test_load_balancer_spreads_over_every_nodes_node_port_and_reports_its_vip(net):
+    svc = CLUSTER.service("web-lb")
+    vip = str(svc.load_balancer_ip)
+    assert vip.startswith("198.51.100.")
+    results = net.ask(EXTERNAL.name, vip, 80, count=60)
+    assert all(r["ok"] and r["from"] == vip for r in results), results[:3]
+    # Every node's NodePort got traffic (Cluster policy: the endpoint sees the node's IP).
+    assert {r["seen_as"] for r in results} == {str(n.ip) for n in CLUSTER.nodes}
+    assert {r["server"] for r in results} == {p.host_name for p in WEB}
+    rules = net.net["lb"].ns("nft", "list", "table", "ip", "k8snet_lb")
+    assert f"ip daddr {vip} tcp dport 80 dnat to numgen random mod 3" in rules and ":30090" in rules
+
+
+def test_load_balancer_with_local_policy_targets_only_nodes_with_endpoints(net):
+    vip = str(CLUSTER.service("web-lb-local").load_balancer_ip)
+    with_endpoints = {p.node for p in WEB}
+    rules = net.net["lb"].ns("nft", "list", "table", "ip", "k8snet_lb")
+    line = next(l for l in rules.splitlines() if vip in l)
+    assert {n.name for n in CLUSTER.nodes if str(n.ip) in line} == with_endpoints
+    results = net.ask(EXTERNAL.name, vip, 80, count=40, timeout=1)
+    assert all(r["ok"] for r in results), [r for r in results if not r["ok"]][:3]
+    # Local keeps the source: the endpoints see the load balancer, not a node.
+    assert {r["seen_as"] for r in results} == {str(CLUSTER.underlay.lb.ip)}
