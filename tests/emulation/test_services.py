@@ -367,3 +367,28 @@ def test_load_balancer_with_local_policy_targets_only_nodes_with_endpoints(net):
     assert all(r["ok"] for r in results), [r for r in results if not r["ok"]][:3]
     # Local keeps the source: the endpoints see the load balancer, not a node.
     assert {r["seen_as"] for r in results} == {str(CLUSTER.underlay.lb.ip)}
+
+
+@pytest.mark.parametrize("backend", ["vxlan", "directrouting"])
+def test_node_port_and_load_balancer_across_racks(backend, no_leaks):
+    text = embedded_spec_text("racks") + """---
+apiVersion: v1
+kind: Service
+metadata: {name: web}
+spec:
+  type: LoadBalancer
+  selector: {app: web}
+  ports: [{port: 80, targetPort: 8080, nodePort: 30080}]
+"""
+    cluster = load_text(text, Overrides(backend=backend))
+    external = cluster.underlay.external
+    vip = str(cluster.service("web").load_balancer_ip)
+    with ClusterNet(cluster) as net:
+        for pod in cluster.pods:
+            net.serve(pod.host_name, 8080)
+        for node in cluster.nodes:
+            results = net.ask(external.name, str(node.ip), 30080, count=20)
+            assert all(r["ok"] and r["seen_as"] == str(node.ip) for r in results), (node.name, results[:3])
+        through_lb = net.ask(external.name, vip, 80, count=40)
+    assert all(r["ok"] and r["from"] == vip for r in through_lb), through_lb[:3]
+    assert {r["seen_as"] for r in through_lb} == {str(n.ip) for n in cluster.nodes}
