@@ -33,6 +33,7 @@ from mininet.net import Mininet
 from controllers.api import ApiClient
 from k8snet.procs import CommandError, OwnedProcess, deferred_signals, stop_all
 from k8snet.rundir import RunDir
+from topos.dns import DNS_NAME, DNS_NAMESPACE, resolv_conf, unbound_conf
 from topos.model import BRIDGE_NAME, UPLINK_IFNAME, UPLINK_OFPORT, Cluster, Pod, UnderlayType
 from topos.nodes import (
     CoreRouter, ExternalClient, K8sNode, LoadBalancerHost, PodHost, RackGateway, Underlay, lb_targets,
@@ -126,6 +127,8 @@ class ClusterNet:
         self.timings["nodes"] = time.monotonic() - t0
         self._build_pods()
         self.timings["pods"] = time.monotonic() - t0
+        if self.cluster.dns:
+            self.start_dns()
         self.progress("waiting for every switch to hold the desired flows")
         self.api.wait_synced([n.name for n in self.cluster.nodes], self.sync_timeout)
         self.timings["synced"] = time.monotonic() - t0
@@ -224,6 +227,32 @@ class ClusterNet:
     def _build_pods(self) -> None:
         for pod in self.cluster.pods:
             self.pod(pod.host_name).build(self.cluster, pod)
+            if self.cluster.dns:
+                self._resolv_conf(pod)
+
+    # ------------------------------------------------------------------ cluster DNS
+    def _resolv_conf(self, pod: Pod) -> None:
+        """The pod's own /etc/resolv.conf, bind-mounted in its private mount namespace."""
+        assert self.run is not None
+        path = self.run.sub("pods") / f"{pod.host_name}.resolv.conf"
+        path.write_text(resolv_conf(pod))
+        self.pod(pod.host_name).ns("mount", "--bind", str(path), "/etc/resolv.conf")
+
+    def start_dns(self) -> None:
+        """(Re)start unbound in the kube-dns pod with a zone written from the model."""
+        assert self.run is not None
+        host = next(p.host_name for p in self.cluster.pods if p.name == DNS_NAME and p.namespace == DNS_NAMESPACE)
+        directory = self.run.sub("dns")
+        (directory / "unbound.conf").write_text(unbound_conf(self.cluster, str(directory)))
+        for proc in self._spawned_in.pop(host, []):
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait()
+        proc = self.spawn(host, ["unbound", "-d", "-c", str(directory / "unbound.conf")], "unbound (cluster DNS)")
+        wait_for(lambda: bool(self.net[host].ns("ss", "-Hlun", "sport = :53").strip()) or proc.poll() is not None,
+                 10, "unbound to listen on 53/udp")
+        if proc.poll() is not None:
+            raise ClusterError(f"unbound exited with status {proc.returncode}; its config: {directory / 'unbound.conf'}")
 
     # ------------------------------------------------------------------ controller
     def controller_command(self) -> list[str]:
@@ -334,6 +363,8 @@ class ClusterNet:
             if wait:
                 self.api.wait_synced([n.name for n in cluster.nodes], wait)
             self.program_lb()
+            if cluster.dns:
+                self.start_dns()
             for name in before.keys() - after.keys():
                 self.remove_pod(before[name])
 
@@ -349,6 +380,8 @@ class ClusterNet:
         node.ovs.vsctl("add-port", BRIDGE_NAME, pod.port_name, "--", "set", "interface", pod.port_name,
                        f"ofport_request={pod.ofport}")
         self.pod(pod.host_name).build(cluster, pod)
+        if cluster.dns:
+            self._resolv_conf(pod)
 
     def remove_pod(self, pod: Pod) -> None:
         """Take a pod away: its processes, its OVS port, its namespace."""

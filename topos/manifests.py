@@ -265,6 +265,9 @@ class _Resolver:
             raise SpecError(self.problems)
         if self.overrides.pods_per_node is not None:
             intents = self._override_pods(cluster.nodes)
+        if cluster_doc[1].spec.dns:
+            intents = intents + [self._dns_pod(cluster)]  # last: the workloads keep their places
+            self._add_dns_service()
         pods = self._schedule(cluster, intents)
         if self.problems:
             raise SpecError(self.problems)
@@ -274,7 +277,7 @@ class _Resolver:
         if self.problems:
             raise SpecError(self.problems)
         return cluster.model_copy(update={"pods": pods, "services": tuple(services.services),
-                                          "service_cidr": SERVICE_CIDR})
+                                          "service_cidr": SERVICE_CIDR, "dns": cluster_doc[1].spec.dns})
 
     # -- documents
     def _read_documents(self) -> tuple[tuple[int, ClusterDoc], list[_PodIntent]]:
@@ -469,6 +472,23 @@ class _Resolver:
         if pod_cidr.overlaps(under_cidr):
             self.fail(index, what, "spec.underlay.cidr", f"{under_cidr} overlaps podCIDR {pod_cidr}; "
                       "node and pod addresses must not overlap")
+
+    # -- cluster DNS (kubeadm's CoreDNS, played by unbound: see topos.dns)
+    def _dns_pod(self, cluster: Cluster) -> _PodIntent:
+        from topos.dns import DNS_NAME, DNS_NAMESPACE
+
+        return _PodIntent(0, "cluster DNS", DNS_NAME, DNS_NAMESPACE, {"k8s-app": DNS_NAME}, None, None, "spec.dns", (ContainerPort(name="dns", port=53, protocol="UDP"),
+                                             ContainerPort(name="dns-tcp", port=53, protocol="TCP")))
+
+    def _add_dns_service(self) -> None:
+        from topos.dns import DNS_IP, DNS_NAME, DNS_NAMESPACE
+
+        doc = ServiceDoc.model_validate({
+            "apiVersion": "v1", "kind": "Service", "metadata": {"name": DNS_NAME, "namespace": DNS_NAMESPACE},
+            "spec": {"clusterIP": str(DNS_IP), "selector": {"k8s-app": DNS_NAME},
+                     "ports": [{"name": "dns", "port": 53, "protocol": "UDP", "targetPort": "dns"},
+                               {"name": "dns-tcp", "port": 53, "protocol": "TCP", "targetPort": "dns-tcp"}]}})
+        self.service_docs.insert(0, (0, "cluster DNS", doc))
 
     # -- pods
     def _override_pods(self, nodes: tuple[Node, ...]) -> list[_PodIntent]:

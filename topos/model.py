@@ -275,6 +275,8 @@ class Cluster(_Frozen):
     pods: tuple[Pod, ...] = ()
     services: tuple[Service, ...] = ()
     service_cidr: ipaddress.IPv4Network = ipaddress.IPv4Network("10.96.0.0/12")
+    #: Cluster DNS (topos.dns): the kube-dns pod and Service are in pods/services.
+    dns: bool = False
 
     @property
     def encapsulates(self) -> bool:

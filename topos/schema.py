@@ -233,6 +233,8 @@ class ClusterSpecIn(_In):
     subnet_len: int = Field(default=24, ge=8, le=30)
     backend: Union[Annotated[str, AfterValidator(check_backend)], BackendIn] = "host-gw"
     underlay: UnderlayIn = UnderlayIn()
+    #: Cluster DNS: a kube-dns pod on 10.96.0.10 and every pod's resolv.conf pointing at it.
+    dns: bool = False
 
     @field_validator("nodes")
     @classmethod

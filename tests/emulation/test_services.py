@@ -314,20 +314,25 @@ def test_a_pod_marked_not_ready_or_deleted_stops_getting_connections(net, restor
 EXTERNAL = CLUSTER.underlay.external
 
 
+def live_web(net) -> list:
+    """The web pods as they are now (scaling tests may have recreated them elsewhere)."""
+    return [p for p in net.cluster.pods if p.owner == "web"]
+
+
 @pytest.mark.parametrize("proto", ["tcp", "udp"])
 def test_node_port_cluster_policy_from_outside_on_every_node(net, proto):
     for node in CLUSTER.nodes:
         results = net.ask(EXTERNAL.name, str(node.ip), 30080, proto=proto, count=30)
         assert all(r["ok"] for r in results), (node.name, results[:3])
         # Any endpoint answers; it sees the node's IP (SNAT), the client sees the node's.
-        assert {r["server"] for r in results} == {p.host_name for p in WEB}, node.name
+        assert {r["server"] for r in results} == {p.host_name for p in live_web(net)}, node.name
         assert {r["seen_as"] for r in results} == {str(node.ip)}
         assert {r["from"] for r in results} == {str(node.ip)}
 
 
 def test_node_port_local_policy_keeps_the_client_ip_and_drops_where_no_endpoint(net):
     for node in CLUSTER.nodes:
-        local = {p.host_name for p in WEB if p.node == node.name}
+        local = {p.host_name for p in live_web(net) if p.node == node.name}
         results = net.ask(EXTERNAL.name, str(node.ip), 30081, count=12, timeout=0.5)
         if local:
             assert {r.get("server") for r in results} == local, (node.name, results[:3])
@@ -352,14 +357,14 @@ def test_load_balancer_spreads_over_every_nodes_node_port_and_reports_its_vip(ne
     assert all(r["ok"] and r["from"] == vip for r in results), results[:3]
     # Every node's NodePort got traffic (Cluster policy: the endpoint sees the node's IP).
     assert {r["seen_as"] for r in results} == {str(n.ip) for n in CLUSTER.nodes}
-    assert {r["server"] for r in results} == {p.host_name for p in WEB}
+    assert {r["server"] for r in results} == {p.host_name for p in live_web(net)}
     rules = net.net["lb"].ns("nft", "list", "table", "ip", "k8snet_lb")
     assert f"ip daddr {vip} tcp dport 80 dnat to numgen random mod 3" in rules and ":30090" in rules
 
 
 def test_load_balancer_with_local_policy_targets_only_nodes_with_endpoints(net):
     vip = str(CLUSTER.service("web-lb-local").load_balancer_ip)
-    with_endpoints = {p.node for p in WEB}
+    with_endpoints = {p.node for p in live_web(net)}
     rules = net.net["lb"].ns("nft", "list", "table", "ip", "k8snet_lb")
     line = next(l for l in rules.splitlines() if vip in l)
     assert {n.name for n in CLUSTER.nodes if str(n.ip) in line} == with_endpoints
@@ -392,3 +397,41 @@ spec:
         through_lb = net.ask(external.name, vip, 80, count=40)
     assert all(r["ok"] and r["from"] == vip for r in through_lb), through_lb[:3]
     assert {r["seen_as"] for r in through_lb} == {str(n.ip) for n in cluster.nodes}
+
+
+def dig(net, name: str, qtype: str = "A") -> list[str]:
+    out = net.pod("client").ns("dig", "+short", "+time=2", "+tries=1", name, qtype)
+    return sorted(l for l in out.splitlines() if l)
+
+
+def test_cluster_dns_answers_services_headless_and_external_names(net):
+    assert dig(net, "web.default.svc.cluster.local") == [VIP]
+    ready = sorted(str(p.ip) for p in live_web(net))
+    assert dig(net, "web-headless.default.svc.cluster.local") == ready
+    assert dig(net, "docs.default.svc.cluster.local", "CNAME") == ["kubernetes.io."]
+    assert dig(net, "kube-dns.kube-system.svc.cluster.local") == ["10.96.0.10"]
+    # Nothing is resolved outside the cluster: no query leaves the emulation.
+    assert dig(net, "example.com") == []
+
+
+def test_pods_resolve_service_names_with_their_ordinary_resolver(net):
+    client = net.pod("client")
+    assert "nameserver 10.96.0.10" in client.ns("cat", "/etc/resolv.conf")
+    assert "search default.svc.cluster.local svc.cluster.local cluster.local" in client.ns("cat", "/etc/resolv.conf")
+    assert client.ns("getent", "hosts", "web").split()[0] == VIP   # short name, via the search path
+    for pod in live_web(net):
+        net.spawn(pod.host_name, ["/usr/bin/python3", "-m", "http.server", "8090"], f"http {pod.host_name}")
+    time.sleep(0.5)
+    # Service "web" maps 9000 -> the pods' "admin" port 9090; use a Service on 8090 via apply.
+    from topos.apply import apply_text
+    net.apply(apply_text(net.cluster, "apiVersion: v1\nkind: Service\nmetadata: {name: www}\nspec:\n"
+                                      "  selector: {app: web}\n  ports: [{port: 80, targetPort: 8090}]\n"))
+    www = str(net.cluster.service("www").cluster_ip)
+    assert dig(net, "www.default.svc.cluster.local") == [www], "the zone did not follow the new Service"
+    out = client.ns("curl", "-s", "-o", "/dev/null", "-w", "%{http_code} %{remote_ip}",
+                    "http://www.default.svc.cluster.local/", timeout=20)
+    assert out == f"200 {www}"
+
+
+def test_the_host_resolver_is_untouched():
+    assert "10.96.0.10" not in open("/etc/resolv.conf").read()
