@@ -83,7 +83,7 @@ def _classifier(cluster: Cluster, node: Node, c: int) -> Iterator[Flow]:
                    (_source(Source.UPLINK), ClearInPort()), goto=IP_INGRESS, cookie=c)
     yield Flow(CLASSIFIER, Priority.SPECIFIC, Match.of(in_port=OFPP_LOCAL, eth_type=ETH_TYPE_ARP),
                (_source(Source.LOCAL),), goto=ARP, cookie=c)
-    for dst in (cluster.pod_cidr, cluster.service_cidr):
+    for dst in (cluster.pod_cidr, cluster.service_cidr, node.ip):
         yield Flow(CLASSIFIER, Priority.ROUTE_SUBNET,
                    Match.of(in_port=OFPP_LOCAL, eth_type=ETH_TYPE_IP, ipv4_dst=str(dst)),
                    (_source(Source.LOCAL),), goto=IP_INGRESS, cookie=c)

@@ -28,6 +28,7 @@ from mininet.link import Intf
 from mininet.node import Host
 
 from k8snet.procs import run
+from topos.schema import NODE_PORT_RANGE
 from topos.model import (
     BRIDGE_NAME, TUNNEL_IFNAME, TUNNEL_OFPORT, UPLINK_IFNAME, UPLINK_OFPORT, Cluster, ExternalHost, Node, Pod,
     Rack,
@@ -204,6 +205,12 @@ def lb_targets(cluster: Cluster) -> dict[tuple[str, int, str], tuple[list[str], 
     return out
 
 
+#: Policy routing for a node's connections to its own NodePorts (see K8sNode.build).
+NODEPORT_TABLE = 100
+NODEPORT_RULE_PREF = 50
+LOCAL_RULE_PREF = 100
+
+
 class K8sNode(NsHost):
     """A Kubernetes node with its own Open vSwitch."""
 
@@ -259,7 +266,16 @@ class K8sNode(NsHost):
                 f"route add {cluster.service_cidr} via {node.gateway_ip} dev {BRIDGE_NAME} onlink"]
         if node.rack and cluster.underlay.racks:
             cmds.append(f"route add default via {cluster.rack(node.rack).gateway_ip} dev {BRIDGE_NAME}")
+        # The node's own connections to its own NodePorts: the kernel would deliver them
+        # locally (kube-proxy catches them in iptables' OUTPUT chain); policy routing sends
+        # them through the bridge instead, where the NodePort flows take them.
+        cmds += [f"route add {node.ip}/32 via {node.gateway_ip} dev {BRIDGE_NAME} onlink table {NODEPORT_TABLE}"]
+        cmds += [f"rule add pref {NODEPORT_RULE_PREF} iif lo to {node.ip}/32 ipproto {proto} "
+                 f"dport {NODE_PORT_RANGE[0]}-{NODE_PORT_RANGE[1]} lookup {NODEPORT_TABLE}" for proto in ("tcp", "udp")]
+        cmds += [f"rule add pref {LOCAL_RULE_PREF} lookup local", "rule del pref 0 lookup local"]
         self.ip_batch(cmds)
+        # ...and the replies, which come back with the node's own IP as source.
+        self.ns("sysctl", "-q", "-w", f"net.ipv4.conf.{BRIDGE_NAME}.accept_local=1")
         if cluster.underlay.bandwidth_mbit:
             self.shape(UPLINK_IFNAME, cluster.underlay.bandwidth_mbit)
         self.publish_subnet_env(cluster, node)

@@ -343,10 +343,15 @@ def test_node_port_local_policy_keeps_the_client_ip_and_drops_where_no_endpoint(
 
 def test_node_port_from_pods_and_node_host_networks(net):
     n0 = str(CLUSTER.node("node-0").ip)
-    for client in ("client", "web-0", "node-1", "node-2"):
+    # node-0 itself included: its own connections to its own NodePort go through its switch.
+    for client in ("client", "web-0", "node-0", "node-1", "node-2"):
         results = net.ask(client, n0, 30080, count=12)
         assert all(r["ok"] and r["from"] == n0 for r in results), (client, results[:3])
         assert len({r["server"] for r in results}) > 1, client
+    for proto in ("tcp", "udp"):
+        for node in CLUSTER.nodes:
+            own = net.ask(node.name, str(node.ip), 30080, proto=proto, count=6)
+            assert all(r["ok"] for r in own), (node.name, proto, own[:2])
 
 
 def test_load_balancer_spreads_over_every_nodes_node_port_and_reports_its_vip(net):
