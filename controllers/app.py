@@ -35,7 +35,8 @@ from controllers.framework import (
     ofproto_v1_3, set_ev_cls,
 )
 from controllers.pipeline import (
-    FEATURE_MASK, FEATURE_SHIFT, OBJECT_MASK, SERVICE_AFFINITY, Feature, generation_of, with_generation,
+    FEATURE_MASK, FEATURE_SHIFT, OBJECT_MASK, SERVICE_AFFINITY, SERVICE_LB, Feature, generation_of,
+    with_generation,
 )
 from controllers.reject import packet_out, reject
 from topos.model import Cluster
@@ -155,10 +156,12 @@ class K8snetController(BaseApp):
         changes = plan(switch.installed, desired)
         if not changes:
             return
-        # A Service whose flows change (endpoints, ports, affinity) forgets what its
-        # clients learned: a learned endpoint index may now name another endpoint.
+        # A Service whose frontends change (affinity switched, ports, timeout) forgets what
+        # its clients learned.  Endpoint changes alone keep it: learned flows name the
+        # endpoint by IP, and a gone endpoint sends its clients back for a fresh pick.
         touched = {f.cookie & SERVICE_COOKIE_MASK for f in changes.flow_deletes + changes.flow_adds
-                   if (f.cookie & FEATURE_MASK) >> FEATURE_SHIFT == Feature.SERVICES and f.cookie & OBJECT_MASK}
+                   if (f.cookie & FEATURE_MASK) >> FEATURE_SHIFT == Feature.SERVICES and f.cookie & OBJECT_MASK
+                   and f.table == SERVICE_LB}
         parser, ofp = dp.ofproto_parser, dp.ofproto
         for service_cookie in sorted(touched):
             self._send(switch, parser.OFPFlowMod(

@@ -8,10 +8,10 @@ categories live here too.
 
     classifier ──ARP──▶ arp ──▶ reply to IN_PORT / uplink <-> LOCAL
         │
-        └──IP──▶ unsnat ─▶ conntrack ─▶ service_lb ─▶ service_pick ─▶ service_endpoint ─▶ hairpin_snat ─▶ l3_forwarding
-                (ct zone 2)  (ct zone 1,  (resubmit to   (affinity hit,  ([learn affinity,]  (ct zone 2        │
-                              nat)         service_       else multipath  ct commit,          nat src=gw)      ▼
-                                           affinity)      -> reg3)        nat dst=endpoint)
+        └──IP──▶ unsnat ─▶ conntrack ─▶ service_lb ─▶ service_pick ─▶ service_endpoint ─▶ service_dnat ─▶ hairpin_snat ─▶ l3_forwarding
+                (ct zone 2)  (ct zone 1,  (resubmit to   (affinity hit,  (reg7 = endpoint    (ct commit,     (ct zone 2      │
+                              nat)         service_       else multipath  IP [, learn it])    nat dst=reg7)   nat src=gw)     ▼
+                                           affinity)      -> reg3)
                                  local pod / LOCAL / uplink (host-gw) / vxlan0 (VXLAN)
 
 * ``classifier``: where did the packet come from?  A pod port (only with the pod's
@@ -55,7 +55,9 @@ _ORDER = (
     ("service_affinity", "learned ClientIP affinity: client+VIP+port -> the endpoint it had "
                          "(entered by resubmit; learned in service_endpoint)"),
     ("service_pick", "an affinity hit keeps its endpoint, else multipath picks one"),
-    ("service_endpoint", "the picked endpoint: [learn affinity,] ct(commit, nat(dst=endpoint:targetPort))"),
+    ("service_endpoint", "a fresh pick: the endpoint's IP into reg7 [and learn it for affinity]"),
+    ("service_dnat", "by endpoint IP: ct(commit, nat(dst=endpoint:targetPort)); a remembered endpoint "
+                     "that is gone goes back to service_pick for a fresh one"),
     ("hairpin_snat", "a pod that reached itself through a VIP is SNATed to the gateway IP; a "
                      "NodePort connection with externalTrafficPolicy Cluster to the node's IP"),
     ("l3_forwarding", "routing by destination IP: local pod, own node, peer pods (host-gw or "
@@ -71,6 +73,7 @@ SERVICE_LB = T["service_lb"]
 SERVICE_AFFINITY = T["service_affinity"]
 SERVICE_PICK = T["service_pick"]
 SERVICE_ENDPOINT = T["service_endpoint"]
+SERVICE_DNAT = T["service_dnat"]
 HAIRPIN_SNAT = T["hairpin_snat"]
 L3_FORWARDING = T["l3_forwarding"]
 
@@ -119,6 +122,8 @@ REG_ENDPOINT = "reg3"
 #: flow (resetting its age) rather than refreshing it.
 REG_AFFINITY = "reg4"
 REG_SCRATCH = "reg5"
+#: The chosen endpoint's IP (what affinity remembers: an index would shift when endpoints change).
+REG_ENDPOINT_IP = "reg7"
 #: OpenFlow timeouts are 16-bit; longer affinity timeouts are enforced by the controller.
 MAX_OPENFLOW_TIMEOUT = 0xFFFF
 

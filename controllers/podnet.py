@@ -16,7 +16,7 @@ from controllers.flows import (
 )
 from controllers.pipeline import (
     ARP, CLASSIFIER, CONNTRACK, HAIRPIN_SNAT, IP_INGRESS, L3_FORWARDING, REG_SOURCE, SERVICE_AFFINITY,
-    SERVICE_ENDPOINT, SERVICE_LB, SERVICE_PICK, UNSNAT,
+    SERVICE_DNAT, SERVICE_ENDPOINT, SERVICE_LB, SERVICE_PICK, UNSNAT,
     Feature, Priority, Source, cookie, source_match,
 )
 from topos.model import UPLINK_OFPORT, Cluster, Node, Pod
@@ -56,7 +56,7 @@ def flows(cluster: Cluster, node: Node) -> Iterator[Flow]:
     for table, nxt in ((UNSNAT, CONNTRACK), (CONNTRACK, SERVICE_LB), (SERVICE_LB, HAIRPIN_SNAT),
                        (HAIRPIN_SNAT, L3_FORWARDING)):
         yield Flow(table, Priority.DROP, Match(), (), goto=nxt, cookie=node_cookie)
-    for table in (SERVICE_AFFINITY, SERVICE_PICK, SERVICE_ENDPOINT):
+    for table in (SERVICE_AFFINITY, SERVICE_PICK, SERVICE_ENDPOINT, SERVICE_DNAT):
         yield Flow(table, Priority.DROP, Match(), (), cookie=node_cookie)
 
 

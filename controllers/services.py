@@ -11,10 +11,14 @@ Here, on every node:
   ``reg3`` (kube-proxy's random pick, made per connection); with no endpoint the packet
   goes to the controller, which answers with a TCP reset or an ICMP port unreachable
   (kube-proxy's REJECT), so the client fails at once instead of timing out;
-* ``service_endpoint``: one flow per (port, endpoint index):
-  ``ct(commit, zone=1, nat(dst=endpoint:targetPort))``, after a ``learn`` of the choice
-  for ``sessionAffinity: ClientIP`` (``service_affinity`` holds what was learned and
-  ``service_pick`` prefers it to a fresh pick);
+* ``service_endpoint``: one flow per (port, endpoint index): the endpoint's IP into
+  reg7, and for ``sessionAffinity: ClientIP`` a ``learn`` of it (``service_affinity``
+  holds what was learned, ``service_pick`` prefers it to a fresh pick);
+* ``service_dnat``: one flow per (port, endpoint IP): ``ct(commit, zone=1,
+  nat(dst=endpoint:targetPort))``.  Affinity remembers the endpoint's IP, not its
+  index, so it survives other endpoints coming and going; a client whose endpoint is
+  gone is sent back for a fresh pick, which is learned in its place (kube-proxy drops
+  a removed endpoint's ``recent`` list the same way);
 * ``internalTrafficPolicy: Local``: only this node's endpoints; with none, dropped.  (Not a ``select`` group: on
   OpenFlow 1.3 a group cannot choose its selection method, and the default ``dp_hash``
   of OVS 3.1's userspace datapath leaves UDP ports out of the hash, so every UDP flow
@@ -37,8 +41,8 @@ from controllers.flows import (
 )
 from controllers.pipeline import (
     CONNTRACK, CT_MARK_MASQUERADE, CT_NEW, CT_RPL, CT_TRK, HAIRPIN_SNAT, L3_FORWARDING, MAX_OPENFLOW_TIMEOUT,
-    REG_AFFINITY, REG_ENDPOINT, REG_SCRATCH, REG_SERVICE_PORT, SERVICE_AFFINITY, SERVICE_ENDPOINT, SERVICE_LB,
-    SERVICE_PICK, UNSNAT, ZONE_HAIRPIN, ZONE_NODEPORT, ZONE_SERVICE, Feature, Priority, cookie, ct_state,
+    REG_AFFINITY, REG_ENDPOINT, REG_ENDPOINT_IP, REG_SCRATCH, REG_SERVICE_PORT, SERVICE_AFFINITY, SERVICE_DNAT,
+    SERVICE_ENDPOINT, SERVICE_LB, SERVICE_PICK, UNSNAT, ZONE_HAIRPIN, ZONE_NODEPORT, ZONE_SERVICE, Feature, Priority, cookie, ct_state,
 )
 from topos.model import Cluster, Node, Service, ServicePort
 
@@ -102,7 +106,7 @@ def affinity_learn(service: Service, port: ServicePort, c: int) -> Learn:
     return Learn(table=SERVICE_AFFINITY, priority=Priority.SPECIFIC, hard_timeout=timeout, cookie=c,
                  match_values=(("eth_type", ETH_TYPE_IP), ("ip_proto", IP_PROTO[port.protocol])),
                  match_fields=("ipv4_src", "ipv4_dst", f"{proto}_dst"),
-                 copies=((REG_ENDPOINT, REG_ENDPOINT, 32), (f"{proto}_src", REG_SCRATCH, 16)),
+                 copies=((REG_ENDPOINT_IP, REG_ENDPOINT_IP, 32), (f"{proto}_src", REG_SCRATCH, 16)),
                  loads=((1, REG_AFFINITY, 0, 1),))
 
 
@@ -116,16 +120,22 @@ def _port_flows(service: Service, port: ServicePort, match: Match, pid: int, end
     yield Flow(SERVICE_LB, Priority.SPECIFIC, match, lb_actions, goto=SERVICE_PICK, cookie=c)
     proto_match = {"eth_type": ETH_TYPE_IP, "ip_proto": IP_PROTO[port.protocol], REG_SERVICE_PORT: pid}
     if affinity:
+        # The client's remembered endpoint (reg7, loaded by the learned flow).
         yield Flow(SERVICE_PICK, Priority.SPECIFIC, Match.of(**proto_match, **{REG_AFFINITY: "0x1/0x1"}), (),
-                   goto=SERVICE_ENDPOINT, cookie=c)
+                   goto=SERVICE_DNAT, cookie=c)
+        # ...unless it is gone: forget it and pick afresh (the new pick is learned in its place).
+        yield Flow(SERVICE_DNAT, Priority.FALLBACK, Match.of(**proto_match, **{REG_AFFINITY: "0x1/0x1"}),
+                   (SetField(REG_AFFINITY, 0), Resubmit(SERVICE_PICK)), cookie=c)
     yield Flow(SERVICE_PICK, Priority.FALLBACK, Match.of(**proto_match),
                (Multipath(len(endpoints), REG_ENDPOINT),), goto=SERVICE_ENDPOINT, cookie=c)
     learn = (affinity_learn(service, port, c),) if affinity else ()
     mark = (SetField("ct_mark", CT_MARK_MASQUERADE),) if masquerade else ()
     for k, ep in enumerate(sorted(endpoints, key=lambda e: (int(e.ip), e.port))):
         yield Flow(SERVICE_ENDPOINT, Priority.SPECIFIC, Match.of(**proto_match, **{REG_ENDPOINT: k}),
-                   learn + (Ct(zone=ZONE_SERVICE, table=HAIRPIN_SNAT, commit=True, exec=mark,
-                               nat=Nat("dst", str(ep.ip), ep.port)),), cookie=c)
+                   (SetField(REG_ENDPOINT_IP, int(ep.ip)),) + learn, goto=SERVICE_DNAT, cookie=c)
+        yield Flow(SERVICE_DNAT, Priority.SPECIFIC, Match.of(**proto_match, **{REG_ENDPOINT_IP: int(ep.ip)}),
+                   (Ct(zone=ZONE_SERVICE, table=HAIRPIN_SNAT, commit=True, exec=mark,
+                       nat=Nat("dst", str(ep.ip), ep.port)),), cookie=c)
 
 
 def _frontend(service: Service, port: ServicePort, match: Match, pid: int, endpoints: tuple, local_only: bool,

@@ -440,3 +440,26 @@ def test_pods_resolve_service_names_with_their_ordinary_resolver(net):
 
 def test_the_host_resolver_is_untouched():
     assert "10.96.0.10" not in open("/etc/resolv.conf").read()
+
+
+def test_affinity_survives_other_endpoints_changing_and_moves_when_its_endpoint_goes(net, restore):
+    from topos.apply import apply_text
+
+    names = {p.host_name for p in live_web(net)}
+    first = {r["server"] for r in net.ask("client", STICKY_DAY, 80, count=10)}
+    assert len(first) == 1
+    mine = first.pop()
+    other = sorted(names - {mine})[0]
+    mark = lambda pod, ready: (f"apiVersion: v1\nkind: Pod\nmetadata:\n  name: {pod}\n"
+                               f"  annotations: {{k8snet.io/ready: '{str(ready).lower()}'}}\n")
+    # Another endpoint leaves and comes back: the client keeps its endpoint.
+    net.apply(apply_text(net.cluster, mark(other, False)))
+    assert {r["server"] for r in net.ask("client", STICKY_DAY, 80, count=10)} == {mine}
+    net.apply(apply_text(net.cluster, mark(other, True)))
+    assert {r["server"] for r in net.ask("client", STICKY_DAY, 80, count=10)} == {mine}
+    # Its own endpoint leaves: it moves, and sticks to the new one even when the old returns.
+    net.apply(apply_text(net.cluster, mark(mine, False)))
+    moved = {r["server"] for r in net.ask("client", STICKY_DAY, 80, count=10)}
+    assert len(moved) == 1 and mine not in moved
+    net.apply(apply_text(net.cluster, mark(mine, True)))
+    assert {r["server"] for r in net.ask("client", STICKY_DAY, 80, count=10)} == moved
