@@ -55,7 +55,7 @@ _ORDER = (
     ("service_affinity", "learned ClientIP affinity: client+VIP+port -> the endpoint it had "
                          "(entered by resubmit; learned in service_endpoint)"),
     ("service_pick", "an affinity hit keeps its endpoint, else multipath picks one"),
-    ("service_endpoint", "a fresh pick: the endpoint's IP into reg7 [and learn it for affinity]"),
+    ("service_endpoint", "a fresh pick: DNAT to it; with affinity, its IP into reg7 and learn it"),
     ("service_dnat", "by endpoint IP: ct(commit, nat(dst=endpoint:targetPort)); a remembered endpoint "
                      "that is gone goes back to service_pick for a fresh one"),
     ("hairpin_snat", "a pod that reached itself through a VIP is SNATed to the gateway IP; a "

@@ -11,11 +11,11 @@ Here, on every node:
   ``reg3`` (kube-proxy's random pick, made per connection); with no endpoint the packet
   goes to the controller, which answers with a TCP reset or an ICMP port unreachable
   (kube-proxy's REJECT), so the client fails at once instead of timing out;
-* ``service_endpoint``: one flow per (port, endpoint index): the endpoint's IP into
-  reg7, and for ``sessionAffinity: ClientIP`` a ``learn`` of it (``service_affinity``
-  holds what was learned, ``service_pick`` prefers it to a fresh pick);
-* ``service_dnat``: one flow per (port, endpoint IP): ``ct(commit, zone=1,
-  nat(dst=endpoint:targetPort))``.  Affinity remembers the endpoint's IP, not its
+* ``service_endpoint``: one flow per (port, endpoint index):
+  ``ct(commit, zone=1, nat(dst=endpoint:targetPort))``; for ``sessionAffinity:
+  ClientIP`` instead the endpoint's IP into reg7 and a ``learn`` of it
+  (``service_affinity`` holds what was learned, ``service_pick`` prefers it to a fresh
+  pick), then ``service_dnat``, one flow per (port, endpoint IP), does the DNAT.  Affinity remembers the endpoint's IP, not its
   index, so it survives other endpoints coming and going; a client whose endpoint is
   gone is sent back for a fresh pick, which is learned in its place (kube-proxy drops
   a removed endpoint's ``recent`` list the same way);
@@ -128,14 +128,19 @@ def _port_flows(service: Service, port: ServicePort, match: Match, pid: int, end
                    (SetField(REG_AFFINITY, 0), Resubmit(SERVICE_PICK)), cookie=c)
     yield Flow(SERVICE_PICK, Priority.FALLBACK, Match.of(**proto_match),
                (Multipath(len(endpoints), REG_ENDPOINT),), goto=SERVICE_ENDPOINT, cookie=c)
-    learn = (affinity_learn(service, port, c),) if affinity else ()
     mark = (SetField("ct_mark", CT_MARK_MASQUERADE),) if masquerade else ()
     for k, ep in enumerate(sorted(endpoints, key=lambda e: (int(e.ip), e.port))):
+        dnat = Ct(zone=ZONE_SERVICE, table=HAIRPIN_SNAT, commit=True, exec=mark, nat=Nat("dst", str(ep.ip), ep.port))
+        if not affinity:
+            # No memory to keep: DNAT straight from the pick (one flow per endpoint).
+            yield Flow(SERVICE_ENDPOINT, Priority.SPECIFIC, Match.of(**proto_match, **{REG_ENDPOINT: k}), (dnat,),
+                       cookie=c)
+            continue
         yield Flow(SERVICE_ENDPOINT, Priority.SPECIFIC, Match.of(**proto_match, **{REG_ENDPOINT: k}),
-                   (SetField(REG_ENDPOINT_IP, int(ep.ip)),) + learn, goto=SERVICE_DNAT, cookie=c)
+                   (SetField(REG_ENDPOINT_IP, int(ep.ip)), affinity_learn(service, port, c)), goto=SERVICE_DNAT,
+                   cookie=c)
         yield Flow(SERVICE_DNAT, Priority.SPECIFIC, Match.of(**proto_match, **{REG_ENDPOINT_IP: int(ep.ip)}),
-                   (Ct(zone=ZONE_SERVICE, table=HAIRPIN_SNAT, commit=True, exec=mark,
-                       nat=Nat("dst", str(ep.ip), ep.port)),), cookie=c)
+                   (dnat,), cookie=c)
 
 
 def _frontend(service: Service, port: ServicePort, match: Match, pid: int, endpoints: tuple, local_only: bool,
