@@ -18,9 +18,7 @@ Goals on this 2-core machine (from the foundation issue): 4x4 up in <= 10 s, 16x
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import sys
 import time
 from datetime import datetime, timezone
@@ -28,10 +26,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.common import environment, write  # noqa: E402
+
 from k8snet.procs import pid_from_file  # noqa: E402
 from topos.cluster import ClusterNet  # noqa: E402
 from topos.manifests import Overrides, default_spec_text, load_text  # noqa: E402
-from topos.ovs import ovs_version  # noqa: E402
 from topos.probe import pairs, probe, wait_reachable  # noqa: E402
 
 GOALS = {"4x4": {"up_s": 10.0}, "16x4": {"up_s": 30.0}}
@@ -120,15 +119,9 @@ def main() -> int:
         print(f"{row['size']:>6} {row['pods']:>5} {row['pairs']:>6} {row['up_s']:>7.2f} {row['matrix_s']:>9.2f} "
               f"{row['cluster_rss_mib']:>8.0f} {row['mem_available_drop_mib']:>18.0f}  {', '.join(notes)}")
     doc = {"kind": "k8snet.bench.bringup", "date": datetime.now(timezone.utc).isoformat(),
-           "command": sys.argv, "environment": {"ovs": ovs_version(), "kernel": platform.release(),
-                                               "python": platform.python_version(), "cpus": os.cpu_count(),
-                                               "datapath_type": "netdev"},
+           "command": sys.argv, "environment": environment(),
            "goals": {"up_s": GOALS, "matrix_s_for_16_pods": MATRIX_GOAL_S}, "rows": rows}
-    out = Path(args.out) if args.out else Path(__file__).resolve().parent.parent / "results" / \
-        f"bench-bringup-{datetime.now().strftime('%Y%m%d-%H%M%S')}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(doc, indent=1))
-    print(f"\nwrote {out}")
+    write("bringup", doc, args.out)
     return 0
 
 

@@ -27,7 +27,6 @@ import argparse
 import json
 import math
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -38,11 +37,12 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.common import environment, write  # noqa: E402
+
 from k8snet.procs import CommandError, run  # noqa: E402
 from topos.cluster import AGENT, ClusterNet  # noqa: E402
 from topos.manifests import load_text  # noqa: E402
 from topos.model import Service, ServicePort  # noqa: E402
-from topos.ovs import ovs_version  # noqa: E402
 
 SPEC = """\
 apiVersion: k8snet.io/v1alpha1
@@ -237,15 +237,9 @@ def main() -> int:
     print(f"(d) {d['counts']} over {d['served']} connections: chi2 {d['chi2']:.2f}, p = {d['p_value']:.3f}")
     doc = {"kind": "k8snet.bench.services", "started": started.isoformat(),
            "finished": datetime.now(timezone.utc).isoformat(), "command": sys.argv,
-           "environment": {"ovs": ovs_version(), "kernel": platform.release(), "python": platform.python_version(),
-                           "cpus": os.cpu_count(), "datapath_type": "netdev",
-                           "offloads": "pods: tx checksum offload off; no userspace TSO"},
+           "environment": environment(offloads="pods: tx checksum offload off; no userspace TSO"),
            "throughput": a, "convergence": b, "programming": c, "spread": d}
-    out = Path(args.out) if args.out else Path(__file__).resolve().parent.parent / "results" / \
-        f"bench-services-{datetime.now().strftime('%Y%m%d-%H%M%S')}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(doc, indent=1))
-    print(f"\nwrote {out}")
+    write("services", doc, args.out)
     return 0
 
 

@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -34,9 +33,11 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.common import environment, write  # noqa: E402
 
 from mininet.net import Mininet  # noqa: E402
 
@@ -45,7 +46,7 @@ from k8snet.rundir import RunDir  # noqa: E402
 from topos.cluster import ClusterNet  # noqa: E402
 from topos.manifests import Overrides, embedded_spec_text, load_text  # noqa: E402
 from topos.nodes import NsHost  # noqa: E402
-from topos.ovs import OvsInstance, ovs_version  # noqa: E402
+from topos.ovs import OvsInstance  # noqa: E402
 
 GOALS = {"host-gw / ovs-normal": 0.9, "vxlan-flat / host-gw": 0.8}
 
@@ -252,16 +253,10 @@ def main() -> int:
               else f"goal {name}: not measured")
     doc = {"kind": "k8snet.bench.throughput", "started": started.isoformat(),
            "finished": datetime.now(timezone.utc).isoformat(), "command": sys.argv,
-           "environment": {"ovs": ovs_version(), "kernel": platform.release(), "python": platform.python_version(),
-                           "cpus": os.cpu_count(), "datapath_type": "netdev",
-                           "offloads": "pods and references: tx checksum offload off; no userspace TSO",
-                           "iperf3": run(["iperf3", "--version"], check=False).stdout.splitlines()[0]},
+           "environment": environment(offloads="pods and references: tx checksum offload off; no userspace TSO",
+                                      iperf3=run(["iperf3", "--version"], check=False).stdout.splitlines()[0]),
            "seconds": args.seconds, "repeat": args.repeat, "cells": rows, "goals": goals}
-    out = Path(args.out) if args.out else Path(__file__).resolve().parent.parent / "results" / \
-        f"bench-throughput-{datetime.now().strftime('%Y%m%d-%H%M%S')}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(doc, indent=1))
-    print(f"\nwrote {out}")
+    write("throughput", doc, args.out)
     return 0
 
 

@@ -6,7 +6,7 @@ import glob
 import os
 import re
 from dataclasses import dataclass
-from pathlib import Path
+
 from typing import Iterable
 
 from controllers.flows import Desired

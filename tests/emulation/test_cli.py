@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import time
@@ -11,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from k8snet.rundir import RUN_PREFIX, RUN_ROOT, leftover_runs
+from k8snet.rundir import leftover_runs
 from tests.emulation.conftest import K8SNET, k8snet_env
 from tests.helpers import Snapshot
 from topos.cluster import ClusterNet

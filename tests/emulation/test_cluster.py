@@ -9,7 +9,6 @@ import time
 import pytest
 
 from controllers.compiler import compile_node
-from k8snet.procs import run
 from tests.helpers import FlowSim, normalized_dump, cookies
 from topos.cluster import ClusterNet
 from topos.manifests import default_spec_text, load_text

@@ -1,0 +1,29 @@
+"""What every benchmark records and where it writes it."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Optional
+
+RESULTS = Path(__file__).resolve().parent.parent / "results"
+
+
+def environment(**extra: Any) -> dict[str, Any]:
+    """Versions and the datapath, so numbers from different runs can be compared honestly."""
+    from topos.ovs import ovs_version
+
+    return {"ovs": ovs_version(), "kernel": platform.release(), "python": platform.python_version(),
+            "cpus": os.cpu_count(), "datapath_type": "netdev", **extra}
+
+
+def write(name: str, doc: dict[str, Any], out: Optional[str]) -> Path:
+    """Write ``doc`` to ``out`` or ``results/bench-<name>-<time>.json`` and say where."""
+    path = Path(out) if out else RESULTS / f"bench-{name}-{datetime.now().strftime('%Y%m%d-%H%M%S')}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(doc, indent=1))
+    print(f"\nwrote {path}")
+    return path
