@@ -66,7 +66,7 @@ class ClusterNet:
         self.controller: Optional[OwnedProcess] = None
         self._controller_popen: Optional[subprocess.Popen] = None
         self.timings: dict[str, float] = {}
-        self._spawned: list[subprocess.Popen] = []
+        #: Processes started in hosts (servers, unbound), by host name.
         self._spawned_in: dict[str, list[subprocess.Popen]] = {}
         self._lock = threading.RLock()
 
@@ -244,10 +244,7 @@ class ClusterNet:
         host = next(p.host_name for p in self.cluster.pods if p.name == DNS_NAME and p.namespace == DNS_NAMESPACE)
         directory = self.run.sub("dns")
         (directory / "unbound.conf").write_text(unbound_conf(self.cluster, str(directory)))
-        for proc in self._spawned_in.pop(host, []):
-            if proc.poll() is None:
-                proc.kill()
-            proc.wait()
+        self._stop_spawned(host)
         proc = self.spawn(host, ["unbound", "-d", "-c", str(directory / "unbound.conf")], "unbound (cluster DNS)")
         wait_for(lambda: bool(self.net[host].ns("ss", "-Hlun", "sport = :53").strip()) or proc.poll() is not None,
                  10, "unbound to listen on 53/udp")
@@ -310,7 +307,6 @@ class ClusterNet:
             proc = self.net[host_name].popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                              stderr=subprocess.DEVNULL)
             self.run.record(OwnedProcess.of(proc.pid, what))
-            self._spawned.append(proc)
             self._spawned_in.setdefault(host_name, []).append(proc)
         return proc
 
@@ -386,10 +382,7 @@ class ClusterNet:
     def remove_pod(self, pod: Pod) -> None:
         """Take a pod away: its processes, its OVS port, its namespace."""
         assert self.net is not None
-        for proc in self._spawned_in.pop(pod.host_name, []):
-            if proc.poll() is None:
-                proc.kill()
-            proc.wait()
+        self._stop_spawned(pod.host_name)
         node = self.node(pod.node)
         assert node.ovs is not None
         node.ovs.vsctl("--if-exists", "del-port", BRIDGE_NAME, pod.port_name)
@@ -410,12 +403,16 @@ class ClusterNet:
         with deferred_signals():
             self._stop()
 
-    def _stop(self) -> None:
-        for proc in self._spawned:
+    def _stop_spawned(self, host_name: str) -> None:
+        """Kill what :meth:`spawn` started in one host."""
+        for proc in self._spawned_in.pop(host_name, []):
             if proc.poll() is None:
                 proc.kill()
             proc.wait()
-        self._spawned = []
+
+    def _stop(self) -> None:
+        for host_name in list(self._spawned_in):
+            self._stop_spawned(host_name)
         if self.net is not None:
             daemons = []
             for host in list(self.net.hosts):
