@@ -20,7 +20,6 @@ app: ``K8SNET_STATE`` (the cluster model as JSON) and ``K8SNET_API`` (the API so
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import random
@@ -97,14 +96,19 @@ class K8snetController(BaseApp):
             handle.write(cluster.model_dump_json())
         os.replace(tmp, self.state_path)
 
-    def desired_for(self, dpid: int) -> tuple[Optional[str], Desired]:
+    def node_name(self, dpid: int) -> Optional[str]:
         if self.cluster is None:
-            return None, Desired()
+            return None
         try:
-            node = self.cluster.node_by_dpid(dpid)
+            return self.cluster.node_by_dpid(dpid).name
         except KeyError:
+            return None
+
+    def desired_for(self, dpid: int) -> tuple[Optional[str], Desired]:
+        name = self.node_name(dpid)
+        if name is None or self.cluster is None:
             return None, Desired()
-        return node.name, compiler.compile_node(self.cluster, node.name)
+        return name, compiler.compile_node(self.cluster, name)
 
     # ------------------------------------------------------------------ API
     def handle_api(self, request: dict[str, Any]) -> dict[str, Any]:
@@ -186,8 +190,7 @@ class K8snetController(BaseApp):
         """Replay, step 1: ask which groups the switch already has (an earlier run's)."""
         dp = ev.msg.datapath
         with self.lock:
-            name, desired = self.desired_for(dp.id)
-            switch = Switch(name or f"dpid-{dp.id:x}", dp)
+            switch = Switch(self.node_name(dp.id) or f"dpid-{dp.id:x}", dp)
             self.switches[dp.id] = switch
             switch.dump = []
             LOG.info("switch %s (dpid %#x) connected", switch.name, dp.id)
@@ -341,7 +344,3 @@ def expired_affinity(entries: list[Any], timeouts: dict[int, int]) -> list[Any]:
         if timeout is not None and entry.duration_sec >= timeout:
             out.append(entry)
     return out
-
-
-def state_json(cluster: Cluster) -> dict[str, Any]:
-    return json.loads(cluster.model_dump_json())
