@@ -27,15 +27,14 @@ def _pod_routes(cluster: Cluster, node: Node) -> Iterator[Flow]:
 
 def compile_node(cluster: Cluster, node_name: str) -> Desired:
     node = cluster.node(node_name)
-    svc_flows, groups = services.service_flows(cluster, node)
     parts = [podnet.flows(cluster, node), noderoutes.flows(cluster, node), _pod_routes(cluster, node),
-             services.node_flows(cluster, node), svc_flows]
+             services.node_flows(cluster, node), services.service_flows(cluster, node)]
     if cluster.encapsulates:
         parts.append(vxlan.node_flows(cluster, node))
-    desired = Desired(flows=merge(*parts), groups=tuple(groups))
-    desired.flows_by_key()  # raises if two features claimed the same table/priority/match
-    if len({g.group_id for g in groups}) != len(groups):
-        raise ValueError("two Service ports hashed to the same group id; rename one of them")
+    desired = Desired(flows=merge(*parts))
+    # Raises if two features claimed the same table/priority/match (two Service ports
+    # hashing to one port id would show up here too).
+    desired.flows_by_key()
     return desired
 
 

@@ -37,7 +37,7 @@ import zlib
 from typing import Iterator
 
 from controllers.flows import (
-    ETH_TYPE_IP, OFPP_CONTROLLER, Ct, Flow, Group, Learn, Match, Multipath, Nat, Output, Resubmit, SetField,
+    ETH_TYPE_IP, OFPP_CONTROLLER, Ct, Flow, Learn, Match, Multipath, Nat, Output, Resubmit, SetField,
 )
 from controllers.pipeline import (
     CONNTRACK, CT_MARK_MASQUERADE, CT_NEW, CT_RPL, CT_TRK, HAIRPIN_SNAT, L3_FORWARDING, MAX_OPENFLOW_TIMEOUT,
@@ -157,7 +157,7 @@ def _frontend(service: Service, port: ServicePort, match: Match, pid: int, endpo
     yield from _port_flows(service, port, match, pid, endpoints, c, masquerade)
 
 
-def service_flows(cluster: Cluster, node: Node) -> tuple[list[Flow], list[Group]]:
+def service_flows(cluster: Cluster, node: Node) -> list[Flow]:
     flows: list[Flow] = []
     for service in proxied(cluster):
         c = cookie(Feature.SERVICES, service_object(service))
@@ -181,7 +181,7 @@ def service_flows(cluster: Cluster, node: Node) -> tuple[list[Flow], list[Group]
         # Anything else sent to the VIP (other ports, ping) has nowhere to go.
         flows.append(Flow(SERVICE_LB, Priority.FALLBACK, Match.of(eth_type=ETH_TYPE_IP, ipv4_dst=vip), (),
                           cookie=c))
-    return flows, []
+    return flows
 
 
 def long_affinity_timeouts(cluster: Cluster) -> dict[int, int]:
