@@ -3,21 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
-import platform
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Optional
 
+from k8snet.environment import environment  # noqa: F401  (benchmarks import it from here)
+
 RESULTS = Path(__file__).resolve().parent.parent / "results"
-
-
-def environment(**extra: Any) -> dict[str, Any]:
-    """Versions and the datapath, so numbers from different runs can be compared honestly."""
-    from topos.ovs import ovs_version
-
-    return {"ovs": ovs_version(), "kernel": platform.release(), "python": platform.python_version(),
-            "cpus": os.cpu_count(), "datapath_type": "netdev", **extra}
 
 
 def write(name: str, doc: dict[str, Any], out: Optional[str]) -> Path:

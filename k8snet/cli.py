@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import signal
 import sys
 import time
@@ -24,6 +23,7 @@ from rich.console import Console
 from rich.table import Table
 
 import k8snet
+from k8snet.environment import environment
 from k8snet.procs import run
 from topos.manifests import Overrides, SpecError, default_spec_text, load_file, load_text
 from topos.model import Cluster
@@ -220,14 +220,6 @@ def cmd_up(cluster: Cluster, framework: str) -> int:
     return EXIT_OK
 
 
-def environment() -> dict[str, Any]:
-    from topos.ovs import ovs_version
-
-    return {"k8snet": k8snet.__version__, "ovs": ovs_version(), "kernel": platform.release(),
-            "python": platform.python_version(), "datapath_type": "netdev",
-            "fping": run(["fping", "--version"], check=False).stdout.strip().splitlines()[0:1]}
-
-
 def cmd_check(cluster: Cluster, args: argparse.Namespace) -> int:
     from topos.cluster import ClusterNet
     from topos.probe import pairs, probe
@@ -245,7 +237,9 @@ def cmd_check(cluster: Cluster, args: argparse.Namespace) -> int:
     summary = _summary(results)
     if args.json:
         doc = {"kind": "k8snet.check", "command": sys.argv, "started": started.isoformat(),
-               "finished": datetime.now(timezone.utc).isoformat(), "environment": environment(),
+               "finished": datetime.now(timezone.utc).isoformat(),
+               "environment": environment(fping=run(["fping", "--version"], check=False).stdout.strip()
+                                          .splitlines()[0:1]),
                "cluster": json.loads(cluster.model_dump_json()), "timings_s": {**timings, "probe": probe_s},
                "summary": summary, "ok": not failed, "as_predicted": not surprises,
                "results": [r.as_dict() for r in results]}
