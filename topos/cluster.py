@@ -239,11 +239,16 @@ class ClusterNet:
         self.pod(pod.host_name).ns("mount", "--bind", str(path), "/etc/resolv.conf")
 
     def start_dns(self) -> None:
-        """(Re)start unbound in the kube-dns pod with a zone written from the model."""
+        """(Re)start unbound in the kube-dns pod with a zone written from the model (only
+        when the zone changed: an apply that touches no Service leaves DNS alone)."""
         assert self.run is not None
         host = next(p.host_name for p in self.cluster.pods if p.name == DNS_NAME and p.namespace == DNS_NAMESPACE)
         directory = self.run.sub("dns")
-        (directory / "unbound.conf").write_text(unbound_conf(self.cluster, str(directory)))
+        conf, text = directory / "unbound.conf", unbound_conf(self.cluster, str(directory))
+        running = [p for p in self._spawned_in.get(host, []) if p.poll() is None]
+        if running and conf.exists() and conf.read_text() == text:
+            return  # the zone did not change
+        conf.write_text(text)
         self._stop_spawned(host)
         proc = self.spawn(host, ["unbound", "-d", "-c", str(directory / "unbound.conf")], "unbound (cluster DNS)")
         wait_for(lambda: bool(self.net[host].ns("ss", "-Hlun", "sport = :53").strip()) or proc.poll() is not None,

@@ -160,7 +160,6 @@ class LoadBalancerHost(ExternalClient):
         super().build(host, mtu)
         self.sysctl(net__ipv4__ip_forward=1, net__ipv4__conf__all__rp_filter=0,
                     net__ipv4__conf__default__rp_filter=0)
-        self.program({})
 
     @staticmethod
     def ruleset(targets: dict[tuple[str, int, str], tuple[list[str], int]]) -> str:
