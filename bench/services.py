@@ -37,9 +37,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import environment, write  # noqa: E402
+from bench.common import environment, iperf, write  # noqa: E402
 
-from k8snet.procs import CommandError, run  # noqa: E402
 from topos.cluster import AGENT, ClusterNet  # noqa: E402
 from topos.manifests import load_text  # noqa: E402
 from topos.model import Service, ServicePort  # noqa: E402
@@ -81,26 +80,6 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
 
 
-def iperf(net: ClusterNet, client: str, server: str, ip: str, port: int, seconds: int,
-          listen: int = 8080) -> dict[str, Any]:
-    """iperf3 from ``client`` to ``ip:port``; the server in ``server`` listens on ``listen``."""
-    srv = net.net[server].popen(["iperf3", "-s", "-1", "-p", str(listen)], stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL)
-    try:
-        time.sleep(0.3)
-        out = run(["mnexec", "-a", str(net.net[client].pid), "iperf3", "-c", ip, "-p", str(port), "-t",
-                   str(seconds), "-J"], timeout=seconds + 30, check=False)
-        doc = json.loads(out.stdout)
-        if "error" in doc:
-            return {"ok": False, "error": doc["error"]}
-        return {"ok": True, "bits_per_second": doc["end"]["sum_received"]["bits_per_second"]}
-    except (CommandError, ValueError) as exc:
-        return {"ok": False, "error": str(exc)}
-    finally:
-        srv.kill()
-        srv.wait(timeout=5)
-
-
 def throughput(seconds: int, repeat: int) -> dict[str, Any]:
     cluster = load_text(SPEC.replace("NODES", "2").replace("REPLICAS", "1"))
     target = next(p for p in cluster.pods if p.name == "web-0")
@@ -112,8 +91,9 @@ def throughput(seconds: int, repeat: int) -> dict[str, Any]:
         # The Service maps 80 -> 8080 on web-0; iperf3 listens on 8080 for both paths.
         for i in range(repeat):
             print(f"  throughput round {i + 1}/{repeat}", file=sys.stderr, flush=True)
-            runs["direct"].append(iperf(net, "client", target.host_name, str(target.ip), 8080, seconds))
-            runs["clusterip"].append(iperf(net, "client", target.host_name, vip, 80, seconds))
+            client, server = net.net["client"], net.net[target.host_name]
+            runs["direct"].append(iperf(client, server, str(target.ip), 8080, seconds))
+            runs["clusterip"].append(iperf(client, server, vip, 80, seconds, listen=8080))
     medians = {k: statistics.median([r["bits_per_second"] / 1e9 for r in v if r.get("ok")] or [float("nan")])
                for k, v in runs.items()}
     return {"runs": runs, "median_gbps": medians, "ratio": medians["clusterip"] / medians["direct"],

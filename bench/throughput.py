@@ -24,10 +24,8 @@ VXLAN / host-gw >= 0.8, all from this one run.  Printed, and written as JSON.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
-import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
@@ -37,11 +35,11 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import environment, write  # noqa: E402
+from bench.common import environment, iperf, write  # noqa: E402
 
 from mininet.net import Mininet  # noqa: E402
 
-from k8snet.procs import CommandError, OwnedProcess, run  # noqa: E402
+from k8snet.procs import OwnedProcess, run  # noqa: E402
 from k8snet.rundir import RunDir  # noqa: E402
 from topos.cluster import ClusterNet  # noqa: E402
 from topos.manifests import Overrides, embedded_spec_text, load_text  # noqa: E402
@@ -59,31 +57,6 @@ class Cell:
     server: Any
     server_ip: str
     runs: list[dict[str, Any]] = field(default_factory=list)
-
-
-def iperf(cell: Cell, seconds: int, port: int) -> dict[str, Any]:
-    """One iperf3 run; a failure is recorded with its reason, never as a zero."""
-    srv = cell.server.popen(["iperf3", "-s", "-1", "-p", str(port)], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    try:
-        time.sleep(0.3)
-        out = run(["mnexec", "-a", str(cell.client.pid), "iperf3", "-c", cell.server_ip, "-p", str(port),
-                   "-t", str(seconds), "-J"], timeout=seconds + 30, check=False)
-    except CommandError as exc:
-        return {"ok": False, "error": str(exc)}
-    finally:
-        srv.kill()
-        srv.wait(timeout=5)
-    try:
-        doc = json.loads(out.stdout)
-    except ValueError:
-        return {"ok": False, "error": f"iperf3 printed no JSON: {out.stderr.strip()[:300]}"}
-    if "error" in doc:
-        return {"ok": False, "error": doc["error"]}
-    end = doc["end"]
-    return {"ok": True, "bits_per_second": end["sum_received"]["bits_per_second"],
-            "retransmits": end["sum_sent"].get("retransmits"), "bytes": end["sum_received"]["bytes"],
-            "iperf3_end": end}
 
 
 class References:
@@ -229,7 +202,7 @@ def main() -> int:
                 left = (time.monotonic() - t0) / max(done - 1, 1) * (total - done + 1) if done > 1 else 0
                 print(f"[{done}/{total}] round {round_no + 1}: {cell.name} (about {left:.0f}s left)",
                       file=sys.stderr, flush=True)
-                cell.runs.append(iperf(cell, args.seconds, 5300 + done))
+                cell.runs.append(iperf(cell.client, cell.server, cell.server_ip, 5300 + done, args.seconds))
     finally:
         for net in nets.values():
             net.stop()
