@@ -37,7 +37,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import environment, iperf, write  # noqa: E402
+from bench.common import environment, write  # noqa: E402
+from topos.iperf import iperf  # noqa: E402
 
 from topos.cluster import AGENT, ClusterNet  # noqa: E402
 from topos.manifests import load_text  # noqa: E402
@@ -92,8 +93,10 @@ def throughput(seconds: int, repeat: int) -> dict[str, Any]:
         for i in range(repeat):
             print(f"  throughput round {i + 1}/{repeat}", file=sys.stderr, flush=True)
             client, server = net.net["client"], net.net[target.host_name]
-            runs["direct"].append(iperf(client, server, str(target.ip), 8080, seconds))
-            runs["clusterip"].append(iperf(client, server, vip, 80, seconds, listen=8080))
+            for path, ip, port in (("direct", str(target.ip), 8080), ("clusterip", vip, 80)):
+                result = iperf(client, server, ip, port, seconds, listen=8080)
+                result.pop("doc", None)  # iperf3_end is kept; the rest would bloat the JSON
+                runs[path].append(result)
     medians = {k: statistics.median([r["bits_per_second"] / 1e9 for r in v if r.get("ok")] or [float("nan")])
                for k, v in runs.items()}
     return {"runs": runs, "median_gbps": medians, "ratio": medians["clusterip"] / medians["direct"],

@@ -35,7 +35,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import environment, iperf, write  # noqa: E402
+from bench.common import environment, write  # noqa: E402
+from topos.iperf import iperf  # noqa: E402
 
 from mininet.net import Mininet  # noqa: E402
 
@@ -202,7 +203,9 @@ def main() -> int:
                 left = (time.monotonic() - t0) / max(done - 1, 1) * (total - done + 1) if done > 1 else 0
                 print(f"[{done}/{total}] round {round_no + 1}: {cell.name} (about {left:.0f}s left)",
                       file=sys.stderr, flush=True)
-                cell.runs.append(iperf(cell.client, cell.server, cell.server_ip, 5300 + done, args.seconds))
+                result = iperf(cell.client, cell.server, cell.server_ip, 5300 + done, args.seconds)
+                result.pop("doc", None)  # iperf3_end is kept; the rest would bloat the JSON
+                cell.runs.append(result)
     finally:
         for net in nets.values():
             net.stop()

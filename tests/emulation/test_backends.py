@@ -15,6 +15,7 @@ import pytest
 
 from tests.emulation.capture import capture
 from topos.cluster import ClusterNet
+from topos.iperf import iperf
 from topos.manifests import Overrides, embedded_spec_text, load_text
 from topos.probe import probe
 
@@ -127,16 +128,10 @@ def test_large_ping_and_udp_datagram_cross_the_tunnel(vxlan_net):
 
 def test_tcp_over_vxlan_at_the_overlay_mtu(vxlan_net):
     by_node = pods_by_node(vxlan_net.cluster)
-    server = vxlan_net.pod(by_node["node-3"].host_name)
-    srv = server.popen(["iperf3", "-s", "-1", "-p", "5201"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        time.sleep(0.3)
-        out = vxlan_net.pod(by_node["node-0"].host_name).ns(
-            "iperf3", "-c", str(by_node["node-3"].ip), "-p", "5201", "-t", "1", "-J", timeout=30)
-    finally:
-        srv.kill()
-        srv.wait(timeout=5)
-    result = json.loads(out)
+    run = iperf(vxlan_net.pod(by_node["node-0"].host_name), vxlan_net.pod(by_node["node-3"].host_name),
+                str(by_node["node-3"].ip), 5201, 1)
+    assert run["ok"], run
+    result = run["doc"]
     assert result["end"]["sum_received"]["bytes"] > 1_000_000
     # The MSS follows the pod MTU of 1450 (1450 - 40 header bytes, timestamps take 12 more).
     assert result["start"]["tcp_mss_default"] <= 1410
@@ -166,16 +161,10 @@ def test_underlay_bandwidth_shapes_node_links(no_leaks):
     by_node = pods_by_node(cluster)
     with ClusterNet(cluster) as net:
         assert "rate 20Mbit" in net.node("node-0").ns("tc", "class", "show", "dev", "uplink")
-        server = net.pod(by_node["node-2"].host_name)
-        srv = server.popen(["iperf3", "-s", "-1", "-p", "5202"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        try:
-            time.sleep(0.3)
-            out = net.pod(by_node["node-0"].host_name).ns(
-                "iperf3", "-c", str(by_node["node-2"].ip), "-p", "5202", "-t", "2", "-J", timeout=30)
-        finally:
-            srv.kill()
-            srv.wait(timeout=5)
-    rate = json.loads(out)["end"]["sum_received"]["bits_per_second"] / 1e6
+        run = iperf(net.pod(by_node["node-0"].host_name), net.pod(by_node["node-2"].host_name),
+                    str(by_node["node-2"].ip), 5202, 2)
+    assert run["ok"], run
+    rate = run["bits_per_second"] / 1e6
     assert 0 < rate < 25, f"{rate:.1f} Mbit/s through a 20 Mbit/s underlay"
 
 

@@ -11,6 +11,7 @@ import pytest
 from controllers.compiler import compile_node
 from tests.helpers import FlowSim, normalized_dump, cookies
 from topos.cluster import ClusterNet
+from topos.iperf import iperf
 from topos.manifests import default_spec_text, load_text
 from topos.model import BRIDGE_NAME
 from topos.ovs import wait_for
@@ -53,18 +54,9 @@ def test_ttl_shows_two_routing_hops_cross_node_and_none_on_the_same_node(net):
 
 def test_tcp_works_across_nodes(net):
     """TCP needs TX checksum offload off in pods (ping alone would hide the bug)."""
-    server = net.pod("web-1")
-    srv = server.popen(["iperf3", "-s", "-1", "-p", "5201"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    try:
-        time.sleep(0.3)
-        out = net.pod("web-0").ns("iperf3", "-c", str(pod_named("web-1").ip), "-p", "5201", "-t", "1",
-                                  "-J", timeout=20)
-        import json
-        result = json.loads(out)
-        assert result["end"]["sum_received"]["bytes"] > 1_000_000
-    finally:
-        srv.kill()
-        srv.wait(timeout=5)
+    run = iperf(net.pod("web-0"), net.pod("web-1"), str(pod_named("web-1").ip), 5201, 1)
+    assert run["ok"], run
+    assert run["doc"]["end"]["sum_received"]["bytes"] > 1_000_000
 
 
 def test_node_bridges_use_the_userspace_datapath_with_the_controller(net):
