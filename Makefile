@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 DEB_PACKAGES := openvswitch-switch openvswitch-common mininet iperf3 iputils-ping fping \
                 ethtool tcpdump iproute2 procps net-tools util-linux nftables \
-                unbound bind9-dnsutils curl
+                unbound bind9-dnsutils curl nginx-light
 # Ryu 4.34 only installs with an old setuptools (see README, "Running under Ryu").
 PIP_CONSTRAINTS := .ci/constraints.txt
 
@@ -30,7 +30,7 @@ $(VENV)/.installed: setup.cfg pyproject.toml $(PIP_CONSTRAINTS)
 venv: $(VENV)/.installed
 
 demo: setup
-	$(VENV)/bin/k8snet check
+	$(VENV)/bin/k8snet run all
 
 test: setup
 	$(VENV)/bin/python -m pytest

@@ -38,14 +38,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.common import environment, write  # noqa: E402
 from topos.iperf import iperf  # noqa: E402
 
-from mininet.net import Mininet  # noqa: E402
-
-from k8snet.procs import OwnedProcess, run  # noqa: E402
-from k8snet.rundir import RunDir  # noqa: E402
+from k8snet.procs import run  # noqa: E402
 from topos.cluster import ClusterNet  # noqa: E402
 from topos.manifests import Overrides, embedded_spec_text, load_text  # noqa: E402
-from topos.nodes import NsHost  # noqa: E402
-from topos.ovs import OvsInstance  # noqa: E402
+from topos.references import References  # noqa: E402
 
 GOALS = {"host-gw / ovs-normal": 0.9, "vxlan-flat / host-gw": 0.8}
 
@@ -58,52 +54,6 @@ class Cell:
     server: Any
     server_ip: str
     runs: list[dict[str, Any]] = field(default_factory=list)
-
-
-class References:
-    """The two references, in namespaces and an OVS of the benchmark's own."""
-
-    def __init__(self) -> None:
-        self.run = RunDir.create()
-        Mininet.inited = True
-        self.net = Mininet(topo=None, build=False, controller=None, autoSetMacs=False, autoStaticArp=False,
-                           waitConnected=False)
-        self.ovs: OvsInstance | None = None
-
-    def _host(self, name: str) -> NsHost:
-        host = self.net.addHost(name, cls=NsHost, ip=None)
-        self.run.record(OwnedProcess.of(host.pid, f"bench {name}"))
-        return host
-
-    def _address(self, host: NsHost, ip: str) -> None:
-        host.ip_batch(["link set lo up", "link set eth0 up", f"addr add {ip}/24 dev eth0"])
-        host.ns("ethtool", "-K", "eth0", "tx", "off")
-
-    def build(self) -> list[Cell]:
-        a, b = self._host("veth-a"), self._host("veth-b")
-        self.net.addLink(a, b, intfName1="eth0", intfName2="eth0")
-        self._address(a, "10.99.0.1")
-        self._address(b, "10.99.0.2")
-        c, d, sw = self._host("ovs-a"), self._host("ovs-b"), self._host("ovs-sw")
-        self.net.addLink(c, sw, intfName1="eth0", intfName2="p1")
-        self.net.addLink(d, sw, intfName1="eth0", intfName2="p2")
-        self._address(c, "10.99.1.1")
-        self._address(d, "10.99.1.2")
-        sw.ip_batch(["link set lo up", "link set p1 up", "link set p2 up"])
-        self.ovs = OvsInstance(self.run.sub("ovs"), ["mnexec", "-a", str(sw.pid)])
-        self.ovs.start()
-        self.ovs.vsctl("add-br", "br0", "--", "set", "bridge", "br0", "datapath_type=netdev", "fail-mode=secure",
-                       "--", "add-port", "br0", "p1", "--", "add-port", "br0", "p2")
-        self.ovs.ofctl("add-flow", "br0", "priority=0,actions=NORMAL")
-        return [Cell("veth", "bare veth pair, tx checksum offload off", a, b, "10.99.0.2"),
-                Cell("ovs-normal", "one userspace OVS bridge, a single NORMAL flow", c, d, "10.99.1.2")]
-
-    def stop(self) -> None:
-        if self.ovs:
-            self.ovs.stop()
-        for host in list(self.net.hosts):
-            host.terminate()
-        self.run.remove()
 
 
 def cluster_cells(nets: dict[str, ClusterNet]) -> list[Cell]:
@@ -191,7 +141,7 @@ def main() -> int:
     refs = References()
     nets: dict[str, ClusterNet] = {}
     try:
-        cells = refs.build()
+        cells = [Cell(r.name, r.what, r.client, r.server, r.server_ip) for r in refs.build()]
         nets = build_clusters()
         cells += cluster_cells(nets)
         total = len(cells) * args.repeat

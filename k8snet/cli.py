@@ -4,6 +4,8 @@
     k8snet check [SPEC] [--json FILE] [...same options]                 reachability matrix
     k8snet flows [SPEC] [--node NAME]                                   the compiled flows
     k8snet clean                                                        remove a crashed run's remains
+    k8snet run SCENARIO... [--spec SPEC] [--backend B1,B2] [--out DIR]  scenarios -> results/<run-id>/
+    k8snet plot DIR... [--out DIR]                                      redraw / compare results
 
 Exit status: 0 success; 1 a pair that should be reachable is not; 2 invalid input
 (nothing is started); 130 interrupted (everything is torn down first).
@@ -57,6 +59,28 @@ def build_parser() -> argparse.ArgumentParser:
     _cluster_args(flows)
     flows.add_argument("--node", help="only this node")
     sub.add_parser("clean", help="remove what a crashed k8snet run left behind (only ours)")
+    from k8snet.scenarios import ORDER
+
+    runp = sub.add_parser("run", help="run scenarios and write results, figures and a report",
+                          description="Scenarios: " + ", ".join(ORDER) + ", or all.")
+    runp.add_argument("scenarios", nargs="+", metavar="SCENARIO", help=f"{', '.join(ORDER)} or all")
+    runp.add_argument("--spec", help="cluster spec YAML or embedded spec name (default: the embedded default)")
+    runp.add_argument("--backend", help="one or more backends, comma-separated: host-gw,vxlan,directrouting "
+                      "(each gets its own cluster, measured side by side)")
+    runp.add_argument("--nodes", type=int, metavar="N", help="number of nodes (overrides the spec)")
+    runp.add_argument("--pods-per-node", type=int, metavar="M",
+                      help="replace the spec's workloads with M pods per node")
+    runp.add_argument("--out", metavar="DIR", help="parent folder of the run folder (default: ./results)")
+    runp.add_argument("--seconds", type=int, default=2, help="iperf3 seconds per throughput cell (default 2)")
+    runp.add_argument("--repeat", type=int, default=3, help="repetitions per cell (default 3)")
+    runp.add_argument("--pings", type=int, default=100, help="RTT samples per latency path (default 100)")
+    runp.add_argument("--connections", type=int, default=300,
+                      help="connections for the Service spread (default 300)")
+    runp.add_argument("--framework", choices=["os-ken", "ryu"], default="os-ken")
+    plot = sub.add_parser("plot", help="redraw figures from result folders; several folders: compare them")
+    plot.add_argument("dirs", nargs="+", metavar="DIR", help="run folders written by `k8snet run`")
+    plot.add_argument("--out", metavar="DIR", help="where to write (default: the folder itself, or "
+                      "./results/compare-<time> for several)")
     for verb, what in (("apply", "create or update Pods, Deployments and Services in a running cluster"),
                        ("delete", "delete Pods, Deployments and Services from a running cluster")):
         cmd = sub.add_parser(verb, help=what)
@@ -84,13 +108,14 @@ def main(argv: Optional[list[str]] = None) -> int:
             return cmd_clean()
         if args.command in ("apply", "delete"):
             return cmd_apply(args)
+        if args.command == "plot":
+            return cmd_plot(args)
+        if args.command == "run":
+            return cmd_run(args)
         try:
             cluster = load_cluster(args)
         except SpecError as exc:
-            console.print(f"[bold red]invalid cluster spec[/] ({args.spec or 'embedded default'}):")
-            for problem in exc.problems:
-                console.print(f"  - {problem}", markup=False)
-            return EXIT_USAGE
+            return _bad_spec(args.spec, exc)
         if args.command == "flows":
             return cmd_flows(cluster, args.node)
         if not _preflight():
@@ -121,6 +146,122 @@ def _preflight() -> bool:
         console.print(f"missing tools: {', '.join(missing)}; run `make setup` first")
         return False
     return True
+
+
+def _bad_spec(spec: Optional[str], exc: SpecError) -> int:
+    console.print(f"[bold red]invalid cluster spec[/] ({spec or 'embedded default'}):")
+    for problem in exc.problems:
+        console.print(f"  - {problem}", markup=False)
+    return EXIT_USAGE
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """Validate everything first (exit 2, nothing started), then run (k8snet.runner)."""
+    from pathlib import Path
+
+    from k8snet.runner import UsageError, default_out, load_clusters, parse_backends, parse_scenarios, run_scenarios
+    from k8snet.scenarios import SCENARIOS, Options
+
+    try:
+        names = parse_scenarios(args.scenarios)
+        backends = parse_backends(args.backend)
+        for option in ("seconds", "repeat", "pings", "connections"):
+            if getattr(args, option) < 1:
+                raise UsageError(f"--{option} must be at least 1, not {getattr(args, option)}")
+        out = Path(args.out) if args.out else default_out()
+        if out.exists() and not out.is_dir():
+            raise UsageError(f"--out {out}: exists and is not a folder; give a folder (created if missing)")
+    except UsageError as exc:
+        console.print(f"[bold red]k8snet run:[/] {exc}", markup=True)
+        return EXIT_USAGE
+    options = Options(seconds=args.seconds, repeat=args.repeat, pings=args.pings, connections=args.connections)
+    try:
+        clusters = load_clusters(args.spec, backends, [SCENARIOS[n](options) for n in names],
+                                 nodes=args.nodes, pods_per_node=args.pods_per_node)
+    except SpecError as exc:
+        return _bad_spec(args.spec, exc)
+    if not _preflight():
+        return EXIT_USAGE
+    outcome = run_scenarios(names, clusters, options, out, console, framework=args.framework,
+                            command=["k8snet", *sys.argv[1:]] if sys.argv and sys.argv[0].endswith("k8snet")
+                            else sys.argv)
+    print_run_summary(outcome)
+    if outcome.interrupted:
+        console.print(f"[yellow]interrupted: the clusters are torn down; results so far are in "
+                      f"{outcome.directory}[/]")
+        return EXIT_INTERRUPTED
+    return EXIT_UNREACHABLE if outcome.failed else EXIT_OK
+
+
+def print_run_summary(outcome) -> None:
+    from k8snet.report import headlines
+
+    table = Table(title=f"k8snet run {outcome.directory.name}")
+    for col in ("scenario", "what", "value", "reading"):
+        table.add_column(col)
+    for result in outcome.results:
+        lines = headlines(result) or [("(no measurements)", "-", result.status_reason or "")]
+        for what, value, note in lines[:12]:
+            table.add_row(result.scenario, what, value, note[:60])
+        if len(lines) > 12:
+            table.add_row(result.scenario, f"... {len(lines) - 12} more in the report", "", "")
+        if result.status != "complete":
+            table.add_row(result.scenario, f"[red]{result.status}[/]", "", (result.status_reason or "")[:60])
+    out.print(table)
+    out.print(f"report: {outcome.directory / 'report.html'}", markup=False)
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    """One folder: redraw its figures and report.  Several: comparison figures and a page."""
+    import json as _json
+    from pathlib import Path
+
+    from pydantic import ValidationError
+
+    from k8snet import plots, results
+    from k8snet.report import write_report
+
+    runs: dict[str, list] = {}
+    for d in args.dirs:
+        path = Path(d)
+        if not path.is_dir() or not any(path.glob("*.json")):
+            console.print(f"DIR {d}: not a folder written by `k8snet run` (no results JSON in it)")
+            return EXIT_USAGE
+        try:
+            runs[path.name if path.name not in runs else str(path)] = results.read_run(path)
+        except (ValidationError, ValueError) as exc:
+            console.print(f"DIR {d}: a results file does not match the schema "
+                          f"({results.SCHEMA_PATH.name}): {str(exc)[:300]}")
+            return EXIT_USAGE
+    if len(runs) == 1:
+        (name, rs), src = next(iter(runs.items())), Path(args.dirs[0])
+        target = Path(args.out) if args.out else src
+        target.mkdir(parents=True, exist_ok=True)
+        redrawn = []
+        for r in rs:
+            r = r.model_copy(update={"figures": plots.draw(r, target)})
+            if target == src:
+                results.write(r, target)
+            redrawn.append(r)
+        run_doc = _json.loads((src / "run.json").read_text()) if (src / "run.json").exists() else \
+            {"run_id": name, "command": [], "started": "", "scenarios": [r.scenario for r in rs]}
+        report = write_report(target, redrawn, run_doc)
+        out.print(f"redrew {sum(len(r.figures) for r in redrawn)} figures; report: {report}", markup=False)
+        return EXIT_OK
+    target = Path(args.out) if args.out else Path("results") / f"compare-{time.strftime('%Y%m%d-%H%M%S')}"
+    target.mkdir(parents=True, exist_ok=True)
+    figs = plots.save(plots.compare(runs), target)
+    if not figs:
+        console.print("the folders share no scenario to compare")
+        return EXIT_USAGE
+    (target / "compare.json").write_text(_json.dumps(
+        {"kind": "k8snet.compare", "runs": list(runs), "dirs": args.dirs,
+         "figures": [f.model_dump() for f in figs]}, indent=1))
+    from k8snet.report import write_comparison
+
+    report = write_comparison(target, runs, figs)
+    out.print(f"compared {len(runs)} runs in {len(figs)} figures; report: {report}", markup=False)
+    return EXIT_OK
 
 
 def cmd_clean() -> int:

@@ -14,6 +14,10 @@
     python3 agent.py hold --ip IP --port P --seconds S
         one TCP connection kept busy for S seconds (a byte out and back every 50 ms);
         prints {"ok": true, "server": NAME, "exchanges": N} or the error that broke it.
+    python3 agent.py rr --ip IP --port P --count N [--timeout S]
+        request/response latency (netperf's TCP_RR): one TCP connection, then N times one
+        byte out and the echo back; prints {"ok": true, "server": NAME, "ms": [...]} or
+        {"ok": false, "error": ..., "ms": [the samples so far]}.
 """
 
 import argparse
@@ -104,6 +108,24 @@ def hold(ip: str, port: int, seconds: float) -> dict:
         return {"ok": False, "error": type(exc).__name__, "exchanges": exchanges}
 
 
+def rr(ip: str, port: int, count: int, timeout: float) -> dict:
+    samples = []
+    try:
+        sock = socket.create_connection((ip, port), timeout=timeout)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        server = _greeting(sock).decode().split()[0]
+        for _ in range(count):
+            t0 = time.perf_counter()
+            sock.sendall(b"x")
+            if sock.recv(1) != b"x":
+                return {"ok": False, "error": "connection closed", "ms": samples}
+            samples.append(round((time.perf_counter() - t0) * 1000, 4))
+        sock.close()
+        return {"ok": True, "server": server, "ms": samples}
+    except (OSError, IndexError) as exc:
+        return {"ok": False, "error": type(exc).__name__, "ms": samples}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     sub = parser.add_subparsers(dest="cmd", required=True)
@@ -123,7 +145,15 @@ def main() -> int:
     h.add_argument("--ip", required=True)
     h.add_argument("--port", type=int, required=True)
     h.add_argument("--seconds", type=float, default=3.0)
+    r = sub.add_parser("rr")
+    r.add_argument("--ip", required=True)
+    r.add_argument("--port", type=int, required=True)
+    r.add_argument("--count", type=int, default=100)
+    r.add_argument("--timeout", type=float, default=2.0)
     args = parser.parse_args()
+    if args.cmd == "rr":
+        json.dump(rr(args.ip, args.port, args.count, args.timeout), sys.stdout)
+        return 0
     if args.cmd == "hold":
         json.dump(hold(args.ip, args.port, args.seconds), sys.stdout)
         return 0

@@ -79,7 +79,7 @@ def apply_text(current: Cluster, text: str, delete: bool = False) -> Cluster:
         pods[key] = pod
     if resolver.service_docs:
         resolved = resolve_services(resolver.service_docs, SERVICE_CIDR, previous=current,
-                                    lb_pool=current.underlay.lb_pool)
+                                    lb_pool=current.underlay.lb_pool, node_port_range=current.node_port_range)
         for index, what, field, message in resolved.problems:
             resolver.fail(index, what, field, message)
         for service in resolved.services:

@@ -28,7 +28,7 @@ from topos.model import (
 )
 from topos.schema import (  # noqa: F401  (Problem and SpecError are part of this module's API)
     BACKENDS, BackendIn, ClusterDoc, ClusterSpecIn, DeploymentDoc, NodeIn, PodDoc, Problem, ServiceDoc,
-    SpecError, _In, check_backend,
+    SpecError, _In, check_backend, parse_port_range,
 )
 from topos.service_spec import resolve_services
 from topos.underlay import UnderlayPlan, plan_underlay
@@ -54,6 +54,10 @@ class Overrides:
     nodes: Optional[int] = None
     pods_per_node: Optional[int] = None
     backend: Optional[str] = None
+    #: Turn cluster DNS on or off (``k8snet run`` turns it on for the ingress scenario).
+    dns: Optional[bool] = None
+    #: Replace spec.serviceNodePortRange (``k8snet run`` widens it for NodePort 23456).
+    node_port_range: Optional[tuple[int, int]] = None
 
 
 def default_spec_text() -> str:
@@ -265,19 +269,23 @@ class _Resolver:
             raise SpecError(self.problems)
         if self.overrides.pods_per_node is not None:
             intents = self._override_pods(cluster.nodes)
-        if cluster_doc[1].spec.dns:
+        dns = cluster_doc[1].spec.dns if self.overrides.dns is None else self.overrides.dns
+        if dns:
             intents = intents + [self._dns_pod(cluster)]  # last: the workloads keep their places
             self._add_dns_service()
         pods = self._schedule(cluster, intents)
         if self.problems:
             raise SpecError(self.problems)
-        services = resolve_services(self.service_docs, SERVICE_CIDR, lb_pool=cluster.underlay.lb_pool)
+        node_port_range = self.overrides.node_port_range or parse_port_range(cluster_doc[1].spec.service_node_port_range)
+        services = resolve_services(self.service_docs, SERVICE_CIDR, lb_pool=cluster.underlay.lb_pool,
+                                    node_port_range=node_port_range)
         for index, what, field, message in services.problems:
             self.fail(index, what, field, message)
         if self.problems:
             raise SpecError(self.problems)
         return cluster.model_copy(update={"pods": pods, "services": tuple(services.services),
-                                          "service_cidr": SERVICE_CIDR, "dns": cluster_doc[1].spec.dns})
+                                          "service_cidr": SERVICE_CIDR, "dns": dns,
+                                          "node_port_range": node_port_range})
 
     # -- documents
     def _read_documents(self) -> tuple[tuple[int, ClusterDoc], list[_PodIntent]]:

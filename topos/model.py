@@ -277,6 +277,8 @@ class Cluster(_Frozen):
     service_cidr: ipaddress.IPv4Network = ipaddress.IPv4Network("10.96.0.0/12")
     #: Cluster DNS (topos.dns): the kube-dns pod and Service are in pods/services.
     dns: bool = False
+    #: kube-apiserver's --service-node-port-range (spec.serviceNodePortRange).
+    node_port_range: tuple[int, int] = (30000, 32767)
 
     @property
     def encapsulates(self) -> bool:

@@ -235,6 +235,14 @@ class ClusterSpecIn(_In):
     underlay: UnderlayIn = UnderlayIn()
     #: Cluster DNS: a kube-dns pod on 10.96.0.10 and every pod's resolv.conf pointing at it.
     dns: bool = False
+    #: kube-apiserver's --service-node-port-range, e.g. "30000-32767" (the default).
+    service_node_port_range: str = Field(default="30000-32767", alias="serviceNodePortRange")
+
+    @field_validator("service_node_port_range")
+    @classmethod
+    def _port_range(cls, v: str) -> str:
+        parse_port_range(v)
+        return v
 
     @field_validator("nodes")
     @classmethod
@@ -270,6 +278,17 @@ class ClusterDoc(_In):
 # --------------------------------------------------------------------------- Services
 SERVICE_TYPES = ("ClusterIP", "NodePort", "LoadBalancer", "ExternalName")
 NODE_PORT_RANGE = (30000, 32767)
+
+
+def parse_port_range(text: str) -> tuple[int, int]:
+    """``"30000-32767"`` -> (30000, 32767), as kube-apiserver's --service-node-port-range."""
+    try:
+        low, high = (int(x) for x in str(text).split("-"))
+    except ValueError:
+        raise ValueError(f"{text!r} is not a port range; write it as LOW-HIGH, e.g. 30000-32767") from None
+    if not 1 <= low < high <= 65535:
+        raise ValueError(f"{text!r}: need 1 <= LOW < HIGH <= 65535, e.g. 30000-32767")
+    return low, high
 MAX_AFFINITY_SECONDS = 86400
 
 
@@ -300,8 +319,9 @@ class ServicePortIn(_In):
     @field_validator("node_port")
     @classmethod
     def _node_port(cls, v: Optional[int]) -> Optional[int]:
-        if v is not None and not NODE_PORT_RANGE[0] <= v <= NODE_PORT_RANGE[1]:
-            raise ValueError(f"{v} is outside the NodePort range {NODE_PORT_RANGE[0]}-{NODE_PORT_RANGE[1]}")
+        # The range itself is the cluster's (spec.serviceNodePortRange), checked with it.
+        if v is not None and not 1 <= v <= 65535:
+            raise ValueError(f"{v} is not a port (1-65535)")
         return v
 
 

@@ -28,9 +28,13 @@ class ServiceResolution:
     problems: list[tuple[int, str, str, str]] = field(default_factory=list)
 
 
+DYNAMIC_NODE_PORT_START = NODE_PORT_RANGE[0]
+
+
 def resolve_services(docs: list[tuple[int, str, ServiceDoc]], service_cidr: ipaddress.IPv4Network,
                      previous: Optional[Cluster] = None,
-                     lb_pool: ipaddress.IPv4Network = ipaddress.IPv4Network("198.51.100.0/24")) -> ServiceResolution:
+                     lb_pool: ipaddress.IPv4Network = ipaddress.IPv4Network("198.51.100.0/24"),
+                     node_port_range: tuple[int, int] = NODE_PORT_RANGE) -> ServiceResolution:
     out = ServiceResolution()
     kept = {s.key: s for s in previous.services} if previous else {}
     seen: dict[str, int] = {}
@@ -43,6 +47,10 @@ def resolve_services(docs: list[tuple[int, str, ServiceDoc]], service_cidr: ipad
         failed.add(index)
 
     # Addresses the user gave, and those of Services that already exist, are taken first.
+    for old in kept.values():
+        for port in old.ports:
+            if port.node_port is not None:
+                used_node_ports.setdefault(port.node_port, old.key)
     for index, what, doc in docs:
         key = f"{doc.metadata.namespace}/{doc.metadata.name}"
         given = doc.spec.cluster_ip
@@ -59,6 +67,10 @@ def resolve_services(docs: list[tuple[int, str, ServiceDoc]], service_cidr: ipad
             used_ips[ip] = key
         for i, port in enumerate(doc.spec.ports):
             if port.node_port is not None:
+                if not node_port_range[0] <= port.node_port <= node_port_range[1]:
+                    fail(index, what, f"spec.ports[{i}].nodePort", f"{port.node_port} is outside the NodePort "
+                         f"range {node_port_range[0]}-{node_port_range[1]}; choose a port in it or widen the "
+                         "Cluster's spec.serviceNodePortRange")
                 if port.node_port in used_node_ports and used_node_ports[port.node_port] != key:
                     fail(index, what, f"spec.ports[{i}].nodePort", f"{port.node_port} is already used by "
                          f"{used_node_ports[port.node_port]}; every NodePort must be unique")
@@ -71,7 +83,11 @@ def resolve_services(docs: list[tuple[int, str, ServiceDoc]], service_cidr: ipad
                 used_node_ports.setdefault(port.node_port, old.key)
 
     next_offset = FIRST_ALLOCATED
-    next_node_port = NODE_PORT_RANGE[0]
+    # Dynamic NodePorts start at Kubernetes' usual 30000 when the range holds it, so that a
+    # range widened downwards (for a fixed port such as 23456) leaves its low end to ports
+    # asked for by number (Kubernetes keeps a static band at the bottom for the same reason).
+    next_node_port = DYNAMIC_NODE_PORT_START if node_port_range[0] <= DYNAMIC_NODE_PORT_START <= \
+        node_port_range[1] else node_port_range[0]
     used_lb = {s.load_balancer_ip for s in kept.values() if s.load_balancer_ip is not None}
     next_lb = 10
 
@@ -99,9 +115,10 @@ def resolve_services(docs: list[tuple[int, str, ServiceDoc]], service_cidr: ipad
 
     def allocate_node_port(key: str) -> Optional[int]:
         nonlocal next_node_port
-        while next_node_port <= NODE_PORT_RANGE[1]:
+        size = node_port_range[1] - node_port_range[0] + 1
+        for _ in range(size):
             port = next_node_port
-            next_node_port += 1
+            next_node_port = next_node_port + 1 if next_node_port < node_port_range[1] else node_port_range[0]
             if port not in used_node_ports:
                 used_node_ports[port] = key
                 return port
@@ -164,8 +181,8 @@ def resolve_services(docs: list[tuple[int, str, ServiceDoc]], service_cidr: ipad
                 node_port = previous_port.node_port if previous_port and previous_port.node_port else \
                     allocate_node_port(key)
                 if node_port is None:
-                    fail(index, what, f"spec.ports[{i}].nodePort", f"the NodePort range {NODE_PORT_RANGE[0]}-"
-                         f"{NODE_PORT_RANGE[1]} is exhausted")
+                    fail(index, what, f"spec.ports[{i}].nodePort", f"the NodePort range {node_port_range[0]}-"
+                         f"{node_port_range[1]} is exhausted")
             ports.append(ServicePort(name=port.name, protocol=port.protocol, port=port.port,
                                      target_port=port.target_port if port.target_port is not None else port.port,
                                      node_port=node_port if node_ports_allowed else None))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from topos.manifests import SpecError, load_text
+from topos.manifests import Overrides, SpecError, load_text
 
 BASE = """\
 apiVersion: k8snet.io/v1alpha1
@@ -100,7 +100,7 @@ BAD = {
     "target port out of range": (svc("  ports: [{port: 80, targetPort: 70000}]\n"), "spec.ports.0.targetPort",
                                  "not a port"),
     "node port out of range": (svc("  type: NodePort\n  ports: [{port: 80, nodePort: 80}]\n"),
-                               "spec.ports.0.nodePort", "outside the NodePort range 30000-32767"),
+                               "spec.ports[0].nodePort", "outside the NodePort range 30000-32767"),
     "node port on ClusterIP": (svc("  ports: [{port: 80, nodePort: 30080}]\n"), "spec.ports[0].nodePort",
                                "only for type NodePort or LoadBalancer"),
     "unnamed ports": (svc("  ports: [{port: 80}, {port: 81}]\n"), "spec.ports[0].name", "more than one port"),
@@ -146,3 +146,40 @@ def test_clashing_node_ports_and_duplicate_services():
     text = str(info.value)
     assert "document 5 (Service 'b'): spec.ports[0].nodePort: 30080 is already used by default/a" in text
     assert "document 6 (Service 'a'): metadata.name: Service default/a is already defined in document 4" in text
+
+
+def test_node_port_range_is_the_clusters_and_can_be_widened():
+    ingress = svc("  type: NodePort\n  ports: [{port: 80, nodePort: 23456}]\n")
+    with pytest.raises(SpecError) as info:
+        load(ingress)
+    assert "widen the Cluster's spec.serviceNodePortRange" in str(info.value.problems)
+    wide = BASE.replace("spec: {nodes: 2}", "spec: {nodes: 2, serviceNodePortRange: 20000-32767}", 1)
+    cluster = load_text(wide + "---\n" + ingress)
+    assert cluster.service("web").ports[0].node_port == 23456
+    assert cluster.node_port_range == (20000, 32767)
+    # dynamic allocation still starts at 30000; the widened low end is for ports asked by number
+    auto = load_text(wide + "---\n" + svc("  type: NodePort\n  ports: [{port: 80}]\n"))
+    assert auto.service("web").ports[0].node_port == 30000
+    low = load_text(BASE.replace("spec: {nodes: 2}", "spec: {nodes: 2, serviceNodePortRange: 20000-20001}") +
+                    "---\n" + svc("  type: NodePort\n  ports: [{port: 80}]\n"))
+    assert low.service("web").ports[0].node_port == 20000
+    narrow = load_text(BASE + "---\n" + ingress, Overrides(node_port_range=(23000, 24000)))
+    assert narrow.service("web").ports[0].node_port == 23456
+
+
+@pytest.mark.parametrize("bad", ["30000", "a-b", "40000-30000", "0-10", "1-70000"])
+def test_bad_node_port_range_names_the_field(bad: str):
+    with pytest.raises(SpecError) as info:
+        load_text(BASE.replace("spec: {nodes: 2}", f"spec: {{nodes: 2, serviceNodePortRange: '{bad}'}}", 1))
+    assert any(p.field == "spec.serviceNodePortRange" and ("LOW-HIGH" in p.message or "LOW < HIGH" in p.message)
+               for p in info.value.problems), info.value.problems
+
+
+def test_a_node_port_taken_by_a_running_service_is_refused_on_apply():
+    from topos.apply import apply_text
+
+    running = load(svc("  type: NodePort\n  ports: [{port: 80}]\n", "first"))
+    taken = running.service("first").ports[0].node_port
+    with pytest.raises(SpecError) as info:
+        apply_text(running, svc(f"  type: NodePort\n  ports: [{{port: 80, nodePort: {taken}}}]\n", "second"))
+    assert f"{taken} is already used by default/first" in str(info.value.problems)

@@ -1,0 +1,138 @@
+"""What every scenario shares: the clusters under test, the recorder, the progress.
+
+A scenario is a class with a ``name``, a ``description``, ``steps()`` (how many
+progress steps it will take, for the time-left estimate) and ``run()``, which measures
+on every :class:`Target` and records each observation with :meth:`Recorder.add`.  It
+never writes files: the runner writes whatever was recorded, also when the run is
+interrupted or the scenario fails half way.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional
+
+from k8snet.results import Measurement
+from topos.apply import apply_text
+from topos.cluster import ClusterNet
+from topos.model import Cluster, Node, RouteKind
+
+
+@dataclass
+class Options:
+    """Knobs shared by all scenarios (``k8snet run --seconds ... --repeat ...``)."""
+
+    seconds: int = 2          # iperf3 -t per throughput cell
+    repeat: int = 3           # repetitions of every throughput / ingress cell
+    pings: int = 100          # RTT samples per latency path
+    connections: int = 300    # connections for the Service spread
+    churn: int = 6            # endpoint changes in the Service convergence timeline
+    blob_mb: int = 32         # size of the file the ingress throughput downloads
+    streams: tuple[int, ...] = (1, 4)
+    protocols: tuple[str, ...] = ("tcp", "udp")
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.__dict__.items()}
+
+
+@dataclass
+class Target:
+    """One running cluster under test, labelled ``backend/underlay`` in the results."""
+
+    net: ClusterNet
+    workloads: list[str] = field(default_factory=list)
+    #: The NodePort the perf workload took (k8snet.scenarios.workload), once applied.
+    perf_node_port: int = 0
+
+    @property
+    def cluster(self) -> Cluster:
+        return self.net.cluster
+
+    @property
+    def backend(self) -> str:
+        return self.cluster.backend.value
+
+    @property
+    def underlay(self) -> str:
+        return self.cluster.underlay.type.value
+
+    @property
+    def label(self) -> str:
+        return f"{self.backend}/{self.underlay}"
+
+    def apply(self, text: str) -> Cluster:
+        """``kubectl apply`` on this cluster, recorded in the results' metadata."""
+        self.net.apply(apply_text(self.net.cluster, text))
+        if text not in self.workloads:
+            self.workloads.append(text)
+        return self.net.cluster
+
+    def reachable(self, a: Node, b: Node) -> tuple[bool, str]:
+        """Can pods on ``a`` and ``b`` make the round trip (the backend's prediction)?"""
+        for x, y in ((a, b), (b, a)):
+            route = self.cluster.route(x, y)
+            if route.kind is RouteKind.NONE:
+                return False, route.reason
+        return True, ""
+
+
+Step = Callable[[str], None]
+
+
+class Recorder:
+    """Collects one scenario's measurements and raw tool output, in order."""
+
+    def __init__(self, scenario: str, step: Optional[Step] = None):
+        self.scenario = scenario
+        self.measurements: list[Measurement] = []
+        self.raw: dict[str, Any] = {}
+        self.t0 = time.monotonic()
+        self._step = step or (lambda what: None)
+        self._ids: set[str] = set()
+
+    def step(self, what: str) -> None:
+        """Tell the progress display what is being measured now (one step done)."""
+        self._step(what)
+
+    def now(self) -> float:
+        return round(time.monotonic() - self.t0, 4)
+
+    def add(self, target: Optional[Target], path: str, metric: str, unit: str, *, src: str, dst: str,
+            protocol: str = "-", streams: Optional[int] = None, repeat: int = 0, value: Optional[float] = None,
+            error: Optional[str] = None, note: str = "", raw: Any = None, t: Optional[float] = None) -> Measurement:
+        backend = target.backend if target else "reference"
+        underlay = target.underlay if target else "-"
+        base = "/".join(str(x) for x in (self.scenario, backend, underlay, path, src, dst, protocol,
+                                         streams or "-", metric, repeat))
+        mid, n = base, 1
+        while mid in self._ids:
+            n += 1
+            mid = f"{base}#{n}"
+        self._ids.add(mid)
+        raw_key = None
+        if raw is not None:
+            raw_key = mid
+            self.raw[mid] = raw
+        m = Measurement(id=mid, scenario=self.scenario, backend=backend, underlay=underlay, path=path, src=src,
+                        dst=dst, protocol=protocol, streams=streams, repeat=repeat, metric=metric,
+                        value=None if error else value, unit=unit, ok=error is None, error=error, note=note,
+                        t=self.now() if t is None else t, raw=raw_key)
+        self.measurements.append(m)
+        return m
+
+
+class Scenario:
+    name = ""
+    description = ""
+    #: Turn on cluster DNS (a kube-dns pod) in the clusters this scenario runs on.
+    needs_dns = False
+
+    def __init__(self, options: Options):
+        self.options = options
+
+    def steps(self, targets: list[Target]) -> int:
+        raise NotImplementedError
+
+    def run(self, targets: list[Target], rec: Recorder) -> None:
+        raise NotImplementedError

@@ -1,0 +1,113 @@
+"""iperf3 throughput: TCP and UDP, 1 and 4 streams, per path and backend, with references.
+
+Cells are measured in rounds -- every cell once per round, ``repeat`` rounds -- so that
+the machine's drift (it is shared and noisy) hits every backend and path alike.  The
+summary's ``ratios`` divide each median by the same run's veth and OVS NORMAL medians
+at the same protocol and stream count.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Optional
+
+from k8snet.results import SummaryRow
+from k8snet.scenarios.base import Recorder, Scenario, Target
+from k8snet.scenarios.workload import IPERF_PORT, ensure_perf
+from topos.iperf import iperf
+from topos.references import References
+
+REFERENCES = ("veth", "ovs-normal")
+
+
+@dataclass
+class Cell:
+    target: Optional[Target]      # None: a reference
+    path: str
+    src: str
+    dst: str
+    client: Any
+    server: Any
+    ip: str
+    port: int
+    listen: int
+    unreachable: str = ""         # the backend's reason, when it cannot carry this path
+
+
+class Throughput(Scenario):
+    name = "throughput"
+    description = ("iperf3 -J, TCP and UDP, 1 and 4 parallel streams: same-node, cross-node, via ClusterIP and "
+                   "via NodePort, per backend, with the bare veth pair and single-bridge OVS NORMAL as references")
+
+    def combos(self) -> list[tuple[str, int]]:
+        return [(proto, n) for proto in self.options.protocols for n in self.options.streams]
+
+    def steps(self, targets: list[Target]) -> int:
+        return (len(REFERENCES) + 4 * len(targets)) * len(self.combos()) * self.options.repeat
+
+    def cells(self, target: Target) -> list[Cell]:
+        perf = ensure_perf(target)
+        net = target.net
+        client, local, server = (net.pod(p.host_name) for p in (perf.client, perf.local, perf.server))
+        ok, why = target.reachable(perf.node_a, perf.node_b)
+        ext = target.cluster.underlay.external
+        assert ext is not None
+        node_port = perf.node_port(IPERF_PORT)
+        cells = [Cell(target, "same-node", perf.client.name, perf.local.name, client, local, str(perf.local.ip),
+                      IPERF_PORT, IPERF_PORT),
+                 Cell(target, "cross-node", perf.client.name, perf.server.name, client, server,
+                      str(perf.server.ip), IPERF_PORT, IPERF_PORT, "" if ok else why),
+                 Cell(target, "clusterip", perf.client.name, f"svc/{perf.service.name}", client, server,
+                      str(perf.service.cluster_ip), IPERF_PORT, IPERF_PORT, "" if ok else why),
+                 Cell(target, "nodeport", ext.name, f"{perf.node_a.name}:{node_port}", net.net[ext.name], server,
+                      str(perf.node_a.ip), node_port, IPERF_PORT, "" if ok else why)]
+        if perf.node_a.name == perf.node_b.name:
+            for cell in cells[1:]:
+                cell.path += "(same-node)"
+        return cells
+
+    def run(self, targets: list[Target], rec: Recorder) -> None:
+        with References() as refs:
+            cells = [Cell(None, r.name, r.client.name, r.server.name, r.client, r.server, r.server_ip, IPERF_PORT,
+                          IPERF_PORT) for r in refs.build()]
+            for target in targets:
+                cells += self.cells(target)
+            for round_no in range(self.options.repeat):
+                for protocol, streams in self.combos():
+                    for cell in cells:
+                        label = cell.target.label if cell.target else "reference"
+                        rec.step(f"{label} {cell.path} {protocol}×{streams} "
+                                 f"(round {round_no + 1}/{self.options.repeat})")
+                        self.measure(rec, cell, protocol, streams, round_no)
+
+    def measure(self, rec: Recorder, cell: Cell, protocol: str, streams: int, round_no: int) -> None:
+        where = dict(src=cell.src, dst=cell.dst, protocol=protocol, streams=streams, repeat=round_no)
+        if cell.unreachable:
+            rec.add(cell.target, cell.path, "throughput", "Gbit/s", **where,
+                    error=f"not attempted: the backend cannot carry this path ({cell.unreachable})")
+            return
+        result = iperf(cell.client, cell.server, cell.ip, cell.port, self.options.seconds, listen=cell.listen,
+                       protocol=protocol, streams=streams)
+        note = ""
+        if result.get("ok"):
+            note = (f"retransmits={result['retransmits']}" if protocol == "tcp"
+                    else f"lost_percent={result['lost_percent']:.2f}")
+        rec.add(cell.target, cell.path, "throughput", "Gbit/s", **where,
+                value=result["bits_per_second"] / 1e9 if result.get("ok") else None,
+                error=None if result.get("ok") else result["error"], note=note, raw=result.get("doc"))
+
+
+def add_ratios(summary: list[SummaryRow]) -> list[SummaryRow]:
+    """Each throughput median over the same run's reference medians (same protocol, streams)."""
+    refs = {(r.path, r.protocol, r.streams): r.median for r in summary
+            if r.backend == "reference" and r.metric == "throughput" and r.median}
+    out = []
+    for row in summary:
+        ratios = {}
+        if row.metric == "throughput" and row.median is not None:
+            for ref in REFERENCES:
+                base = refs.get((ref, row.protocol, row.streams))
+                if base:
+                    ratios[ref] = row.median / base
+        out.append(row.model_copy(update={"ratios": ratios}))
+    return out

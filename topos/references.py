@@ -1,0 +1,98 @@
+"""The machine's own references for throughput, built in namespaces of ours.
+
+::
+
+    veth-a ══════════ veth-b                 (bare veth pair: the kernel's limit)
+    ovs-a ══ p1 [br0: userspace OVS, one NORMAL flow] p2 ══ ovs-b
+
+Both with TX checksum offload off, as in the pods, so a pod path divided by one of
+these is a ratio at equal offloads.  ``stop()`` removes everything, also half-built.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from mininet.net import Mininet
+
+from k8snet.procs import OwnedProcess, deferred_signals
+from k8snet.rundir import RunDir
+from topos.nodes import NsHost
+from topos.ovs import OvsInstance
+
+
+@dataclass
+class ReferencePath:
+    name: str
+    what: str
+    client: Any
+    server: Any
+    server_ip: str
+
+
+class References:
+    """veth and single-bridge OVS NORMAL, each a client and a server namespace."""
+
+    def __init__(self) -> None:
+        with deferred_signals():
+            self.run = RunDir.create()
+        Mininet.inited = True
+        self.net = Mininet(topo=None, build=False, controller=None, autoSetMacs=False, autoStaticArp=False,
+                           waitConnected=False)
+        self.ovs: OvsInstance | None = None
+
+    def __enter__(self) -> "References":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def _host(self, name: str) -> NsHost:
+        with deferred_signals():
+            host = self.net.addHost(name, cls=NsHost, ip=None)
+            self.run.record(OwnedProcess.of(host.pid, f"reference {name}"))
+        return host
+
+    @staticmethod
+    def _address(host: NsHost, ip: str) -> None:
+        host.ip_batch(["link set lo up", "link set eth0 up", f"addr add {ip}/24 dev eth0"])
+        host.ns("ethtool", "-K", "eth0", "tx", "off")
+
+    def build(self) -> list[ReferencePath]:
+        try:
+            return self._build()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _build(self) -> list[ReferencePath]:
+        a, b = self._host("veth-a"), self._host("veth-b")
+        self.net.addLink(a, b, intfName1="eth0", intfName2="eth0")
+        self._address(a, "10.99.0.1")
+        self._address(b, "10.99.0.2")
+        c, d, sw = self._host("ovs-a"), self._host("ovs-b"), self._host("ovs-sw")
+        self.net.addLink(c, sw, intfName1="eth0", intfName2="p1")
+        self.net.addLink(d, sw, intfName1="eth0", intfName2="p2")
+        self._address(c, "10.99.1.1")
+        self._address(d, "10.99.1.2")
+        sw.ip_batch(["link set lo up", "link set p1 up", "link set p2 up"])
+        self.ovs = OvsInstance(self.run.sub("ovs"), ["mnexec", "-a", str(sw.pid)])
+        self.ovs.start()
+        self.ovs.vsctl("add-br", "br0", "--", "set", "bridge", "br0", "datapath_type=netdev", "fail-mode=secure",
+                       "--", "add-port", "br0", "p1", "--", "add-port", "br0", "p2")
+        self.ovs.ofctl("add-flow", "br0", "priority=0,actions=NORMAL")
+        return [ReferencePath("veth", "bare veth pair, tx checksum offload off", a, b, "10.99.0.2"),
+                ReferencePath("ovs-normal", "one userspace OVS bridge, a single NORMAL flow", c, d, "10.99.1.2")]
+
+    def stop(self) -> None:
+        with deferred_signals():
+            if self.ovs:
+                self.ovs.stop()
+                self.ovs = None
+            for host in list(self.net.hosts):
+                host.terminate()
+            self.net.hosts = []
+            if self.run is not None:
+                self.run.remove()
+                self.run = None
