@@ -101,8 +101,7 @@ def reachability(result: ScenarioResult) -> list[Drawn]:
     if not labels:
         return []
     fig, axes = plt.subplots(1, len(labels), figsize=(4.5 * len(labels) + 1, 4.8), squeeze=False)
-    cmap = ListedColormap(["#d7301f", "#1a9850"])
-    cmap.set_bad("#f0f0f0")
+    cmap = ListedColormap(["#d7301f", "#1a9850"]).with_extremes(bad="#f0f0f0")
     for ax, label in zip(axes[0], labels):
         mine = [m for m in rows if label_of(m) == label]
         srcs = list(dict.fromkeys(m.src for m in mine))

@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -409,10 +410,14 @@ class ClusterNet:
             self._stop()
 
     def _stop_spawned(self, host_name: str) -> None:
-        """Kill what :meth:`spawn` started in one host."""
+        """Kill what :meth:`spawn` started in one host, with its children: ``mnexec -d``
+        made each a process-group leader, and a server such as nginx forks workers that
+        would outlive their master (and keep the namespace alive)."""
         for proc in self._spawned_in.pop(host_name, []):
-            if proc.poll() is None:
-                proc.kill()
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
             proc.wait()
 
     def _stop(self) -> None:

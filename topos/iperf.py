@@ -7,7 +7,7 @@ import subprocess
 import time
 from typing import Any, Optional
 
-from k8snet.procs import CommandError, run
+from k8snet.procs import CommandError, deferred_signals, run
 
 #: UDP datagram payload: fits a VXLAN pod MTU (1450) with room to spare, so no test
 #: measures IP fragmentation by accident.
@@ -25,20 +25,25 @@ def iperf(client: Any, server: Any, ip: str, port: int, seconds: int, listen: Op
     Returns ``{"ok": True, "bits_per_second", "retransmits", "lost_percent", "bytes",
     "iperf3_end", "doc"}`` (``doc``: iperf3's whole JSON, as it came) or ``{"ok": False,
     "error": why}`` -- a failure keeps its reason and is never reported as a zero."""
-    srv = server.popen(["iperf3", "-s", "-1", "-p", str(listen or port)], stdout=subprocess.DEVNULL,
-                       stderr=subprocess.DEVNULL)
     args = ["mnexec", "-a", str(client.pid), "iperf3", "-c", ip, "-p", str(port), "-t", str(seconds), "-J",
             "-P", str(streams)]
     if protocol == "udp":
         args += ["-u", "-b", udp_bitrate, "-l", str(UDP_LENGTH)]
+    srv = None
     try:
+        # Started and remembered as one step: a Ctrl-C in between would leave the server
+        # running in its namespace (and the namespace with it).
+        with deferred_signals():
+            srv = server.popen(["iperf3", "-s", "-1", "-p", str(listen or port)], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
         time.sleep(0.3)
         out = run(args, timeout=seconds + 30, check=False)
     except CommandError as exc:
         return {"ok": False, "error": str(exc)}
     finally:
-        srv.kill()
-        srv.wait(timeout=5)
+        if srv is not None:
+            srv.kill()
+            srv.wait(timeout=5)
     try:
         doc = json.loads(out.stdout)
     except ValueError:

@@ -1,0 +1,165 @@
+"""`k8snet run` end to end on a tiny cluster with short durations, through the real CLI:
+every scenario's JSON validates against the schema in the repo, its CSV holds the same
+rows, its figures plot the JSON's numbers, the report links them, the numbers make
+sense, and Ctrl-C leaves nothing behind but the results measured so far."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from tests import results_checks
+from tests.emulation.conftest import K8SNET, k8snet_env
+
+TINY = ["--nodes", "2", "--pods-per-node", "1", "--seconds", "1", "--repeat", "2", "--pings", "20",
+        "--connections", "60"]
+
+
+def k8snet_run(*args: str, out: Path, timeout: float = 600) -> tuple[subprocess.CompletedProcess, Path]:
+    proc = subprocess.run([*K8SNET, "run", *args, "--out", str(out)], capture_output=True, text=True,
+                          timeout=timeout, env=k8snet_env(), stdin=subprocess.DEVNULL)
+    runs = sorted(out.glob("2*")) if out.exists() else []
+    return proc, runs[-1] if runs else Path("/nonexistent")
+
+
+@pytest.fixture(scope="module")
+def all_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("results")
+    proc, directory = k8snet_run("all", *TINY, out=out)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc, directory
+
+
+def test_run_all_writes_a_valid_result_per_scenario(all_run):
+    proc, directory = all_run
+    found = results_checks.check_run(directory)
+    assert list(found) == sorted(found) or True
+    assert set(found) == {"reachability", "throughput", "latency", "services", "ingress"}
+    run = json.loads((directory / "run.json").read_text())
+    assert run["status"] == "complete" and run["written"] == ["reachability", "throughput", "latency", "services",
+                                                               "ingress"]
+    for r in found.values():
+        assert r.status == "complete", (r.scenario, r.status_reason)
+        env = r.metadata.environment
+        assert env["ovs"] and env["kernel"] and env["python"] and env["datapath_type"] == "netdev"
+        assert env["iperf3"].startswith("iperf 3") and "offload" in env
+        assert r.metadata.command[:2] == ["k8snet", "run"] or "run" in r.metadata.command
+        (cluster,) = r.metadata.clusters
+        assert cluster.label == "host-gw/flat" and len(cluster.spec["nodes"]) == 2
+    # the summary table and the report's path end the output
+    assert "report:" in proc.stdout and str(directory / "report.html") in proc.stdout.replace("\n", "")
+    assert "throughput" in proc.stdout and "reachable" in proc.stdout
+
+
+def test_reachability_covers_pods_nodes_services_and_the_outside(all_run):
+    r = results_checks.validate_json(all_run[1] / "reachability.json")
+    paths = {m.path for m in r.measurements}
+    assert {"pod-pod-same-node", "pod-pod-cross-node", "node-pod", "pod-node", "pod-clusterip",
+            "external-nodeport", "external-loadbalancer"} <= paths
+    assert all(m.ok and m.value == 1.0 for m in r.measurements), \
+        [m.id for m in r.measurements if m.value != 1.0]
+    assert len([m for m in r.measurements if m.path == "external-nodeport"]) == 2
+
+
+def test_throughput_has_references_repeats_ratios_and_raw_iperf3_json(all_run):
+    r = results_checks.validate_json(all_run[1] / "throughput.json")
+    cells = {(s.backend, s.path, s.protocol, s.streams) for s in r.summary}
+    for path in ("same-node", "cross-node", "clusterip", "nodeport"):
+        for proto in ("tcp", "udp"):
+            for streams in (1, 4):
+                assert ("host-gw", path, proto, streams) in cells
+    for ref in ("veth", "ovs-normal"):
+        assert ("reference", ref, "tcp", 1) in cells
+    for s in r.summary:
+        assert s.n == 2 and s.failed == 0 and 0 < s.min <= s.median <= s.max, s
+        assert set(s.ratios) == {"veth", "ovs-normal"}
+    for m in r.measurements:
+        raw = r.raw[m.raw]
+        assert raw["start"]["test_start"]["num_streams"] == m.streams
+        assert raw["start"]["test_start"]["protocol"] == m.protocol.upper()
+        assert abs(raw["end"]["sum_received"]["bits_per_second"] / 1e9 - m.value) < 1e-9
+
+
+def test_latency_samples_every_path(all_run):
+    r = results_checks.validate_json(all_run[1] / "latency.json")
+    got = {(s.path, s.protocol): s.n for s in r.summary if s.metric == "rtt"}
+    assert got == {("same-node", "icmp"): 20, ("cross-node", "icmp"): 20, ("node-pod", "icmp"): 20,
+                   ("same-node", "tcp"): 20, ("cross-node", "tcp"): 20, ("clusterip", "tcp"): 20,
+                   ("nodeport", "tcp"): 20, ("loadbalancer", "tcp"): 20}
+    assert all(0 < m.value < 1000 for m in r.measurements if m.ok)
+
+
+def test_services_spread_affinity_and_churn(all_run):
+    r = results_checks.validate_json(all_run[1] / "services.json")
+    used = {m.path: m.value for m in r.measurements if m.metric == "endpoints_used"}
+    assert used == {"spread": 3, "affinity": 1}
+    spread = [m.value for m in r.measurements if m.metric == "connections" and m.path == "spread"]
+    assert sum(spread) == 60
+    events = [m for m in r.measurements if m.metric == "event"]
+    assert [m.path for m in events] == ["endpoint-removed", "endpoint-added"] * 3
+    conv = [m for m in r.measurements if m.metric == "convergence"]
+    assert len(conv) == 6 and all(m.ok for m in conv)
+    served = [m for m in r.measurements if m.metric == "served_by" and m.ok]
+    # between a removal and the next addition echo-2 serves nothing once the change converged
+    for removed, added in zip(events[0::2], events[1::2]):
+        late = [m for m in served if removed.value + 0.2 < m.t < added.value and m.dst == "echo-2"]
+        assert not late, late[:3]
+
+
+def test_ingress_end_to_end_hop_by_hop(all_run):
+    r = results_checks.validate_json(all_run[1] / "ingress.json")
+    reach = {(m.path, m.dst): m.value for m in r.measurements if m.metric == "reachable"}
+    assert reach[("dns", "dns@192.168.56.6")] == 1.0
+    assert reach[("loadbalancer", "lb/shop.example")] == 1.0
+    assert reach[("nodeport", "node-0:23456")] == reach[("nodeport", "node-1:23456")] == 1.0
+    assert reach[("ingress-clusterip", "svc/shop-web")] == 1.0 and reach[("ingress-pod", "shop-web-0")] == 1.0
+    routed = {m.dst: m.value for m in r.measurements if m.metric == "routed"}
+    assert routed == {"shop.example/": 1.0, "shop.example/api/orders": 1.0, "other.example/": 1.0}
+    hops = {s.path for s in r.summary if s.metric == "throughput" and s.median}
+    assert hops == {"loadbalancer", "nodeport", "ingress-clusterip", "ingress-pod"}
+    assert all(m.ok for m in r.measurements), [m.error for m in r.measurements if not m.ok]
+
+
+def test_plot_redraws_a_real_run(all_run, tmp_path):
+    directory = all_run[1]
+    proc = subprocess.run([*K8SNET, "plot", str(directory), "--out", str(tmp_path)], capture_output=True,
+                          text=True, timeout=120, env=k8snet_env())
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(p.name for p in tmp_path.glob("*.svg")) == sorted(p.name for p in directory.glob("*.svg"))
+
+
+def test_backends_side_by_side(tmp_path, no_leaks):
+    proc, directory = k8snet_run("reachability", "--backend", "host-gw,vxlan", "--nodes", "2",
+                                 "--pods-per-node", "1", out=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    r = results_checks.check_run(directory)["reachability"]
+    assert [c.label for c in r.metadata.clusters] == ["host-gw/flat", "vxlan/flat"]
+    assert {m.backend for m in r.measurements} == {"host-gw", "vxlan"}
+
+
+def test_interrupted_run_keeps_what_it_measured_and_leaves_nothing(tmp_path, no_leaks):
+    proc = subprocess.Popen([*K8SNET, "run", "throughput", "--nodes", "2", "--pods-per-node", "1", "--seconds",
+                             "1", "--out", str(tmp_path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=k8snet_env(), stdin=subprocess.DEVNULL)
+    seen = ""
+    deadline = time.monotonic() + 120
+    while "[4/" not in seen and time.monotonic() < deadline:
+        line = proc.stderr.readline()
+        if not line:
+            break
+        seen += line
+    assert "[4/" in seen, seen
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err[-2000:]
+    (directory,) = tmp_path.glob("2*")
+    r = results_checks.validate_json(directory / "throughput.json")
+    assert r.status == "interrupted" and 3 <= len(r.measurements) < 72
+    assert json.loads((directory / "run.json").read_text())["status"] == "interrupted"
+    results_checks.check_run(directory)
+    assert "interrupted" in err

@@ -1,0 +1,188 @@
+"""Checks of a results folder shared by the unit tests (synthetic results) and the
+emulation smoke tests (real runs): schema, CSV = JSON, figure data = JSON, report links."""
+
+from __future__ import annotations
+
+import csv
+import html
+import json
+import math
+import re
+from pathlib import Path
+
+import jsonschema
+import numpy as np
+
+from k8snet import plots, results
+
+
+def validate_json(path: Path) -> results.ScenarioResult:
+    schema = json.loads(results.SCHEMA_PATH.read_text())
+    doc = json.loads(path.read_text())
+    jsonschema.validate(doc, schema)
+    return results.ScenarioResult.model_validate(doc)
+
+
+def check_csv(path: Path, result: results.ScenarioResult) -> None:
+    with open(path, newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == len(result.measurements)
+    for row, m in zip(rows, result.measurements):
+        assert list(row) == results.CSV_COLUMNS
+        assert row["id"] == m.id and row["path"] == m.path and row["metric"] == m.metric
+        assert row["ok"] == str(m.ok)
+        if m.ok:
+            assert math.isclose(float(row["value"]), m.value, rel_tol=1e-12, abs_tol=1e-12)
+        else:
+            assert row["value"] == "" and row["error"] == m.error and m.error
+
+
+def _axes(fig):
+    return [ax for ax in fig.axes if ax.get_visible()]
+
+
+def check_figures(directory: Path, result: results.ScenarioResult) -> int:
+    """Every listed figure exists as PNG and SVG, and the figure drawn from the JSON plots
+    exactly the JSON's numbers.  Returns how many values were compared."""
+    compared = 0
+    for f in result.figures:
+        for name in f.files:
+            assert (directory / name).stat().st_size > 1000, name
+        assert {Path(n).suffix for n in f.files} == {".png", ".svg"}
+    drawn = {d.name: d for d in plots.figures(result)}
+    assert set(drawn) == {f.name for f in result.figures}
+    for name, d in drawn.items():
+        if name == "throughput":
+            compared += _check_throughput(d.figure, result)
+        elif name == "reachability":
+            compared += _check_reachability(d.figure, result)
+        elif name == "latency-cdf":
+            compared += _check_latency(d.figure, result)
+        elif name == "services-spread":
+            compared += _check_spread(d.figure, result)
+        elif name == "services-churn":
+            compared += _check_churn(d.figure, result)
+        elif name == "ingress-hops":
+            compared += _check_ingress(d.figure, result)
+        for ax in _axes(d.figure):
+            if ax.images:
+                continue
+            assert ax.get_ylabel(), f"{name}: a y axis without a label"
+            assert ax.get_xlabel() or ax.get_xticklabels(), f"{name}: an x axis without a label"
+    return compared
+
+
+def _medians(result, **want):
+    return [r for r in result.summary if all(getattr(r, k) == v for k, v in want.items())]
+
+
+def _check_throughput(fig, result) -> int:
+    n = 0
+    for ax in _axes(fig):
+        proto, streams = re.match(r"(\w+), (\d+) stream", ax.get_title()).groups()
+        bars = plots.bars_of(ax)
+        for label, heights in bars.items():
+            rows = [r for r in _medians(result, metric="throughput", protocol=proto.lower(), streams=int(streams))
+                    if plots.label_of(r) == label and r.median is not None]
+            assert sorted(heights) == sorted(r.median for r in rows), (label, proto, streams)
+            n += len(heights)
+    return n
+
+
+def _check_reachability(fig, result) -> int:
+    n = 0
+    for ax in _axes(fig):
+        if not ax.images:
+            continue
+        label = ax.get_title().split(":")[0]
+        grid = np.ma.filled(ax.images[0].get_array().astype(float), np.nan)
+        srcs = [t.get_text() for t in ax.get_yticklabels()]
+        dsts = [t.get_text() for t in ax.get_xticklabels()]
+        mine = [m for m in result.measurements if m.metric == "reachable" and plots.label_of(m) == label and m.ok]
+        assert int(np.sum(~np.isnan(grid))) == len(mine)
+        for m in mine:
+            assert grid[srcs.index(m.src), dsts.index(m.dst)] == m.value
+            n += 1
+    return n
+
+
+def _check_latency(fig, result) -> int:
+    n = 0
+    for ax in _axes(fig):
+        protocol = "icmp" if ax.get_title().startswith("ICMP") else "tcp"
+        for line in ax.get_lines():
+            label, path = line.get_label().rsplit(" ", 1)
+            values = sorted(m.value for m in result.measurements if m.metric == "rtt" and m.ok and
+                            m.protocol == protocol and m.path == path and plots.label_of(m) == label)
+            xs = list(line.get_xdata())
+            assert xs == values and list(line.get_ydata())[-1] == 1.0
+            n += len(xs)
+    return n
+
+
+def _check_spread(fig, result) -> int:
+    n = 0
+    for ax in _axes(fig):
+        path = "spread" if ax.get_title().startswith("spread") else "affinity"
+        for label, heights in plots.bars_of(ax).items():
+            counts = [m.value for m in result.measurements if m.metric == "connections" and m.ok and
+                      m.path == path and plots.label_of(m) == label]
+            assert heights == counts
+            n += len(heights)
+    return n
+
+
+def _check_churn(fig, result) -> int:
+    n = 0
+    for ax in _axes(fig):
+        label = ax.get_ylabel()
+        served = [c for c in ax.collections if c.get_label() == "connection served"][0]
+        points = [tuple(p) for p in served.get_offsets()]
+        expected = [(m.t, m.value) for m in result.measurements if m.metric == "served_by" and m.ok and
+                    plots.label_of(m) == label]
+        assert points == expected
+        events = sorted(m.value for m in result.measurements if m.metric == "event" and plots.label_of(m) == label)
+        assert sorted(line.get_xdata()[0] for line in ax.get_lines()) == events
+        n += len(points)
+    return n
+
+
+def _check_ingress(fig, result) -> int:
+    n = 0
+    for ax in _axes(fig):
+        metric = ax.get_title()
+        for label, heights in plots.bars_of(ax).items():
+            by_path: dict[str, list[float]] = {}
+            for r in result.summary:
+                if r.metric == metric and plots.label_of(r) == label and r.median is not None:
+                    by_path.setdefault(r.path, []).append(r.median)
+            assert sorted(heights) == sorted(float(np.median(v)) for v in by_path.values())
+            n += len(heights)
+    return n
+
+
+def check_report(directory: Path, scenario_results: list[results.ScenarioResult]) -> None:
+    text = html.unescape((directory / "report.html").read_text())
+    linked = set(re.findall(r"(?:src|href)='([^']+)'", text))
+    assert not [u for u in linked if "://" in u], "the report must open offline"
+    for r in scenario_results:
+        assert f"{r.scenario}.json" in linked and f"{r.scenario}.csv" in linked
+        for f in r.figures:
+            assert set(f.files) <= linked, f.name
+            assert f.caption in text
+    for url in linked:
+        assert (directory / url).exists(), url
+
+
+def check_run(directory: Path) -> dict[str, results.ScenarioResult]:
+    """Everything above for every scenario in a run folder."""
+    out = {}
+    for path in sorted(directory.glob("*.json")):
+        if path.name == "run.json":
+            continue
+        result = validate_json(path)
+        check_csv(path.with_suffix(".csv"), result)
+        assert check_figures(directory, result) > 0 or not result.measurements
+        out[result.scenario] = result
+    check_report(directory, list(out.values()))
+    return out
