@@ -18,6 +18,10 @@
         request/response latency (netperf's TCP_RR): one TCP connection, then N times one
         byte out and the echo back; prints {"ok": true, "server": NAME, "ms": [...]} or
         {"ok": false, "error": ..., "ms": [the samples so far]}.
+    python3 agent.py dns --server IP --name NAME [--count N] [--timeout S]
+        N DNS queries (type A, over UDP) one after another, timed to the microsecond
+        (dig reports whole milliseconds); prints [{"ok": true, "ms": 0.21, "a": [IPs]} |
+        {"ok": false, "error": ..., "ms": ...}, ...].
 """
 
 import argparse
@@ -126,6 +130,38 @@ def rr(ip: str, port: int, count: int, timeout: float) -> dict:
         return {"ok": False, "error": type(exc).__name__, "ms": samples}
 
 
+def dns_query(server: str, name: str, timeout: float, ident: int) -> dict:
+    question = b"".join(bytes([len(label)]) + label.encode() for label in name.rstrip(".").split("."))
+    packet = ident.to_bytes(2, "big") + b"\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00" + question + \
+        b"\x00\x00\x01\x00\x01"
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.settimeout(timeout)
+    t0 = time.perf_counter()
+    try:
+        sock.sendto(packet, (server, 53))
+        data = sock.recv(4096)
+        ms = round((time.perf_counter() - t0) * 1000, 4)
+    except OSError as exc:
+        return {"ok": False, "error": type(exc).__name__, "ms": round((time.perf_counter() - t0) * 1000, 4)}
+    finally:
+        sock.close()
+    rcode, answers = data[3] & 0x0F, int.from_bytes(data[6:8], "big")
+    if data[:2] != packet[:2] or rcode != 0:
+        return {"ok": False, "error": f"rcode {rcode}", "ms": ms}
+    # Skip the question, then read each answer's type and data (names may be compressed).
+    pos = 12 + len(question) + 1 + 4
+    found = []
+    for _ in range(answers):
+        while data[pos] and data[pos] < 0xC0:
+            pos += data[pos] + 1
+        pos += 2 if data[pos] >= 0xC0 else 1
+        rtype, length = int.from_bytes(data[pos:pos + 2], "big"), int.from_bytes(data[pos + 8:pos + 10], "big")
+        if rtype == 1 and length == 4:
+            found.append(".".join(str(b) for b in data[pos + 10:pos + 14]))
+        pos += 10 + length
+    return {"ok": True, "ms": ms, "a": found}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     sub = parser.add_subparsers(dest="cmd", required=True)
@@ -150,7 +186,16 @@ def main() -> int:
     r.add_argument("--port", type=int, required=True)
     r.add_argument("--count", type=int, default=100)
     r.add_argument("--timeout", type=float, default=2.0)
+    d = sub.add_parser("dns")
+    d.add_argument("--server", required=True)
+    d.add_argument("--name", required=True)
+    d.add_argument("--count", type=int, default=1)
+    d.add_argument("--timeout", type=float, default=2.0)
     args = parser.parse_args()
+    if args.cmd == "dns":
+        json.dump([dns_query(args.server, args.name, args.timeout, 0x4B00 + i) for i in range(args.count)],
+                  sys.stdout)
+        return 0
     if args.cmd == "rr":
         json.dump(rr(args.ip, args.port, args.count, args.timeout), sys.stdout)
         return 0
