@@ -30,6 +30,7 @@ from bench.common import environment, write  # noqa: E402
 
 from k8snet.procs import pid_from_file  # noqa: E402
 from topos.cluster import ClusterNet  # noqa: E402
+from topos.datapath import settle  # noqa: E402
 from topos.manifests import Overrides, default_spec_text, load_text  # noqa: E402
 from topos.probe import pairs, probe, wait_reachable  # noqa: E402
 
@@ -119,7 +120,7 @@ def main() -> int:
         print(f"{row['size']:>6} {row['pods']:>5} {row['pairs']:>6} {row['up_s']:>7.2f} {row['matrix_s']:>9.2f} "
               f"{row['cluster_rss_mib']:>8.0f} {row['mem_available_drop_mib']:>18.0f}  {', '.join(notes)}")
     doc = {"kind": "k8snet.bench.bringup", "date": datetime.now(timezone.utc).isoformat(),
-           "command": sys.argv, "environment": environment(),
+           "command": sys.argv, "environment": environment(settle([load_text(default_spec_text())])[0]),
            "goals": {"up_s": GOALS, "matrix_s_for_16_pods": MATRIX_GOAL_S}, "rows": rows}
     write("bringup", doc, args.out)
     return 0

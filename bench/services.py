@@ -41,6 +41,7 @@ from bench.common import environment, write  # noqa: E402
 from topos.iperf import iperf  # noqa: E402
 
 from topos.cluster import AGENT, ClusterNet  # noqa: E402
+from topos.datapath import settle  # noqa: E402
 from topos.manifests import load_text  # noqa: E402
 from topos.model import Service, ServicePort  # noqa: E402
 
@@ -220,7 +221,8 @@ def main() -> int:
     print(f"(d) {d['counts']} over {d['served']} connections: chi2 {d['chi2']:.2f}, p = {d['p_value']:.3f}")
     doc = {"kind": "k8snet.bench.services", "started": started.isoformat(),
            "finished": datetime.now(timezone.utc).isoformat(), "command": sys.argv,
-           "environment": environment(offloads="pods: tx checksum offload off; no userspace TSO"),
+           # Every cluster here asks for the default offload (auto), so they all resolve alike.
+           "environment": environment(settle([load_text(SPEC.replace("NODES", "2").replace("REPLICAS", "1"))])[0]),
            "throughput": a, "convergence": b, "programming": c, "spread": d}
     write("services", doc, args.out)
     return 0

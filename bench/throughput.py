@@ -1,24 +1,33 @@
-"""Pod-to-pod TCP throughput per backend and underlay, with the machine's references.
+"""Pod-to-pod TCP throughput per backend, underlay and offload setting, next to the
+kernel's own numbers for the same paths, all in one run.
 
     .venv/bin/python bench/throughput.py [--seconds 3] [--repeat 3] [--out FILE]
 
-Cells (iperf3 -J, TCP, one stream):
+Cells (iperf3 -J, TCP, one stream, port 5201):
 
-* ``veth``          two namespaces joined by a bare veth pair, TX checksum offload off as
-                    in the pods (the machine's limit for the same offloads);
-* ``ovs-normal``    two namespaces on one userspace OVS bridge with a single NORMAL flow
-                    (the userspace datapath's own limit);
-* ``same-node``     two pods on one node (host-gw, flat);
-* ``host-gw``       pods on two nodes, flat underlay;
-* ``vxlan-flat``    the same over VXLAN;
-* ``vxlan-routed``  pods in two racks behind L3 gateways, VXLAN;
-* ``directrouting-same-rack`` / ``directrouting-cross-rack``  Flannel DirectRouting on
-                    the routed underlay: unencapsulated within a rack, VXLAN across.
+References, in namespaces of the benchmark's own:
 
-All environments are built first, then measured in rounds (every cell once per round)
-so that the machine's drift hits all cells alike; each cell reports median, min and
-max, and ratios to both references and (goals) host-gw / ovs-normal >= 0.9 and
-VXLAN / host-gw >= 0.8, all from this one run.  Printed, and written as JSON.
+* ``veth``, ``ovs-normal``  a bare veth pair / one userspace OVS bridge with a NORMAL flow,
+                    TX checksum offload off (topos/references.py);
+* ``kernel-host-gw``, ``kernel-vxlan``, ``kernel-clusterip``  what Flannel and kube-proxy
+                    program in the kernel: Linux bridge per node with host-gw routes; a
+                    flannel.1 VXLAN device with route, permanent neighbour and FDB entry;
+                    nftables DNAT for a ClusterIP (topos/kernelref.py), offloads on.
+
+k8snet, offload ``tso`` (userspace TSO, pods keep offloads; only where this OVS can):
+
+* ``tso-same-node``, ``tso-host-gw``, ``tso-clusterip``  flat underlay, two nodes;
+
+k8snet, offload ``none`` (TX checksum offload off; what every backend can share):
+
+* ``same-node``, ``host-gw``, ``clusterip``, ``vxlan-flat``, ``vxlan-routed``,
+  ``directrouting-same-rack``, ``directrouting-cross-rack``.
+
+Everything is built first, then measured in rounds (every cell once per round) so
+the machine's drift hits all cells alike.  Every k8snet path is printed as a ratio to
+its kernel counterpart from this run, and the goals: host-gw (tso) >= 0.5x kernel
+host-gw, ClusterIP >= 0.9x direct at the same offloads, VXLAN vs host-gw at equal
+offloads.  Printed, and written as JSON.
 """
 
 from __future__ import annotations
@@ -31,19 +40,61 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import environment, write  # noqa: E402
-from topos.iperf import iperf  # noqa: E402
-
 from k8snet.procs import run  # noqa: E402
 from topos.cluster import ClusterNet  # noqa: E402
+from topos.datapath import DatapathError, detect, settle  # noqa: E402
+from topos.iperf import iperf  # noqa: E402
+from topos.kernelref import KernelCluster  # noqa: E402
 from topos.manifests import Overrides, embedded_spec_text, load_text  # noqa: E402
 from topos.references import References  # noqa: E402
 
-GOALS = {"host-gw / ovs-normal": 0.9, "vxlan-flat / host-gw": 0.8}
+PORT = 5201
+#: goal name -> (numerator cell, denominator cell, goal or None to just report).
+GOALS: dict[str, tuple[str, str, Optional[float]]] = {
+    "host-gw (tso) / kernel host-gw": ("tso-host-gw", "kernel-host-gw", 0.5),
+    "ClusterIP / direct, tso": ("tso-clusterip", "tso-host-gw", 0.9),
+    "ClusterIP / direct, none": ("clusterip", "host-gw", 0.9),
+    "vxlan / host-gw, both none": ("vxlan-flat", "host-gw", None),
+    "host-gw (none) / ovs-normal": ("host-gw", "ovs-normal", 0.9),
+}
+#: Each k8snet cell and the kernel reference it is printed against.
+KERNEL_COUNTERPART = {"tso-same-node": "kernel-host-gw", "tso-host-gw": "kernel-host-gw",
+                      "tso-clusterip": "kernel-clusterip", "same-node": "kernel-host-gw",
+                      "host-gw": "kernel-host-gw", "clusterip": "kernel-clusterip",
+                      "vxlan-flat": "kernel-vxlan", "vxlan-routed": "kernel-vxlan",
+                      "directrouting-same-rack": "kernel-host-gw", "directrouting-cross-rack": "kernel-vxlan"}
+
+IPERF_SERVICE = """
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: iperf-client}
+spec: {nodeName: node-0}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: iperf-server, labels: {app: iperf}}
+spec:
+  nodeName: node-1
+  containers: [{name: iperf3, ports: [{name: iperf, containerPort: 5201}]}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: iperf-local}
+spec: {nodeName: node-0}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: iperf}
+spec:
+  selector: {app: iperf}
+  ports: [{port: 5201, targetPort: iperf}]
+"""
 
 
 @dataclass
@@ -53,47 +104,56 @@ class Cell:
     client: Any
     server: Any
     server_ip: str
+    offload: str
     runs: list[dict[str, Any]] = field(default_factory=list)
 
 
-def cluster_cells(nets: dict[str, ClusterNet]) -> list[Cell]:
-    def pod(net: ClusterNet, node: str, k: int = 0):
-        p = [x for x in net.cluster.pods if x.node == node][k]
+def flat_cells(net: ClusterNet, prefix: str) -> list[Cell]:
+    c = net.cluster
+    client, server, local = (net.pod(c.pod(n).host_name) for n in ("iperf-client", "iperf-server", "iperf-local"))
+    off = c.offload
+    return [Cell(f"{prefix}same-node", f"two pods on one node, offload {off}", client, local,
+                 str(c.pod("iperf-local").ip), off),
+            Cell(f"{prefix}host-gw", f"pods on two nodes, host-gw, flat, offload {off}", client, server,
+                 str(c.pod("iperf-server").ip), off),
+            Cell(f"{prefix}clusterip", f"pod -> ClusterIP -> pod on the other node, offload {off}", client, server,
+                 str(c.service("iperf").cluster_ip), off)]
+
+
+def other_cells(nets: dict[str, ClusterNet]) -> list[Cell]:
+    def pod(net: ClusterNet, node: str):
+        p = [x for x in net.cluster.pods if x.node == node][0]
         return net.pod(p.host_name), str(p.ip)
 
     cells = []
-    flat = nets["flat-host-gw"]
-    (c, _), (s, ip) = pod(flat, "node-0", 0), pod(flat, "node-0", 1)
-    cells.append(Cell("same-node", "two pods on one node (host-gw)", c, s, ip))
-    (c, _), (s, ip) = pod(flat, "node-0"), pod(flat, "node-1")
-    cells.append(Cell("host-gw", "pods on two nodes, host-gw, flat underlay", c, s, ip))
-    vx = nets["flat-vxlan"]
-    (c, _), (s, ip) = pod(vx, "node-0"), pod(vx, "node-1")
-    cells.append(Cell("vxlan-flat", "pods on two nodes, VXLAN, flat underlay", c, s, ip))
-    vr = nets["routed-vxlan"]
-    (c, _), (s, ip) = pod(vr, "node-0"), pod(vr, "node-2")
-    cells.append(Cell("vxlan-routed", "pods in two racks, VXLAN across the gateways", c, s, ip))
-    dr = nets["routed-directrouting"]
-    (c, _), (s, ip) = pod(dr, "node-0"), pod(dr, "node-1")
-    cells.append(Cell("directrouting-same-rack", "DirectRouting, same rack (unencapsulated)", c, s, ip))
-    (c, _), (s, ip) = pod(dr, "node-0"), pod(dr, "node-2")
-    cells.append(Cell("directrouting-cross-rack", "DirectRouting, across racks (VXLAN)", c, s, ip))
+    for name, what, key, a, b in (("vxlan-flat", "VXLAN, flat underlay", "flat-vxlan", "node-0", "node-1"),
+                                  ("vxlan-routed", "VXLAN across the rack gateways", "routed-vxlan", "node-0",
+                                   "node-2"),
+                                  ("directrouting-same-rack", "DirectRouting within a rack (unencapsulated)",
+                                   "routed-directrouting", "node-0", "node-1"),
+                                  ("directrouting-cross-rack", "DirectRouting across racks (VXLAN)",
+                                   "routed-directrouting", "node-0", "node-2")):
+        net = nets[key]
+        (c, _), (s, ip) = pod(net, a), pod(net, b)
+        cells.append(Cell(name, f"{what}, offload {net.cluster.offload}", c, s, ip, net.cluster.offload))
     return cells
 
 
-def build_clusters() -> dict[str, ClusterNet]:
-    specs = {
-        "flat-host-gw": load_text(embedded_spec_text("default"), Overrides(nodes=2, pods_per_node=2)),
-        "flat-vxlan": load_text(embedded_spec_text("default"), Overrides(nodes=2, pods_per_node=1,
-                                                                         backend="vxlan")),
-        "routed-vxlan": load_text(embedded_spec_text("racks"), Overrides(pods_per_node=1)),
-        "routed-directrouting": load_text(embedded_spec_text("racks"),
-                                          Overrides(pods_per_node=1, backend="directrouting")),
-    }
+def build_clusters(tso_possible: bool) -> dict[str, ClusterNet]:
+    flat = embedded_spec_text("default").split("\n---\n")[0] + IPERF_SERVICE
+    specs = {"flat-host-gw": load_text(flat, Overrides(nodes=2, offload="none")),
+             "flat-vxlan": load_text(embedded_spec_text("default"),
+                                     Overrides(nodes=2, pods_per_node=1, backend="vxlan", offload="none")),
+             "routed-vxlan": load_text(embedded_spec_text("racks"), Overrides(pods_per_node=1, offload="none")),
+             "routed-directrouting": load_text(embedded_spec_text("racks"),
+                                               Overrides(pods_per_node=1, backend="directrouting", offload="none"))}
+    if tso_possible:
+        specs["flat-host-gw-tso"] = load_text(flat, Overrides(nodes=2, offload="tso"))
     nets: dict[str, ClusterNet] = {}
     try:
         for name, cluster in specs.items():
-            nets[name] = ClusterNet(cluster, progress=lambda m: None).start()
+            # Settled one by one on purpose: this benchmark compares offload settings.
+            nets[name] = ClusterNet(settle([cluster])[0], progress=lambda m: None).start()
     except BaseException:
         for net in nets.values():
             net.stop()
@@ -106,17 +166,20 @@ def summarize(cells: list[Cell]) -> dict[str, dict[str, Any]]:
     for cell in cells:
         rates = [r["bits_per_second"] / 1e9 for r in cell.runs if r.get("ok")]
         failures = [r["error"] for r in cell.runs if not r.get("ok")]
-        row: dict[str, Any] = {"what": cell.what, "runs_gbps": rates, "failures": failures}
+        row: dict[str, Any] = {"what": cell.what, "offload": cell.offload, "runs_gbps": rates, "failures": failures}
         if rates:
             row.update(median_gbps=statistics.median(rates), min_gbps=min(rates), max_gbps=max(rates))
             sent = [r for r in cell.runs if r.get("ok") and r.get("retransmits") is not None]
             row["retransmits_per_run"] = statistics.median([r["retransmits"] for r in sent]) if sent else None
         out[cell.name] = row
-    refs = {k: out[k].get("median_gbps") for k in ("veth", "ovs-normal")}
-    for row in out.values():
-        for ref, value in refs.items():
-            if value and row.get("median_gbps") is not None:
-                row[f"ratio_to_{ref}"] = row["median_gbps"] / value
+    for name, row in out.items():
+        for ref in ("veth", "ovs-normal", KERNEL_COUNTERPART.get(name)):
+            base = out.get(ref or "", {}).get("median_gbps")
+            if ref and base and row.get("median_gbps") is not None:
+                row[f"ratio_to_{ref}" if not ref.startswith("kernel") else "ratio_to_kernel"] = \
+                    row["median_gbps"] / base
+        if name in KERNEL_COUNTERPART:
+            row["kernel_counterpart"] = KERNEL_COUNTERPART[name]
     return out
 
 
@@ -137,13 +200,26 @@ def main() -> int:
     if os.geteuid() != 0:
         print("bench/throughput.py needs root", file=sys.stderr)
         return 2
+    caps = detect()
+    try:
+        settle([load_text(embedded_spec_text("default"), Overrides(nodes=2, offload="tso"))], caps)
+        tso_possible, tso_why = True, ""
+    except DatapathError as exc:
+        tso_possible, tso_why = False, exc.message
     started = datetime.now(timezone.utc)
     refs = References()
+    kernels = [KernelCluster("host-gw", "kh"), KernelCluster("vxlan", "kv")]
     nets: dict[str, ClusterNet] = {}
     try:
-        cells = [Cell(r.name, r.what, r.client, r.server, r.server_ip) for r in refs.build()]
-        nets = build_clusters()
-        cells += cluster_cells(nets)
+        cells = [Cell(r.name, r.what, r.client, r.server, r.server_ip, "none (tx off)") for r in refs.build()]
+        for kernel in kernels:
+            cells += [Cell(p.name, p.what, p.client, p.server, p.server_ip, "kernel defaults (on)")
+                      for p in kernel.build()]
+        nets = build_clusters(tso_possible)
+        if tso_possible:
+            cells += flat_cells(nets["flat-host-gw-tso"], "tso-")
+        cells += flat_cells(nets["flat-host-gw"], "")
+        cells += other_cells(nets)
         total = len(cells) * args.repeat
         done = 0
         t0 = time.monotonic()
@@ -153,34 +229,51 @@ def main() -> int:
                 left = (time.monotonic() - t0) / max(done - 1, 1) * (total - done + 1) if done > 1 else 0
                 print(f"[{done}/{total}] round {round_no + 1}: {cell.name} (about {left:.0f}s left)",
                       file=sys.stderr, flush=True)
-                result = iperf(cell.client, cell.server, cell.server_ip, 5300 + done, args.seconds)
+                result = iperf(cell.client, cell.server, cell.server_ip, PORT, args.seconds)
                 result.pop("doc", None)  # iperf3_end is kept; the rest would bloat the JSON
                 cell.runs.append(result)
+        environments = {name: environment(net.cluster) for name, net in nets.items()}
     finally:
         for net in nets.values():
             net.stop()
+        for kernel in kernels:
+            kernel.stop()
         refs.stop()
     rows = summarize(cells)
-    goals = {name: {"goal": goal, "measured": ratio(rows, *name.split(" / "))} for name, goal in GOALS.items()}
-    print(f"\n{'cell':<26} {'median Gbit/s':>13} {'min-max':>13} {'/veth':>6} {'/ovs-normal':>11} {'retr/run':>9}")
+    goals = {name: {"cells": [a, b], "goal": goal, "measured": ratio(rows, a, b)}
+             for name, (a, b, goal) in GOALS.items()}
+    print(f"\n{'cell':<26} {'offload':<21} {'median Gbit/s':>13} {'min-max':>13} {'/kernel':>7} "
+          f"{'/ovs-normal':>11} {'retr/run':>9}")
     for name, row in rows.items():
         if "median_gbps" not in row:
             print(f"{name:<26} FAILED: {'; '.join(row['failures'])}")
             continue
         retr = row.get("retransmits_per_run")
-        print(f"{name:<26} {row['median_gbps']:>13.2f} {row['min_gbps']:>6.2f}-{row['max_gbps']:<6.2f} "
-              f"{row.get('ratio_to_veth', 0):>6.2f} {row.get('ratio_to_ovs-normal', 0):>11.2f} "
-              f"{retr if retr is not None else '-':>9}")
+        kernel = row.get("ratio_to_kernel")
+        print(f"{name:<26} {row['offload'][:21]:<21} {row['median_gbps']:>13.2f} "
+              f"{row['min_gbps']:>6.2f}-{row['max_gbps']:<6.2f} {kernel if kernel is None else f'{kernel:.2f}':>7} "
+              f"{row.get('ratio_to_ovs-normal', 0):>11.2f} {retr if retr is not None else '-':>9}")
     print()
+    if not tso_possible:
+        print(f"offload tso not measured: {tso_why}")
     for name, g in goals.items():
         m = g["measured"]
-        verdict = "n/a" if m is None else ("met" if m >= g["goal"] else "MISSED")
-        print(f"goal {name} >= {g['goal']}: measured {m:.2f} ({verdict})" if m is not None
-              else f"goal {name}: not measured")
+        if m is None:
+            print(f"{name}: not measured")
+        elif g["goal"] is None:
+            print(f"{name}: {m:.2f}")
+        else:
+            print(f"goal {name} >= {g['goal']}: measured {m:.2f} ({'met' if m >= g['goal'] else 'MISSED'})")
     doc = {"kind": "k8snet.bench.throughput", "started": started.isoformat(),
            "finished": datetime.now(timezone.utc).isoformat(), "command": sys.argv,
-           "environment": environment(offloads="pods and references: tx checksum offload off; no userspace TSO",
-                                      iperf3=run(["iperf3", "--version"], check=False).stdout.splitlines()[0]),
+           "environment": environment(
+               iperf3=run(["iperf3", "--version"], check=False).stdout.splitlines()[0],
+               offload="per cell (see cells[*].offload); clusters: see clusters[*]",
+               kernel_module=caps.kernel_module),
+           "clusters": {name: {"offload": env["offload"], "offload_detail": env["offload_detail"],
+                               "datapath_type": env["datapath_type"], "datapath_choice": env["datapath_choice"]}
+                        for name, env in environments.items()},
+           "tso_possible": tso_possible, "tso_refused_because": tso_why or None,
            "seconds": args.seconds, "repeat": args.repeat, "cells": rows, "goals": goals}
     write("throughput", doc, args.out)
     return 0

@@ -28,6 +28,7 @@ import k8snet
 from k8snet.environment import environment
 from k8snet.procs import run
 from topos.manifests import Overrides, SpecError, default_spec_text, load_file, load_text
+from topos.datapath import DatapathError, settle
 from topos.model import Cluster
 
 EXIT_OK, EXIT_UNREACHABLE, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -41,6 +42,16 @@ def _cluster_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--nodes", type=int, metavar="N", help="number of nodes (overrides the spec)")
     p.add_argument("--pods-per-node", type=int, metavar="M",
                    help="replace the spec's workloads with M pods per node")
+    _datapath_args(p)
+
+
+def _datapath_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--offload", choices=["auto", "tso", "none"],
+                   help="tso: pods keep offloads, OVS userspace TSO on; none: TX checksum offload off; auto "
+                        "(default): tso when every backend can carry it on this OVS")
+    p.add_argument("--datapath", choices=["auto", "netdev", "system"], dest="datapath_type",
+                   help="OVS datapath: system (kernel module), netdev (userspace), auto (default: system "
+                        "when the kernel has the module)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -70,6 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     runp.add_argument("--nodes", type=int, metavar="N", help="number of nodes (overrides the spec)")
     runp.add_argument("--pods-per-node", type=int, metavar="M",
                       help="replace the spec's workloads with M pods per node")
+    _datapath_args(runp)
     runp.add_argument("--out", metavar="DIR", help="parent folder of the run folder (default: ./results)")
     runp.add_argument("--seconds", type=int, default=2, help="iperf3 seconds per throughput cell (default 2)")
     runp.add_argument("--repeat", type=int, default=3, help="repetitions per cell (default 3)")
@@ -90,10 +102,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def load_cluster(args: argparse.Namespace) -> Cluster:
-    overrides = Overrides(nodes=args.nodes, pods_per_node=args.pods_per_node, backend=args.backend)
-    if args.spec:
-        return load_file(args.spec, overrides)
-    return load_text(default_spec_text(), overrides)
+    """The spec with the command line's overrides (SpecError), its datapath settled for
+    this machine unless only flows are printed (DatapathError)."""
+    overrides = Overrides(nodes=args.nodes, pods_per_node=args.pods_per_node, backend=args.backend,
+                          offload=args.offload, datapath_type=args.datapath_type)
+    cluster = load_file(args.spec, overrides) if args.spec else load_text(default_spec_text(), overrides)
+    return cluster if args.command == "flows" else settle([cluster])[0]
 
 
 def _raise_interrupt(signum: int, frame: Any) -> None:
@@ -116,6 +130,8 @@ def main(argv: Optional[list[str]] = None) -> int:
             cluster = load_cluster(args)
         except SpecError as exc:
             return _bad_spec(args.spec, exc)
+        except DatapathError as exc:
+            return _bad_datapath(exc)
         if args.command == "flows":
             return cmd_flows(cluster, args.node)
         if not _preflight():
@@ -148,6 +164,12 @@ def _preflight() -> bool:
     return True
 
 
+def _bad_datapath(exc: "DatapathError") -> int:
+    console.print(f"[bold red]cannot honour the datapath setting[/] (spec.{exc.field}, or --"
+                  f"{'offload' if exc.field.endswith('offload') else 'datapath'}): {exc.message}", soft_wrap=True)
+    return EXIT_USAGE
+
+
 def _bad_spec(spec: Optional[str], exc: SpecError) -> int:
     console.print(f"[bold red]invalid cluster spec[/] ({spec or 'embedded default'}):")
     for problem in exc.problems:
@@ -177,9 +199,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     options = Options(seconds=args.seconds, repeat=args.repeat, pings=args.pings, connections=args.connections)
     try:
         clusters = load_clusters(args.spec, backends, [SCENARIOS[n](options) for n in names],
-                                 nodes=args.nodes, pods_per_node=args.pods_per_node)
+                                 nodes=args.nodes, pods_per_node=args.pods_per_node, offload=args.offload,
+                                 datapath_type=args.datapath_type)
     except SpecError as exc:
         return _bad_spec(args.spec, exc)
+    except DatapathError as exc:
+        return _bad_datapath(exc)
     if not _preflight():
         return EXIT_USAGE
     outcome = run_scenarios(names, clusters, options, out, console, framework=args.framework,
@@ -347,6 +372,7 @@ def cmd_up(cluster: Cluster, framework: str) -> int:
 
     from topos.control import ClusterControl
 
+    _datapath_line(cluster)
     with ClusterNet(cluster, framework=framework, progress=_progress) as net:
         ClusterControl(net).start()
         console.print("[bold]cluster is up.[/] Hosts are named as in Kubernetes, e.g. "
@@ -361,11 +387,19 @@ def cmd_up(cluster: Cluster, framework: str) -> int:
     return EXIT_OK
 
 
+def _datapath_line(cluster: Cluster) -> None:
+    from k8snet.environment import describe
+    from topos.ovs import ovs_version
+
+    _progress(f"Open vSwitch {ovs_version()}, offload {describe(cluster)}: {cluster.datapath_note}")
+
+
 def cmd_check(cluster: Cluster, args: argparse.Namespace) -> int:
     from topos.cluster import ClusterNet
     from topos.probe import pairs, probe
 
     started = datetime.now(timezone.utc)
+    _datapath_line(cluster)
     with ClusterNet(cluster, framework=args.framework, progress=_progress) as net:
         _progress(f"probing {len(pairs(cluster))} pairs in parallel")
         t0 = time.monotonic()
@@ -379,7 +413,7 @@ def cmd_check(cluster: Cluster, args: argparse.Namespace) -> int:
     if args.json:
         doc = {"kind": "k8snet.check", "command": sys.argv, "started": started.isoformat(),
                "finished": datetime.now(timezone.utc).isoformat(),
-               "environment": environment(fping=run(["fping", "--version"], check=False).stdout.strip()
+               "environment": environment(cluster, fping=run(["fping", "--version"], check=False).stdout.strip()
                                           .splitlines()[0:1]),
                "cluster": json.loads(cluster.model_dump_json()), "timings_s": {**timings, "probe": probe_s},
                "summary": summary, "ok": not failed, "as_predicted": not surprises,

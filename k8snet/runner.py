@@ -37,6 +37,7 @@ from k8snet.scenarios import ORDER, SCENARIOS, Options, Recorder, Scenario, Targ
 from k8snet.scenarios.ingress import INGRESS_NODE_PORT
 from topos.cluster import ClusterNet
 from topos.manifests import Overrides, SpecError, default_spec_text, load_file, load_text
+from topos.datapath import settle
 from topos.model import Cluster
 
 
@@ -67,26 +68,29 @@ def parse_backends(text: Optional[str]) -> list[Optional[str]]:
 
 
 def load_clusters(spec: Optional[str], backends: list[Optional[str]], scenarios: list[Scenario],
-                  nodes: Optional[int] = None, pods_per_node: Optional[int] = None) -> list[Cluster]:
-    """One cluster model per backend; every problem of every backend at once (exit 2)."""
+                  nodes: Optional[int] = None, pods_per_node: Optional[int] = None,
+                  offload: Optional[str] = None, datapath_type: Optional[str] = None) -> list[Cluster]:
+    """One cluster model per backend, every problem of every backend at once (SpecError),
+    then one datapath and offload setting for all of them (DatapathError); exit 2."""
     dns = True if any(s.needs_dns for s in scenarios) and shutil.which("unbound") else None
     widen = any(s.name == "ingress" for s in scenarios)
     clusters, problems = [], []
     for backend in backends:
-        overrides = Overrides(backend=backend, dns=dns, nodes=nodes, pods_per_node=pods_per_node)
+        overrides = Overrides(backend=backend, dns=dns, nodes=nodes, pods_per_node=pods_per_node, offload=offload,
+                              datapath_type=datapath_type)
         try:
             cluster = load_file(spec, overrides) if spec else load_text(default_spec_text(), overrides)
             if widen and not cluster.node_port_range[0] <= INGRESS_NODE_PORT <= cluster.node_port_range[1]:
                 low, high = cluster.node_port_range
                 overrides = Overrides(backend=backend, dns=dns, nodes=nodes, pods_per_node=pods_per_node,
-                                      node_port_range=(min(low, INGRESS_NODE_PORT), max(high, INGRESS_NODE_PORT)))
+                                      offload=offload, datapath_type=datapath_type, node_port_range=(min(low, INGRESS_NODE_PORT), max(high, INGRESS_NODE_PORT)))
                 cluster = load_file(spec, overrides) if spec else load_text(default_spec_text(), overrides)
             clusters.append(cluster)
         except SpecError as exc:
             problems += [p for p in exc.problems if p not in problems]
     if problems:
         raise SpecError(problems)
-    return clusters
+    return settle(clusters)
 
 
 def new_run_dir(out: Path) -> Path:
@@ -157,11 +161,10 @@ class RunOutcome:
         return [r for r in self.results if r.status == "failed"]
 
 
-def _environment() -> dict:
+def _environment(cluster: Cluster) -> dict:
     iperf3 = run_cmd(["iperf3", "--version"], check=False).stdout.splitlines()[:1] if shutil.which("iperf3") else []
     nginx = run_cmd(["nginx", "-v"], check=False).stderr.strip() if shutil.which("nginx") else "not installed"
-    return environment(iperf3=iperf3[0] if iperf3 else "not installed", nginx=nginx,
-                       offload="pods: tx checksum offload off; OVS userspace TSO off")
+    return environment(cluster, iperf3=iperf3[0] if iperf3 else "not installed", nginx=nginx)
 
 
 def run_scenarios(scenario_names: list[str], clusters: list[Cluster], options: Options, out: Path,
@@ -175,7 +178,7 @@ def run_scenarios(scenario_names: list[str], clusters: list[Cluster], options: O
     scenarios = [SCENARIOS[n](options) for n in scenario_names]
     directory = new_run_dir(out)
     outcome = RunOutcome(directory)
-    env = _environment()
+    env = _environment(clusters[0])  # settled together: one datapath and offload setting
     command = command or sys.argv
     run_doc = {"kind": "k8snet.run", "run_id": directory.name, "command": command,
                "started": datetime.now(timezone.utc).isoformat(), "scenarios": scenario_names,
@@ -183,7 +186,7 @@ def run_scenarios(scenario_names: list[str], clusters: list[Cluster], options: O
     (directory / "run.json").write_text(json.dumps(run_doc, indent=1))
     log(f"run {directory.name}: {', '.join(scenario_names)} on "
         f"{', '.join(f'{c.backend.value}/{c.underlay.type.value}' for c in clusters)} "
-        f"(datapath {env['datapath_type']}, OVS {env['ovs']}, offload: {env['offload']})")
+        f"(OVS {env['ovs']}, offload {env['offload_detail']}; {env['datapath_choice']})")
     steps: Optional[Steps] = None
     try:
         with ExitStack() as stack:

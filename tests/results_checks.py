@@ -11,6 +11,7 @@ import re
 from pathlib import Path
 
 import jsonschema
+import matplotlib.pyplot as plt
 import numpy as np
 
 from k8snet import plots, results
@@ -69,6 +70,7 @@ def check_figures(directory: Path, result: results.ScenarioResult) -> int:
                 continue
             assert ax.get_ylabel(), f"{name}: a y axis without a label"
             assert ax.get_xlabel() or ax.get_xticklabels(), f"{name}: an x axis without a label"
+        plt.close(d.figure)
     return compared
 
 

@@ -34,6 +34,7 @@ from mininet.net import Mininet
 from controllers.api import ApiClient
 from k8snet.procs import CommandError, OwnedProcess, deferred_signals, stop_all
 from k8snet.rundir import RunDir
+from topos.datapath import settle
 from topos.dns import DNS_NAME, DNS_NAMESPACE, resolv_conf, unbound_conf
 from topos.model import BRIDGE_NAME, UPLINK_IFNAME, UPLINK_OFPORT, Cluster, Pod, UnderlayType
 from topos.nodes import (
@@ -106,6 +107,9 @@ class ClusterNet:
         self.stop()
 
     def start(self) -> "ClusterNet":
+        if not self.cluster.datapath_note:
+            # Not resolved by the caller (k8snet check/up/run do it, to exit 2 on a refusal).
+            self.cluster = settle([self.cluster])[0]
         try:
             self._start()
         except BaseException:
@@ -203,12 +207,12 @@ class ClusterNet:
                 self.net[rack.host_name].build(rack, ports, mtu, bw)
             self.net[CORE_HOST].build(self.cluster.underlay.racks, mtu, bw, external, lb, str(pool))
         if external is not None:
-            self.net[external.name].build(external, mtu)
+            self.net[external.name].build(external, mtu, self.cluster.offload)
             if lb is not None and not self.routed:
                 # On a flat underlay the outside reaches the load balancer's VIPs through it.
                 self.net[external.name].ip_batch([f"route add {pool} via {lb.ip} dev eth0"])
         if lb is not None:
-            self.net[lb.name].build(lb, mtu)
+            self.net[lb.name].build(lb, mtu, self.cluster.offload)
             self.program_lb()
 
     def program_lb(self) -> None:
@@ -222,7 +226,7 @@ class ClusterNet:
         self.progress(f"starting {len(self.cluster.nodes)} Open vSwitch instances (userspace datapath)")
         for node in self.cluster.nodes:
             host = self.node(node.name)
-            host.start_ovs(self.run.sub(f"n{node.index}"))
+            host.start_ovs(self.run.sub(f"n{node.index}"), self.cluster)
             host.build(self.cluster, node, self.of_socket)
 
     def _build_pods(self) -> None:

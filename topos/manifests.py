@@ -58,6 +58,9 @@ class Overrides:
     dns: Optional[bool] = None
     #: Replace spec.serviceNodePortRange (``k8snet run`` widens it for NodePort 23456).
     node_port_range: Optional[tuple[int, int]] = None
+    #: ``--offload`` and ``--datapath`` (topos/datapath.py).
+    offload: Optional[str] = None
+    datapath_type: Optional[str] = None
 
 
 def default_spec_text() -> str:
@@ -269,6 +272,7 @@ class _Resolver:
             raise SpecError(self.problems)
         if self.overrides.pods_per_node is not None:
             intents = self._override_pods(cluster.nodes)
+        spec_in = cluster_doc[1].spec
         dns = cluster_doc[1].spec.dns if self.overrides.dns is None else self.overrides.dns
         if dns:
             intents = intents + [self._dns_pod(cluster)]  # last: the workloads keep their places
@@ -285,7 +289,9 @@ class _Resolver:
             raise SpecError(self.problems)
         return cluster.model_copy(update={"pods": pods, "services": tuple(services.services),
                                           "service_cidr": SERVICE_CIDR, "dns": dns,
-                                          "node_port_range": node_port_range})
+                                          "node_port_range": node_port_range,
+                                          "offload": self.overrides.offload or spec_in.datapath.offload,
+                                          "datapath_type": self.overrides.datapath_type or spec_in.datapath.type})
 
     # -- documents
     def _read_documents(self) -> tuple[tuple[int, ClusterDoc], list[_PodIntent]]:

@@ -279,6 +279,11 @@ class Cluster(_Frozen):
     dns: bool = False
     #: kube-apiserver's --service-node-port-range (spec.serviceNodePortRange).
     node_port_range: tuple[int, int] = (30000, 32767)
+    #: spec.datapath (topos.datapath): asked for (auto|tso|none, auto|netdev|system), then
+    #: resolved for this machine before the cluster is built; the note says how.
+    offload: str = "auto"
+    datapath_type: str = "auto"
+    datapath_note: str = ""
 
     @property
     def encapsulates(self) -> bool:

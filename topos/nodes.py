@@ -28,7 +28,6 @@ from mininet.link import Intf
 from mininet.node import Host
 
 from k8snet.procs import run
-from topos.schema import NODE_PORT_RANGE
 from topos.model import (
     BRIDGE_NAME, TUNNEL_IFNAME, TUNNEL_OFPORT, UPLINK_IFNAME, UPLINK_OFPORT, Cluster, ExternalHost, Node, Pod,
     Rack,
@@ -134,15 +133,17 @@ class CoreRouter(NsHost):
 class ExternalClient(NsHost):
     """A host outside the cluster on the underlay (see :class:`topos.model.ExternalHost`)."""
 
-    def build(self, host: ExternalHost, mtu: int) -> None:
+    def build(self, host: ExternalHost, mtu: int, offload: str = "none") -> None:
         cmds = ["link set lo up", f"link set eth0 address {host.mac} mtu {mtu} up",
                 f"addr add {host.ip}/{host.cidr.prefixlen} dev eth0"]
         if host.gateway_ip:
             cmds.append(f"route add default via {host.gateway_ip} dev eth0")
         self.ip_batch(cmds)
         self.sysctl(net__ipv6__conf__all__disable_ipv6=1)
-        # Its TCP reaches the nodes' userspace conntrack, which rejects partial checksums.
-        self.ns("ethtool", "-K", "eth0", "tx", "off")
+        if offload != "tso":
+            # Its TCP reaches the nodes' userspace conntrack, which rejects partial checksums
+            # unless OVS reads them as such (userspace TSO: see topos/datapath.py).
+            self.ns("ethtool", "-K", "eth0", "tx", "off")
 
 
 class LoadBalancerHost(ExternalClient):
@@ -156,8 +157,8 @@ class LoadBalancerHost(ExternalClient):
 
     TABLE = "k8snet_lb"
 
-    def build(self, host: ExternalHost, mtu: int) -> None:
-        super().build(host, mtu)
+    def build(self, host: ExternalHost, mtu: int, offload: str = "none") -> None:
+        super().build(host, mtu, offload)
         self.sysctl(net__ipv4__ip_forward=1, net__ipv4__conf__all__rp_filter=0,
                     net__ipv4__conf__default__rp_filter=0)
 
@@ -218,9 +219,11 @@ class K8sNode(NsHost):
         self.ovs: OvsInstance | None = None
         self.model: Node | None = None
 
-    def start_ovs(self, rundir: Path) -> OvsInstance:
+    def start_ovs(self, rundir: Path, cluster: Cluster) -> OvsInstance:
+        """This node's OVS; userspace TSO on when the run's offload setting is tso."""
         self.ovs = OvsInstance(rundir, ["mnexec", "-a", str(self.pid)])
-        self.ovs.start()
+        tso = cluster.offload == "tso" and cluster.datapath_type == "netdev"
+        self.ovs.start(OvsInstance.TSO if tso else None)
         return self.ovs
 
     def build(self, cluster: Cluster, node: Node, controller_socket: str) -> None:
@@ -238,7 +241,7 @@ class K8sNode(NsHost):
         link = self.ovs.dir / "controller.sock"
         if not link.exists():
             os.symlink(controller_socket, link)
-        args = ["add-br", BRIDGE_NAME, "--", "set", "bridge", BRIDGE_NAME, "datapath_type=netdev",
+        args = ["add-br", BRIDGE_NAME, "--", "set", "bridge", BRIDGE_NAME, f"datapath_type={cluster.datapath_type}",
                 "fail-mode=secure", "protocols=OpenFlow13", f"other-config:hwaddr={node.mac}",
                 f"other-config:datapath-id={node.dpid:016x}", "other-config:disable-in-band=true",
                 "--", "add-port", BRIDGE_NAME, UPLINK_IFNAME,
@@ -270,7 +273,8 @@ class K8sNode(NsHost):
         # them through the bridge instead, where the NodePort flows take them.
         cmds += [f"route add {node.ip}/32 via {node.gateway_ip} dev {BRIDGE_NAME} onlink table {NODEPORT_TABLE}"]
         cmds += [f"rule add pref {NODEPORT_RULE_PREF} iif lo to {node.ip}/32 ipproto {proto} "
-                 f"dport {NODE_PORT_RANGE[0]}-{NODE_PORT_RANGE[1]} lookup {NODEPORT_TABLE}" for proto in ("tcp", "udp")]
+                 f"dport {cluster.node_port_range[0]}-{cluster.node_port_range[1]} lookup {NODEPORT_TABLE}"
+                 for proto in ("tcp", "udp")]
         cmds += [f"rule add pref {LOCAL_RULE_PREF} lookup local", "rule del pref 0 lookup local"]
         self.ip_batch(cmds)
         # ...and the replies, which come back with the node's own IP as source.
@@ -345,7 +349,11 @@ class PodHost(NsHost):
                        f"link set eth0 address {pod.mac} mtu {cluster.pod_mtu} up",
                        f"addr add {pod.ip}/{node.pod_cidr.prefixlen} dev eth0",
                        f"route add default via {node.gateway_ip} dev eth0"])
-        self.ns("ethtool", "-K", "eth0", "tx", "off")
+        if cluster.offload != "tso":
+            # offload none: the userspace datapath's conntrack rejects the partial checksums
+            # of TX checksum offload; with userspace TSO OVS reads the virtio-net header and
+            # knows they are partial, so pods keep their offloads (topos/datapath.py).
+            self.ns("ethtool", "-K", "eth0", "tx", "off")
         intf = self.intf("eth0")
         intf.ip, intf.prefixLen, intf.mac = str(pod.ip), node.pod_cidr.prefixlen, pod.mac
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
-from typing import Sequence
+from typing import Optional, Sequence
 
 from k8snet.procs import CommandError, OwnedProcess, cmdline, pid_from_file, run, start_time
 
@@ -31,6 +31,9 @@ class OvsInstance:
     ports are that namespace's interfaces.  ``dummy=True`` runs vswitchd with
     ``--enable-dummy=override``: no kernel device is touched at all, which is what the
     flow tests want (they only trace)."""
+
+    #: What ``Open_vSwitch other_config`` turns userspace TSO on with.
+    TSO = {"userspace-tso-enable": "true"}
 
     def __init__(self, rundir: Path, netns_prefix: Sequence[str] = (), dummy: bool = False):
         self.dir = Path(rundir)
@@ -49,7 +52,9 @@ class OvsInstance:
     def path(self, name: str) -> str:
         return str(self.dir / name)
 
-    def start(self) -> None:
+    def start(self, other_config: Optional[dict[str, str]] = None) -> None:
+        """Both daemons; ``other_config`` is written before ovs-vswitchd starts (settings
+        such as ``userspace-tso-enable`` are only read at its start)."""
         self.dir.mkdir(parents=True, exist_ok=True)
         run(["ovsdb-tool", "create", self.path("conf.db"), SCHEMA], timeout=10)
         run([*self.netns_prefix, "ovsdb-server", self.path("conf.db"),
@@ -57,6 +62,9 @@ class OvsInstance:
              f"--unixctl={self.path('ovsdb-server.ctl')}", f"--log-file={self.path('ovsdb-server.log')}",
              "-vconsole:off", "--no-chdir", "--detach"], env=self.env, timeout=10)
         self.vsctl("--no-wait", "init")
+        if other_config:
+            self.vsctl("--no-wait", "set", "Open_vSwitch", ".",
+                       *[f"other_config:{k}={v}" for k, v in sorted(other_config.items())])
         extra = ["--enable-dummy=override"] if self.dummy else []
         run([*self.netns_prefix, "ovs-vswitchd", self.db_sock, *extra,
              f"--pidfile={self.path('ovs-vswitchd.pid')}", f"--unixctl={self.path('ovs-vswitchd.ctl')}",

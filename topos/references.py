@@ -5,8 +5,9 @@
     veth-a ══════════ veth-b                 (bare veth pair: the kernel's limit)
     ovs-a ══ p1 [br0: userspace OVS, one NORMAL flow] p2 ══ ovs-b
 
-Both with TX checksum offload off, as in the pods, so a pod path divided by one of
-these is a ratio at equal offloads.  ``stop()`` removes everything, also half-built.
+Both with the run's offload setting (topos/datapath.py): ``none``, TX checksum offload
+off as in the pods; ``tso``, offloads on and userspace TSO on in the bridge.  A pod path
+divided by one of these is then a ratio at equal offloads.  ``stop()`` removes everything, also half-built.
 """
 
 from __future__ import annotations
@@ -34,7 +35,8 @@ class ReferencePath:
 class References:
     """veth and single-bridge OVS NORMAL, each a client and a server namespace."""
 
-    def __init__(self) -> None:
+    def __init__(self, offload: str = "none") -> None:
+        self.offload = offload
         with deferred_signals():
             self.run = RunDir.create()
         Mininet.inited = True
@@ -54,10 +56,10 @@ class References:
             self.run.record(OwnedProcess.of(host.pid, f"reference {name}"))
         return host
 
-    @staticmethod
-    def _address(host: NsHost, ip: str) -> None:
+    def _address(self, host: NsHost, ip: str) -> None:
         host.ip_batch(["link set lo up", "link set eth0 up", f"addr add {ip}/24 dev eth0"])
-        host.ns("ethtool", "-K", "eth0", "tx", "off")
+        if self.offload != "tso":
+            host.ns("ethtool", "-K", "eth0", "tx", "off")
 
     def build(self) -> list[ReferencePath]:
         try:
@@ -78,12 +80,15 @@ class References:
         self._address(d, "10.99.1.2")
         sw.ip_batch(["link set lo up", "link set p1 up", "link set p2 up"])
         self.ovs = OvsInstance(self.run.sub("ovs"), ["mnexec", "-a", str(sw.pid)])
-        self.ovs.start()
+        self.ovs.start(OvsInstance.TSO if self.offload == "tso" else None)
         self.ovs.vsctl("add-br", "br0", "--", "set", "bridge", "br0", "datapath_type=netdev", "fail-mode=secure",
                        "--", "add-port", "br0", "p1", "--", "add-port", "br0", "p2")
         self.ovs.ofctl("add-flow", "br0", "priority=0,actions=NORMAL")
-        return [ReferencePath("veth", "bare veth pair, tx checksum offload off", a, b, "10.99.0.2"),
-                ReferencePath("ovs-normal", "one userspace OVS bridge, a single NORMAL flow", c, d, "10.99.1.2")]
+        offloads = "offloads on" if self.offload == "tso" else "tx checksum offload off"
+        tso = ", userspace TSO on" if self.offload == "tso" else ""
+        return [ReferencePath("veth", f"bare veth pair, {offloads}", a, b, "10.99.0.2"),
+                ReferencePath("ovs-normal", f"one userspace OVS bridge, a single NORMAL flow, {offloads}{tso}",
+                              c, d, "10.99.1.2")]
 
     def stop(self) -> None:
         with deferred_signals():

@@ -227,6 +227,28 @@ class BackendIn(_In):
     direct_routing: bool = False
 
 
+class DatapathIn(_In):
+    """``spec.datapath``: see topos/datapath.py."""
+
+    offload: str = "auto"
+    type: str = "auto"
+
+    @field_validator("offload")
+    @classmethod
+    def _offload(cls, v: str) -> str:
+        if v not in ("auto", "tso", "none"):
+            raise ValueError(f"{v!r} is not an offload setting; allowed: auto, tso, none")
+        return v
+
+    @field_validator("type")
+    @classmethod
+    def _type(cls, v: str) -> str:
+        if v not in ("auto", "netdev", "system"):
+            raise ValueError(f"{v!r} is not a datapath type; allowed: auto, netdev (userspace), "
+                             "system (kernel module)")
+        return v
+
+
 class ClusterSpecIn(_In):
     nodes: Union[int, list[NodeIn]] = 3
     pod_cidr: str = Field(default="10.244.0.0/16", alias="podCIDR")
@@ -237,6 +259,7 @@ class ClusterSpecIn(_In):
     dns: bool = False
     #: kube-apiserver's --service-node-port-range, e.g. "30000-32767" (the default).
     service_node_port_range: str = Field(default="30000-32767", alias="serviceNodePortRange")
+    datapath: DatapathIn = DatapathIn()
 
     @field_validator("service_node_port_range")
     @classmethod

@@ -67,7 +67,8 @@ class Throughput(Scenario):
         return cells
 
     def run(self, targets: list[Target], rec: Recorder) -> None:
-        with References() as refs:
+        # The references share the run's offload setting (settled for all clusters together).
+        with References(targets[0].cluster.offload if targets else "none") as refs:
             cells = [Cell(None, r.name, r.client.name, r.server.name, r.client, r.server, r.server_ip, IPERF_PORT,
                           IPERF_PORT) for r in refs.build()]
             for target in targets:

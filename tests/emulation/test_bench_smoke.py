@@ -25,11 +25,19 @@ def test_bringup_bench_runs(tmp_path, no_leaks):
 
 def test_throughput_bench_runs(tmp_path, no_leaks):
     doc = bench("throughput", "--seconds", "1", "--repeat", "1", tmp_path=tmp_path)
-    assert set(doc["cells"]) == {"veth", "ovs-normal", "same-node", "host-gw", "vxlan-flat", "vxlan-routed",
-                                 "directrouting-same-rack", "directrouting-cross-rack"}
+    expected = {"veth", "ovs-normal", "kernel-host-gw", "kernel-vxlan", "kernel-clusterip", "same-node", "host-gw",
+                "clusterip", "vxlan-flat", "vxlan-routed", "directrouting-same-rack", "directrouting-cross-rack"}
+    if doc["tso_possible"]:
+        expected |= {"tso-same-node", "tso-host-gw", "tso-clusterip"}
+    assert set(doc["cells"]) == expected
     for name, row in doc["cells"].items():
         assert not row["failures"] and row["median_gbps"] > 0, (name, row)
-    assert doc["goals"]["vxlan-flat / host-gw"]["measured"] > 0
+        if name in ("host-gw", "vxlan-flat", "tso-host-gw"):
+            assert row["ratio_to_kernel"] > 0 and row["kernel_counterpart"].startswith("kernel-")
+    assert doc["goals"]["vxlan / host-gw, both none"]["measured"] > 0
+    assert doc["clusters"]["flat-vxlan"]["offload"] == "none"
+    if doc["tso_possible"]:
+        assert doc["clusters"]["flat-host-gw-tso"]["offload"] == "tso"
 
 
 def test_services_bench_runs(tmp_path, no_leaks):

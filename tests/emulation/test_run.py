@@ -47,7 +47,10 @@ def test_run_all_writes_a_valid_result_per_scenario(all_run):
         assert r.status == "complete", (r.scenario, r.status_reason)
         env = r.metadata.environment
         assert env["ovs"] and env["kernel"] and env["python"] and env["datapath_type"] == "netdev"
-        assert env["iperf3"].startswith("iperf 3") and "offload" in env
+        assert env["iperf3"].startswith("iperf 3")
+        # host-gw alone: auto picks tso when this OVS has userspace TSO (it has since 2.13)
+        assert env["offload"] == "tso" and "userspace TSO on" in env["offload_detail"]
+        assert env["datapath_choice"].startswith("auto -> tso")
         assert r.metadata.command[:2] == ["k8snet", "run"] or "run" in r.metadata.command
         (cluster,) = r.metadata.clusters
         assert cluster.label == "host-gw/flat" and len(cluster.spec["nodes"]) == 2

@@ -7,6 +7,7 @@ import math
 import random
 import shutil
 
+import matplotlib.pyplot as plt
 import pytest
 
 from k8snet import plots, results
@@ -135,6 +136,7 @@ def test_a_failed_cell_is_drawn_as_a_mark_not_a_zero_bar():
     udp1 = next(ax for ax in fig.axes if ax.get_title() == "UDP, 1 stream")
     assert len(plots.bars_of(udp1)["vxlan/flat"]) == 3  # nodeport is missing, not zero
     assert [line.get_label() for line in udp1.get_lines() if line.get_marker() == "x"] == ["vxlan/flat: failed"]
+    plt.close(fig)
 
 
 def test_plot_redraws_one_folder_and_compares_two(tmp_path, capsys):
@@ -162,6 +164,8 @@ def test_plot_redraws_one_folder_and_compares_two(tmp_path, capsys):
         expected = [r.median for r in rs[0].summary if r.median is not None]
         assert sorted(bars[run_id]) == sorted(expected)
     assert "compare-throughput.png" in (out / "report.html").read_text()
+    for d in drawn.values():
+        plt.close(d.figure)
 
 
 def test_plot_refuses_a_folder_that_is_not_a_run(tmp_path):

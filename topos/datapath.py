@@ -1,0 +1,169 @@
+"""Which datapath and offload setting a run uses: decided from what this machine's Open
+vSwitch can do, never from a guess.
+
+Two settings, in the Cluster document (``spec.datapath``) and on the command line
+(``--datapath``, ``--offload``):
+
+* ``type``: ``system`` (the OVS kernel module: each node's bridge in the kernel, the
+  fast path most researchers' machines have), ``netdev`` (the userspace datapath: one
+  ovs-vswitchd thread per node handles every packet), or ``auto`` (default): system
+  when the kernel has the module, else netdev.
+* ``offload``: ``tso`` (pods keep their offloads; on netdev, OVS's
+  ``userspace-tso-enable`` lets ~64 KB segments cross the datapath), ``none`` (TSO off
+  and TX checksum offload off in the pods: every 1500-byte packet crosses one by one),
+  or ``auto`` (default): tso when *every* cluster of the run can carry it, else none, so
+  that backends compared side by side always share one setting.
+
+On the userspace datapath OVS could not tunnel TSO segments before 3.3 (VXLAN TCP
+stalls; measured on 3.1, see ../shared/DESIGN.md), so ``tso`` with an encapsulating
+backend on an older OVS is refused, naming the version needed.  The kernel datapath
+segments tunnelled traffic itself.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from enum import Enum
+from typing import TYPE_CHECKING, Iterable, Optional
+
+from k8snet.procs import run
+
+if TYPE_CHECKING:
+    from topos.model import Cluster
+
+#: userspace-tso-enable appeared in OVS 2.13 (experimental).
+USERSPACE_TSO_SINCE = (2, 13)
+#: TSO segments through userspace VXLAN/Geneve tunnels: OVS 3.3.
+TUNNEL_TSO_SINCE = (3, 3)
+
+
+class Offload(str, Enum):
+    AUTO = "auto"
+    TSO = "tso"
+    NONE = "none"
+
+
+class DatapathType(str, Enum):
+    AUTO = "auto"
+    NETDEV = "netdev"
+    SYSTEM = "system"
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What this machine's Open vSwitch can do."""
+
+    ovs_version: tuple[int, ...]
+    kernel_module: bool
+
+    @property
+    def version_text(self) -> str:
+        return ".".join(str(x) for x in self.ovs_version)
+
+    def userspace_tso(self) -> bool:
+        return self.ovs_version[:2] >= USERSPACE_TSO_SINCE
+
+    def tunnel_tso(self, datapath_type: DatapathType) -> bool:
+        return datapath_type is DatapathType.SYSTEM or self.ovs_version[:2] >= TUNNEL_TSO_SINCE
+
+
+def parse_version(text: str) -> tuple[int, ...]:
+    """``ovs-vswitchd (Open vSwitch) 3.1.0`` -> (3, 1, 0)."""
+    m = re.search(r"(\d+)\.(\d+)(?:\.(\d+))?", text)
+    if not m:
+        raise ValueError(f"no version in {text!r}")
+    return tuple(int(x) for x in m.groups(default="0"))
+
+
+def has_kernel_module(sys_module: str = "/sys/module/openvswitch") -> bool:
+    """Loaded (``/sys/module/openvswitch``), or loadable (``modprobe -n`` finds it)."""
+    if os.path.isdir(sys_module):
+        return True
+    try:
+        return run(["modprobe", "-n", "-q", "openvswitch"], check=False, timeout=5).returncode == 0
+    except Exception:  # no modprobe (a container): no way to load one either
+        return False
+
+
+_detected: Optional[Capabilities] = None
+
+
+def detect() -> Capabilities:
+    """This machine's capabilities (once per process)."""
+    global _detected
+    if _detected is None:
+        out = run(["ovs-vswitchd", "--version"], timeout=5).stdout.splitlines()[0]
+        _detected = Capabilities(parse_version(out), has_kernel_module())
+    return _detected
+
+
+class DatapathError(ValueError):
+    """A setting this machine cannot honour: ``field`` names the setting, the message the fix."""
+
+    def __init__(self, field: str, message: str):
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+@dataclass(frozen=True)
+class Resolved:
+    type: DatapathType          # netdev or system
+    offload: Offload            # tso or none
+    why: str                    # how auto was decided, for the results' metadata
+
+    def describe(self) -> str:
+        pods = "pod offloads on" if self.offload is Offload.TSO else "pod TX checksum offload off"
+        tso = ("userspace TSO on" if self.offload is Offload.TSO else "userspace TSO off") \
+            if self.type is DatapathType.NETDEV else "kernel segmentation"
+        return f"{self.offload.value} ({pods}; {tso}; datapath {self.type.value})"
+
+
+def settle(clusters: "list[Cluster]", caps: Optional[Capabilities] = None) -> "list[Cluster]":
+    """The clusters of one run with their datapath settings resolved together (an
+    already-resolved cluster passes through unchanged)."""
+    asked = {(c.offload, c.datapath_type) for c in clusters}
+    if len(asked) > 1:
+        raise DatapathError("datapath", f"the clusters of one run must ask for the same offload and datapath "
+                            f"type, not {sorted(asked)}")
+    offload, dtype = asked.pop()
+    if offload != "auto" and dtype != "auto" and all(c.datapath_note for c in clusters):
+        return list(clusters)
+    r = resolve(offload, dtype, [c.backend.value for c in clusters], caps or detect())
+    return [c.model_copy(update={"offload": r.offload.value, "datapath_type": r.type.value,
+                                 "datapath_note": r.why}) for c in clusters]
+
+
+def resolve(offload: str, datapath_type: str, backends: Iterable[str], caps: Capabilities) -> Resolved:
+    """One setting for every cluster of a run (``backends``: their backend names)."""
+    backends = list(dict.fromkeys(backends))
+    wanted_type = DatapathType(datapath_type)
+    if wanted_type is DatapathType.SYSTEM and not caps.kernel_module:
+        raise DatapathError("datapath.type", "system needs the Open vSwitch kernel module, and this kernel has "
+                            "none (CONFIG_OPENVSWITCH is not set; `modprobe openvswitch` fails); use netdev or auto")
+    dtype = wanted_type if wanted_type is not DatapathType.AUTO else \
+        (DatapathType.SYSTEM if caps.kernel_module else DatapathType.NETDEV)
+    type_why = f"datapath {dtype.value}" + ("" if wanted_type is not DatapathType.AUTO else
+                                             (" (auto: the OVS kernel module is there)" if caps.kernel_module
+                                              else " (auto: no OVS kernel module)"))
+    tunnelled = [b for b in backends if b in ("vxlan", "directrouting")]
+    blockers = []
+    if dtype is DatapathType.NETDEV and not caps.userspace_tso():
+        blockers.append(f"userspace TSO needs Open vSwitch {'.'.join(map(str, USERSPACE_TSO_SINCE))} or newer; "
+                        f"this machine has {caps.version_text}")
+    if tunnelled and not caps.tunnel_tso(dtype):
+        blockers.append(f"backend {tunnelled[0]} tunnels TSO segments, which the userspace datapath can do from "
+                        f"Open vSwitch {'.'.join(map(str, TUNNEL_TSO_SINCE))}; this machine has {caps.version_text}")
+    wanted = Offload(offload)
+    if wanted is Offload.TSO and blockers:
+        raise DatapathError("datapath.offload", f"tso is not possible here: {blockers[0]}. Use offload none, or "
+                            "auto (which picks none when any backend of the run cannot carry TSO)")
+    if wanted is Offload.AUTO:
+        chosen = Offload.NONE if blockers else Offload.TSO
+        why = f"auto -> {chosen.value}" + (f" because {blockers[0]}" if blockers else
+                                           f": every backend of the run ({', '.join(backends)}) can carry TSO")
+    else:
+        chosen, why = wanted, f"{wanted.value} as asked"
+    return Resolved(dtype, chosen, f"{why}; {type_why}")

@@ -1,0 +1,132 @@
+"""What Flannel and kube-proxy really program, in the kernel, as a throughput reference.
+
+Built in namespaces of the benchmark's own and torn down after (``stop()``, also on
+any error half way)::
+
+    kpod-0 ─eth0══veth─┐                                         ┌─veth══eth0─ kpod-1
+       10.250.0.2      cni0 (Linux bridge, 10.250.0.1)   cni0 (10.250.1.1)      10.250.1.2
+                        knode-0 ──eth0══ [kunder: Linux bridge] ══eth0── knode-1
+                        192.168.77.1                                  192.168.77.2
+
+* ``host-gw``: each node routes the other's pod subnet via the other node's IP
+  (``ip route 10.250.1.0/24 via 192.168.77.2``), exactly Flannel's host-gw routes;
+* ``vxlan``: a ``flannel.1`` VXLAN device (VNI 1, port 8472, nolearning) holding
+  ``10.250.N.0/32``, a route ``10.250.1.0/24 via 10.250.1.0 dev flannel.1 onlink``, a
+  permanent neighbour entry for the peer's VTEP address and an FDB entry sending its
+  MAC to the peer node's IP -- what flanneld writes for each peer;
+* ``clusterip`` (host-gw mode): kube-proxy's nftables mode in its simplest form, a
+  ``dnat`` in the client node's prerouting hook from VIP:port to the server pod.
+
+Offloads are left as the kernel sets them (on), as on a real node.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from mininet.net import Mininet
+
+from k8snet.procs import OwnedProcess, deferred_signals
+from k8snet.rundir import RunDir
+from topos.nodes import NsHost
+
+UNDERLAY = "192.168.77"
+PODS = "10.250"
+VIP = "10.97.0.10"
+VXLAN_PORT = 8472
+
+
+@dataclass
+class KernelPath:
+    name: str
+    what: str
+    client: Any
+    server: Any
+    server_ip: str
+
+
+class KernelCluster:
+    """Two nodes and a pod on each, in ``mode`` host-gw or vxlan."""
+
+    def __init__(self, mode: str, prefix: str):
+        if mode not in ("host-gw", "vxlan"):
+            raise ValueError(f"mode {mode!r}: host-gw or vxlan")
+        self.mode, self.prefix = mode, prefix
+        with deferred_signals():
+            self.run = RunDir.create()
+        Mininet.inited = True
+        self.net = Mininet(topo=None, build=False, controller=None, autoSetMacs=False, autoStaticArp=False,
+                           waitConnected=False)
+
+    def __enter__(self) -> "KernelCluster":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def _host(self, name: str) -> NsHost:
+        with deferred_signals():
+            host = self.net.addHost(f"{self.prefix}{name}", cls=NsHost, ip=None)
+            self.run.record(OwnedProcess.of(host.pid, f"kernel reference {name}"))
+        return host
+
+    def build(self) -> list[KernelPath]:
+        try:
+            return self._build()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _build(self) -> list[KernelPath]:
+        under = self._host("under")
+        nodes = [self._host(f"node{i}") for i in range(2)]
+        pods = [self._host(f"pod{i}") for i in range(2)]
+        for i, (node, pod) in enumerate(zip(nodes, pods)):
+            self.net.addLink(node, under, intfName1="eth0", intfName2=f"n{i}")
+            self.net.addLink(pod, node, intfName1="eth0", intfName2="veth0")
+        under.ip_batch(["link set lo up", "link add fabric type bridge", "link set fabric up",
+                        *[f"link set n{i} master fabric up" for i in range(2)]])
+        mtu = 1450 if self.mode == "vxlan" else 1500
+        vtep_macs = [f"02:fa:00:00:00:0{i + 1}" for i in range(2)]
+        for i, (node, pod) in enumerate(zip(nodes, pods)):
+            node.sysctl(net__ipv4__ip_forward=1, net__ipv4__conf__all__rp_filter=0)
+            cmds = ["link set lo up", f"addr add {UNDERLAY}.{i + 1}/24 dev eth0", "link set eth0 up",
+                    "link add cni0 type bridge", f"link set cni0 mtu {mtu} up",
+                    f"addr add {PODS}.{i}.1/24 dev cni0", f"link set veth0 mtu {mtu} master cni0 up"]
+            peer = 1 - i
+            if self.mode == "host-gw":
+                cmds.append(f"route add {PODS}.{peer}.0/24 via {UNDERLAY}.{peer + 1} dev eth0")
+            else:
+                cmds += [f"link add flannel.1 type vxlan id 1 local {UNDERLAY}.{i + 1} dev eth0 "
+                         f"dstport {VXLAN_PORT} nolearning",
+                         f"link set flannel.1 address {vtep_macs[i]} mtu {mtu} up",
+                         f"addr add {PODS}.{i}.0/32 dev flannel.1",
+                         f"route add {PODS}.{peer}.0/24 via {PODS}.{peer}.0 dev flannel.1 onlink",
+                         f"neigh add {PODS}.{peer}.0 lladdr {vtep_macs[peer]} dev flannel.1 nud permanent"]
+            node.ip_batch(cmds)
+            if self.mode == "vxlan":
+                node.ns("bridge", "fdb", "append", vtep_macs[peer], "dev", "flannel.1", "dst",
+                        f"{UNDERLAY}.{peer + 1}")
+            pod.ip_batch(["link set lo up", f"link set eth0 mtu {mtu} up", f"addr add {PODS}.{i}.2/24 dev eth0",
+                          f"route add default via {PODS}.{i}.1"])
+        paths = [KernelPath(f"kernel-{self.mode}", f"the kernel configuration Flannel {self.mode} programs",
+                            pods[0], pods[1], f"{PODS}.1.2")]
+        if self.mode == "host-gw":
+            rules = (f"table ip k8snet_kube_proxy {{\n  chain prerouting {{\n"
+                     f"    type nat hook prerouting priority dstnat;\n"
+                     f"    ip daddr {VIP} tcp dport 5201 dnat to {PODS}.1.2:5201\n"
+                     f"    ip daddr {VIP} udp dport 5201 dnat to {PODS}.1.2:5201\n  }}\n}}\n")
+            nodes[0].ns("nft", "-f", "-", input=rules)
+            paths.append(KernelPath("kernel-clusterip", "kube-proxy's nftables DNAT to the pod on the other node",
+                                    pods[0], pods[1], VIP))
+        return paths
+
+    def stop(self) -> None:
+        with deferred_signals():
+            for host in list(self.net.hosts):
+                host.terminate()
+            self.net.hosts = []
+            if self.run is not None:
+                self.run.remove()
+                self.run = None
