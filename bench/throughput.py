@@ -251,7 +251,7 @@ def main() -> int:
         retr = row.get("retransmits_per_run")
         kernel = row.get("ratio_to_kernel")
         print(f"{name:<26} {row['offload'][:21]:<21} {row['median_gbps']:>13.2f} "
-              f"{row['min_gbps']:>6.2f}-{row['max_gbps']:<6.2f} {kernel if kernel is None else f'{kernel:.2f}':>7} "
+              f"{row['min_gbps']:>6.2f}-{row['max_gbps']:<6.2f} {'-' if kernel is None else f'{kernel:.2f}':>7} "
               f"{row.get('ratio_to_ovs-normal', 0):>11.2f} {retr if retr is not None else '-':>9}")
     print()
     if not tso_possible:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import time
 from typing import Any, Optional
@@ -25,6 +26,8 @@ def iperf(client: Any, server: Any, ip: str, port: int, seconds: int, listen: Op
     Returns ``{"ok": True, "bits_per_second", "retransmits", "lost_percent", "bytes",
     "iperf3_end", "doc"}`` (``doc``: iperf3's whole JSON, as it came) or ``{"ok": False,
     "error": why}`` -- a failure keeps its reason and is never reported as a zero."""
+    if shutil.which("iperf3") is None:
+        return {"ok": False, "error": "iperf3 is not installed (Debian package iperf3; `make setup` installs it)"}
     args = ["mnexec", "-a", str(client.pid), "iperf3", "-c", ip, "-p", str(port), "-t", str(seconds), "-J",
             "-P", str(streams)]
     if protocol == "udp":

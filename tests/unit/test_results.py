@@ -243,3 +243,15 @@ def test_generated_nginx_and_unbound_configs_are_valid(tmp_path):
     (tmp_path / "unbound.conf").write_text(public_dns_conf("127.0.0.1", "198.51.100.10", str(tmp_path)))
     out = run(["unbound-checkconf", str(tmp_path / "unbound.conf")], check=False, timeout=10)
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_a_missing_iperf3_is_a_failed_cell_with_the_reason(monkeypatch):
+    from k8snet.scenarios.base import Options
+    from k8snet.scenarios.throughput import Cell, Throughput
+    from topos import iperf as iperf_module
+
+    monkeypatch.setattr(iperf_module.shutil, "which", lambda tool: None)
+    rec = Recorder("throughput")
+    Throughput(Options()).measure(rec, Cell(None, "veth", "a", "b", None, None, "10.0.0.2", 5201, 5201), "tcp", 1, 0)
+    (m,) = rec.measurements
+    assert not m.ok and m.value is None and "iperf3 is not installed" in m.error
