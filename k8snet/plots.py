@@ -320,7 +320,19 @@ def draw(result: ScenarioResult, directory: Path) -> list[Figure]:
 #: What each scenario's comparison shows: (metric, axis label).
 COMPARED = {"throughput": ("throughput", "throughput (Gbit/s)"), "latency": ("rtt", "median RTT (ms)"),
             "ingress": ("throughput", "download throughput (Gbit/s)"),
-            "services": ("convergence", "convergence (ms)")}
+            "services": ("convergence", "convergence (ms)"),
+            "reachability": ("reachable", "fraction of pairs reachable")}
+
+
+def reachable_fractions(result: ScenarioResult) -> list[SummaryRow]:
+    """Per (backend, path): the fraction of probed pairs that answered, as a bar."""
+    groups: dict[tuple[str, str, str, str], list[float]] = {}
+    for m in result.measurements:
+        if m.metric == "reachable" and m.ok and m.value is not None:
+            groups.setdefault((m.backend, m.underlay, m.path, m.protocol), []).append(m.value)
+    return [SummaryRow(backend=b, underlay=u, path=p, protocol=proto, streams=None, metric="reachable",
+                       unit="fraction", n=len(v), failed=0, median=sum(v) / len(v), min=sum(v) / len(v),
+                       max=sum(v) / len(v)) for (b, u, p, proto), v in groups.items()]
 
 
 def compare(runs: dict[str, list[ScenarioResult]]) -> list[Drawn]:
@@ -338,7 +350,8 @@ def compare(runs: dict[str, list[ScenarioResult]]) -> list[Drawn]:
             for r in rs:
                 if r.scenario != scenario:
                     continue
-                for row in r.summary:
+                rows = reachable_fractions(r) if metric == "reachable" else r.summary
+                for row in rows:
                     if row.metric != metric:
                         continue
                     key = " ".join(str(x) for x in (label_of(row), row.path, row.protocol,

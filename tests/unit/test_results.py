@@ -153,7 +153,7 @@ def test_plot_redraws_one_folder_and_compares_two(tmp_path, capsys):
     doc = json.loads((out / "compare.json").read_text())
     assert doc["runs"] == [a.name, b.name]
     names = {f["name"] for f in doc["figures"]}
-    assert {"compare-throughput", "compare-latency", "compare-services"} <= names
+    assert {"compare-throughput", "compare-latency", "compare-services", "compare-reachability"} <= names
     for f in doc["figures"]:
         for file in f["files"]:
             assert (out / file).stat().st_size > 1000
@@ -163,6 +163,10 @@ def test_plot_redraws_one_folder_and_compares_two(tmp_path, capsys):
     for run_id, rs in ((a.name, ra), (b.name, rb)):
         expected = [r.median for r in rs[0].summary if r.median is not None]
         assert sorted(bars[run_id]) == sorted(expected)
+    reach = plots.bars_of(drawn["compare-reachability"].figure.axes[0])
+    ra_reach = next(r for r in ra if r.scenario == "reachability")
+    host_gw = [m.value for m in ra_reach.measurements if m.backend == "host-gw"]
+    assert sum(host_gw) / len(host_gw) in reach[a.name] and 1.0 in reach[a.name]  # host-gw misses a pair
     assert "compare-throughput.png" in (out / "report.html").read_text()
     for d in drawn.values():
         plt.close(d.figure)
