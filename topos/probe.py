@@ -63,7 +63,7 @@ class Result:
                 "rtt_avg_ms": self.rtt_avg_ms}
 
 
-def _expect(cluster: Cluster, a: str, b: str) -> tuple[bool, str]:
+def round_trip(cluster: Cluster, a: str, b: str) -> tuple[bool, str]:
     """Can traffic between nodes ``a`` and ``b``'s pods make the round trip?  Both
     directions need a route to the other's pod CIDR (:meth:`Cluster.route`)."""
     na, nb = cluster.node(a), cluster.node(b)
@@ -89,7 +89,8 @@ def pairs(cluster: Cluster) -> list[Pair]:
             if src is dst:
                 continue
             kind = "pod-pod-same-node" if src.node == dst.node else "pod-pod-cross-node"
-            out.append(Pair(src.host_name, dst.host_name, str(dst.ip), kind, *_expect(cluster, src.node, dst.node)))
+            out.append(Pair(src.host_name, dst.host_name, str(dst.ip), kind,
+                            *round_trip(cluster, src.node, dst.node)))
     for node in cluster.nodes:
         for pod in cluster.pods:
             out.append(Pair(node.name, pod.host_name, str(pod.ip), "node-pod", *_expect_node(cluster, node.name, pod.node)))

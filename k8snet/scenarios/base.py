@@ -16,7 +16,8 @@ from typing import Any, Callable, Optional
 from k8snet.results import Measurement
 from topos.apply import apply_text
 from topos.cluster import ClusterNet
-from topos.model import Cluster, Node, RouteKind
+from topos.model import Cluster, Node
+from topos.probe import round_trip
 
 
 @dataclass
@@ -42,8 +43,6 @@ class Target:
 
     net: ClusterNet
     workloads: list[str] = field(default_factory=list)
-    #: The NodePort the perf workload took (k8snet.scenarios.workload), once applied.
-    perf_node_port: int = 0
 
     @property
     def cluster(self) -> Cluster:
@@ -70,11 +69,7 @@ class Target:
 
     def reachable(self, a: Node, b: Node) -> tuple[bool, str]:
         """Can pods on ``a`` and ``b`` make the round trip (the backend's prediction)?"""
-        for x, y in ((a, b), (b, a)):
-            route = self.cluster.route(x, y)
-            if route.kind is RouteKind.NONE:
-                return False, route.reason
-        return True, ""
+        return round_trip(self.cluster, a.name, b.name)
 
 
 Step = Callable[[str], None]

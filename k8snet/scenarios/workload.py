@@ -101,13 +101,13 @@ def free_node_port(cluster: Cluster) -> int:
 
 
 def ensure_perf(target: Target) -> Perf:
-    """Apply the workload (once; applying it again changes nothing) and start the echo server."""
+    """Apply the workload and start the echo server, the first time; later, the workload
+    as it runs."""
     nodes = target.cluster.nodes
     node_a, node_b = nodes[0], nodes[-1]
     first = not any(p.name == "perf-server" for p in target.cluster.pods)
-    if first:
-        target.perf_node_port = free_node_port(target.cluster)
-    cluster = target.apply(perf_yaml(node_a.name, node_b.name, target.perf_node_port))
+    cluster = target.apply(perf_yaml(node_a.name, node_b.name, free_node_port(target.cluster))) if first \
+        else target.cluster
     perf = Perf(node_a, node_b, cluster.pod("perf-client"), cluster.pod("perf-local"), cluster.pod("perf-server"),
                 cluster.service("perf"), cluster.service("perf-lb"))
     if first:
