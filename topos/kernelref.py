@@ -22,14 +22,7 @@ Offloads are left as the kernel sets them (on), as on a real node.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
-
-from mininet.net import Mininet
-
-from k8snet.procs import OwnedProcess, deferred_signals
-from k8snet.rundir import RunDir
-from topos.nodes import NsHost
+from topos.references import Namespaces, ReferencePath
 
 UNDERLAY = "192.168.77"
 PODS = "10.250"
@@ -37,48 +30,18 @@ VIP = "10.97.0.10"
 VXLAN_PORT = 8472
 
 
-@dataclass
-class KernelPath:
-    name: str
-    what: str
-    client: Any
-    server: Any
-    server_ip: str
-
-
-class KernelCluster:
+class KernelCluster(Namespaces):
     """Two nodes and a pod on each, in ``mode`` host-gw or vxlan."""
+
+    kind = "kernel reference"
 
     def __init__(self, mode: str, prefix: str):
         if mode not in ("host-gw", "vxlan"):
             raise ValueError(f"mode {mode!r}: host-gw or vxlan")
-        self.mode, self.prefix = mode, prefix
-        with deferred_signals():
-            self.run = RunDir.create()
-        Mininet.inited = True
-        self.net = Mininet(topo=None, build=False, controller=None, autoSetMacs=False, autoStaticArp=False,
-                           waitConnected=False)
+        super().__init__(prefix)
+        self.mode = mode
 
-    def __enter__(self) -> "KernelCluster":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    def _host(self, name: str) -> NsHost:
-        with deferred_signals():
-            host = self.net.addHost(f"{self.prefix}{name}", cls=NsHost, ip=None)
-            self.run.record(OwnedProcess.of(host.pid, f"kernel reference {name}"))
-        return host
-
-    def build(self) -> list[KernelPath]:
-        try:
-            return self._build()
-        except BaseException:
-            self.stop()
-            raise
-
-    def _build(self) -> list[KernelPath]:
+    def _build(self) -> list[ReferencePath]:
         under = self._host("under")
         nodes = [self._host(f"node{i}") for i in range(2)]
         pods = [self._host(f"pod{i}") for i in range(2)]
@@ -110,23 +73,14 @@ class KernelCluster:
                         f"{UNDERLAY}.{peer + 1}")
             pod.ip_batch(["link set lo up", f"link set eth0 mtu {mtu} up", f"addr add {PODS}.{i}.2/24 dev eth0",
                           f"route add default via {PODS}.{i}.1"])
-        paths = [KernelPath(f"kernel-{self.mode}", f"the kernel configuration Flannel {self.mode} programs",
-                            pods[0], pods[1], f"{PODS}.1.2")]
+        paths = [ReferencePath(f"kernel-{self.mode}", f"the kernel configuration Flannel {self.mode} programs",
+                               pods[0], pods[1], f"{PODS}.1.2")]
         if self.mode == "host-gw":
             rules = (f"table ip k8snet_kube_proxy {{\n  chain prerouting {{\n"
                      f"    type nat hook prerouting priority dstnat;\n"
                      f"    ip daddr {VIP} tcp dport 5201 dnat to {PODS}.1.2:5201\n"
                      f"    ip daddr {VIP} udp dport 5201 dnat to {PODS}.1.2:5201\n  }}\n}}\n")
             nodes[0].ns("nft", "-f", "-", input=rules)
-            paths.append(KernelPath("kernel-clusterip", "kube-proxy's nftables DNAT to the pod on the other node",
-                                    pods[0], pods[1], VIP))
+            paths.append(ReferencePath("kernel-clusterip", "kube-proxy's nftables DNAT to the pod on the other node",
+                                       pods[0], pods[1], VIP))
         return paths
-
-    def stop(self) -> None:
-        with deferred_signals():
-            for host in list(self.net.hosts):
-                host.terminate()
-            self.net.hosts = []
-            if self.run is not None:
-                self.run.remove()
-                self.run = None

@@ -32,34 +32,34 @@ class ReferencePath:
     server_ip: str
 
 
-class References:
-    """veth and single-bridge OVS NORMAL, each a client and a server namespace."""
+class Namespaces:
+    """Namespaces of a benchmark's own, in a run directory of ours (so ``k8snet clean``
+    finds them after a crash): :meth:`build` makes them (``_build`` in a subclass) and
+    removes everything if that fails half way; :meth:`stop` removes everything."""
 
-    def __init__(self, offload: str = "none") -> None:
-        self.offload = offload
+    #: Names the hosts' processes in the run directory's record.
+    kind = "reference"
+
+    def __init__(self, prefix: str = "") -> None:
+        self.prefix = prefix
         with deferred_signals():
-            self.run = RunDir.create()
+            self.run: RunDir | None = RunDir.create()
         Mininet.inited = True
         self.net = Mininet(topo=None, build=False, controller=None, autoSetMacs=False, autoStaticArp=False,
                            waitConnected=False)
-        self.ovs: OvsInstance | None = None
 
-    def __enter__(self) -> "References":
+    def __enter__(self):
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
     def _host(self, name: str) -> NsHost:
+        assert self.run is not None
         with deferred_signals():
-            host = self.net.addHost(name, cls=NsHost, ip=None)
-            self.run.record(OwnedProcess.of(host.pid, f"reference {name}"))
+            host = self.net.addHost(f"{self.prefix}{name}", cls=NsHost, ip=None)
+            self.run.record(OwnedProcess.of(host.pid, f"{self.kind} {name}"))
         return host
-
-    def _address(self, host: NsHost, ip: str) -> None:
-        host.ip_batch(["link set lo up", "link set eth0 up", f"addr add {ip}/24 dev eth0"])
-        if self.offload != "tso":
-            host.ns("ethtool", "-K", "eth0", "tx", "off")
 
     def build(self) -> list[ReferencePath]:
         try:
@@ -67,6 +67,32 @@ class References:
         except BaseException:
             self.stop()
             raise
+
+    def _build(self) -> list[ReferencePath]:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        with deferred_signals():
+            for host in list(self.net.hosts):
+                host.terminate()
+            self.net.hosts = []
+            if self.run is not None:
+                self.run.remove()
+                self.run = None
+
+
+class References(Namespaces):
+    """veth and single-bridge OVS NORMAL, each a client and a server namespace."""
+
+    def __init__(self, offload: str = "none") -> None:
+        super().__init__()
+        self.offload = offload
+        self.ovs: OvsInstance | None = None
+
+    def _address(self, host: NsHost, ip: str) -> None:
+        host.ip_batch(["link set lo up", "link set eth0 up", f"addr add {ip}/24 dev eth0"])
+        if self.offload != "tso":
+            host.ns("ethtool", "-K", "eth0", "tx", "off")
 
     def _build(self) -> list[ReferencePath]:
         a, b = self._host("veth-a"), self._host("veth-b")
@@ -95,9 +121,4 @@ class References:
             if self.ovs:
                 self.ovs.stop()
                 self.ovs = None
-            for host in list(self.net.hosts):
-                host.terminate()
-            self.net.hosts = []
-            if self.run is not None:
-                self.run.remove()
-                self.run = None
+            super().stop()
