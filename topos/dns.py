@@ -43,9 +43,15 @@ def records(cluster: Cluster) -> list[str]:
 
 
 def unbound_conf(cluster: Cluster, directory: str) -> str:
-    data = "\n".join(f'  local-data: "{r}"' for r in records(cluster))
+    return authoritative_conf(directory, DOMAIN, records(cluster))
+
+
+def authoritative_conf(directory: str, zone: str, data_records: list[str], interface: str = "0.0.0.0") -> str:
+    """unbound answering ``zone`` from ``data_records`` only: no recursion, so no query ever
+    leaves the namespaces of ours (the cluster DNS, and the ingress example's public DNS)."""
+    data = "\n".join(f'  local-data: "{r}"' for r in data_records)
     return f"""server:
-  interface: 0.0.0.0
+  interface: {interface}
   port: 53
   do-ip6: no
   do-daemonize: no
@@ -59,7 +65,7 @@ def unbound_conf(cluster: Cluster, directory: str) -> str:
   access-control: 0.0.0.0/0 allow
   module-config: "iterator"
   local-zone: "." refuse
-  local-zone: "{DOMAIN}." static
+  local-zone: "{zone.rstrip('.')}." static
 {data}
 remote-control:
   control-enable: no

@@ -36,6 +36,7 @@ from typing import Optional
 from k8snet.procs import CommandError
 from k8snet.scenarios.base import Recorder, Scenario, Target
 from topos.cluster import AGENT
+from topos.dns import authoritative_conf
 from topos.ovs import wait_for
 
 DOMAIN = "shop.example"
@@ -152,25 +153,7 @@ def ingress_conf(directory: str, namespace: str = "default") -> str:
 
 def public_dns_conf(listen: str, vip: str, directory: str) -> str:
     """The outside world's DNS for the example: one A record, no recursion."""
-    return f"""server:
-  interface: {listen}
-  port: 53
-  do-ip6: no
-  do-daemonize: no
-  chroot: ""
-  username: ""
-  directory: "{directory}"
-  pidfile: "{directory}/unbound.pid"
-  use-syslog: no
-  logfile: ""
-  access-control: 0.0.0.0/0 allow
-  module-config: "iterator"
-  local-zone: "." refuse
-  local-zone: "{DOMAIN}." static
-  local-data: "{DOMAIN}. 5 IN A {vip}"
-remote-control:
-  control-enable: no
-"""
+    return authoritative_conf(directory, DOMAIN, [f"{DOMAIN}. 5 IN A {vip}"], interface=listen)
 
 
 _CURL_TAIL = re.compile(r"(\d{3}) ([\d.]+) ([\d.]+) (\d+)\s*$")
