@@ -244,7 +244,7 @@ def cmd_plot(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
     from k8snet import plots, results
-    from k8snet.report import write_report
+    from k8snet.report import write_comparison, write_report
 
     runs: dict[str, list] = {}
     for d in args.dirs:
@@ -282,8 +282,6 @@ def cmd_plot(args: argparse.Namespace) -> int:
     (target / "compare.json").write_text(_json.dumps(
         {"kind": "k8snet.compare", "runs": list(runs), "dirs": args.dirs,
          "figures": [f.model_dump() for f in figs]}, indent=1))
-    from k8snet.report import write_comparison
-
     report = write_comparison(target, runs, figs)
     out.print(f"compared {len(runs)} runs in {len(figs)} figures; report: {report}", markup=False)
     return EXIT_OK
