@@ -31,8 +31,10 @@ from bench.common import environment, write  # noqa: E402
 from k8snet.procs import pid_from_file  # noqa: E402
 from topos.cluster import ClusterNet  # noqa: E402
 from topos.datapath import settle  # noqa: E402
-from topos.manifests import Overrides, default_spec_text, load_text  # noqa: E402
-from topos.probe import pairs, probe, wait_reachable  # noqa: E402
+from k8snet.model.manifests import Overrides, load_text  # noqa: E402
+from topos.specs import default_spec_text  # noqa: E402
+from k8snet.model.reach import pairs  # noqa: E402
+from topos.probe import probe, wait_reachable  # noqa: E402
 
 GOALS = {"4x4": {"up_s": 10.0}, "16x4": {"up_s": 30.0}}
 MATRIX_GOAL_S = 5.0

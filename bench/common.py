@@ -7,7 +7,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Optional
 
-from k8snet.environment import environment  # noqa: F401  (benchmarks import it from here)
+from topos.environment import environment  # noqa: F401  (benchmarks import it from here)
 
 RESULTS = Path(__file__).resolve().parent.parent / "results"
 

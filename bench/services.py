@@ -42,8 +42,8 @@ from topos.iperf import iperf  # noqa: E402
 
 from topos.cluster import AGENT, ClusterNet  # noqa: E402
 from topos.datapath import settle  # noqa: E402
-from topos.manifests import load_text  # noqa: E402
-from topos.model import Service, ServicePort  # noqa: E402
+from k8snet.model.manifests import load_text  # noqa: E402
+from k8snet.model.cluster import Service, ServicePort  # noqa: E402
 
 SPEC = """\
 apiVersion: k8snet.io/v1alpha1

@@ -50,7 +50,8 @@ from topos.cluster import ClusterNet  # noqa: E402
 from topos.datapath import DatapathError, detect, settle  # noqa: E402
 from topos.iperf import iperf  # noqa: E402
 from topos.kernelref import KernelCluster  # noqa: E402
-from topos.manifests import Overrides, embedded_spec_text, load_text  # noqa: E402
+from k8snet.model.manifests import Overrides, load_text  # noqa: E402
+from topos.specs import embedded_spec_text  # noqa: E402
 from topos.references import References  # noqa: E402
 
 PORT = 5201

@@ -38,7 +38,7 @@ from controllers.pipeline import (
     with_generation,
 )
 from controllers.reject import packet_out, reject
-from topos.model import Cluster
+from k8snet.model.cluster import Cluster
 
 LOG = logging.getLogger("k8snet.controller")
 #: A Service's cookie without the generation: feature byte + object id.

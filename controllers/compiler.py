@@ -3,7 +3,7 @@
 No I/O and no os-ken here, so the same function feeds the controller, the flow tests
 (which load its output into a throwaway OVS and trace packets through it) and
 ``k8snet flows`` for a human to read.  Which peer gets which kind of route comes from
-:meth:`topos.model.Cluster.route`, the same decision the reachability checker uses
+:meth:`k8snet.model.cluster.Cluster.route`, the same decision the reachability checker uses
 for its expectations.
 """
 
@@ -13,7 +13,7 @@ from typing import Iterator
 
 from controllers import hostgw, noderoutes, podnet, services, vxlan
 from controllers.flows import Desired, Flow, merge
-from topos.model import Cluster, Node, RouteKind
+from k8snet.model.cluster import Cluster, Node, RouteKind
 
 
 def _pod_routes(cluster: Cluster, node: Node) -> Iterator[Flow]:

@@ -9,7 +9,7 @@ hop *is* the peer's MAC.
 
 On a routed underlay a peer in another rack has no MAC on this segment; Flannel's
 host-gw then installs nothing for it, and neither does this module (the compiler only
-asks for peers that :meth:`topos.model.Cluster.route` says are ``direct``).
+asks for peers that :meth:`k8snet.model.cluster.Cluster.route` says are ``direct``).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import Iterator
 
 from controllers.flows import ETH_TYPE_IP, DecTtl, Flow, Match, Output, SetField
 from controllers.pipeline import L3_FORWARDING, Feature, Priority, cookie
-from topos.model import UPLINK_OFPORT, Node
+from k8snet.model.cluster import UPLINK_OFPORT, Node
 
 
 def peer_object(peer: Node) -> int:

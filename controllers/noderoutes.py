@@ -3,7 +3,7 @@
 In Flannel a pod's packet for a peer's node IP leaves through its node's kernel, which
 sends it on the underlay: straight to the peer on a shared segment, else to the rack
 gateway.  One flow per peer does the same here, with the next hop from
-:meth:`topos.model.Cluster.underlay_next_hop`.  The reply comes back by whatever
+:meth:`k8snet.model.cluster.Cluster.underlay_next_hop`.  The reply comes back by whatever
 route the peer has to this node's pod CIDR (host-gw or VXLAN), so on host-gw across
 racks the request arrives and the reply is lost -- as in Flannel.
 
@@ -19,7 +19,7 @@ from typing import Iterator
 
 from controllers.flows import ETH_TYPE_IP, DecTtl, Flow, Match, Output, SetField
 from controllers.pipeline import L3_FORWARDING, Feature, Priority, cookie
-from topos.model import UPLINK_OFPORT, Cluster, Node
+from k8snet.model.cluster import UPLINK_OFPORT, Cluster, Node
 
 
 def flows(cluster: Cluster, node: Node) -> Iterator[Flow]:

@@ -19,7 +19,7 @@ from controllers.pipeline import (
     SERVICE_DNAT, SERVICE_ENDPOINT, SERVICE_LB, SERVICE_PICK, UNSNAT,
     Feature, Priority, Source, cookie, source_match,
 )
-from topos.model import UPLINK_OFPORT, Cluster, Node, Pod
+from k8snet.model.cluster import UPLINK_OFPORT, Cluster, Node, Pod
 
 
 def pod_object(pod: Pod) -> int:

@@ -44,7 +44,7 @@ from controllers.pipeline import (
     REG_AFFINITY, REG_ENDPOINT, REG_ENDPOINT_IP, REG_SCRATCH, REG_SERVICE_PORT, SERVICE_AFFINITY, SERVICE_DNAT,
     SERVICE_ENDPOINT, SERVICE_LB, SERVICE_PICK, UNSNAT, ZONE_HAIRPIN, ZONE_NODEPORT, ZONE_SERVICE, Feature, Priority, cookie, ct_state,
 )
-from topos.model import Cluster, Node, Service, ServicePort
+from k8snet.model.cluster import Cluster, Node, Service, ServicePort
 
 IP_PROTO = {"TCP": 6, "UDP": 17}
 PORT_FIELD = {"TCP": "tcp_dst", "UDP": "udp_dst"}

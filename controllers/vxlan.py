@@ -22,7 +22,7 @@ from controllers.flows import ETH_TYPE_IP, DecTtl, Flow, Match, Output, SetField
 from controllers.pipeline import (
     CLASSIFIER, IP_INGRESS, L3_FORWARDING, REG_SOURCE, Feature, Priority, Source, cookie,
 )
-from topos.model import TUNNEL_OFPORT, Cluster, Node
+from k8snet.model.cluster import TUNNEL_OFPORT, Cluster, Node
 
 
 def node_flows(cluster: Cluster, node: Node) -> Iterator[Flow]:

@@ -14,26 +14,21 @@ Exit status: 0 success; 1 a pair that should be reachable is not; 2 invalid inpu
 from __future__ import annotations
 
 import argparse
-import json
 import signal
 import sys
+import textwrap
 import time
-from datetime import datetime, timezone
 from typing import Any, Optional
 
-from rich.console import Console
 from rich.table import Table
 
 import k8snet
-from k8snet.environment import environment
-from k8snet.procs import run
-from topos.manifests import Overrides, SpecError, default_spec_text, load_file, load_text
+from k8snet.model.cluster import Cluster
+from k8snet.model.manifests import Overrides, SpecError
+from topos import specs
 from topos.datapath import DatapathError, settle
-from topos.model import Cluster
 
-EXIT_OK, EXIT_UNREACHABLE, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
-console = Console(stderr=True, highlight=False)
-out = Console(highlight=False)
+from k8snet.term import EXIT_INTERRUPTED, EXIT_OK, EXIT_UNREACHABLE, EXIT_USAGE, console, datapath_line, out, progress
 
 
 def _cluster_args(p: argparse.ArgumentParser) -> None:
@@ -70,11 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
     _cluster_args(flows)
     flows.add_argument("--node", help="only this node")
     sub.add_parser("clean", help="remove what a crashed k8snet run left behind (only ours)")
-    from k8snet.scenarios import ORDER
-
     runp = sub.add_parser("run", help="run scenarios and write results, figures and a report",
-                          description="Scenarios: " + ", ".join(ORDER) + ", or all.")
-    runp.add_argument("scenarios", nargs="+", metavar="SCENARIO", help=f"{', '.join(ORDER)} or all")
+                          description=_scenario_list(), formatter_class=argparse.RawDescriptionHelpFormatter)
+    runp.add_argument("scenarios", nargs="+", metavar="SCENARIO", help="scenario names (listed above) or all")
     runp.add_argument("--spec", help="cluster spec YAML or embedded spec name (default: the embedded default)")
     runp.add_argument("--backend", help="one or more backends, comma-separated: host-gw,vxlan,directrouting "
                       "(each gets its own cluster, measured side by side)")
@@ -101,12 +94,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _scenario_list() -> str:
+    """What ``k8snet run --help`` says about the scenarios: each file of ``scenarios/``."""
+    from scenarios import ScenarioError, discover
+
+    try:
+        found = discover()
+    except ScenarioError as exc:
+        return f"Scenarios could not be listed: {exc}"
+    width = max((len(n) for n in found), default=0)
+    lines = [textwrap.fill(cls.description, 100, initial_indent=f"  {name:<{width}}  ",
+                           subsequent_indent=" " * (width + 4)) for name, cls in found.items()]
+    return "Scenarios (files in scenarios/; all runs every one, in this order):\n" + "\n".join(lines)
+
+
 def load_cluster(args: argparse.Namespace) -> Cluster:
     """The spec with the command line's overrides (SpecError), its datapath settled for
     this machine unless only flows are printed (DatapathError)."""
     overrides = Overrides(nodes=args.nodes, pods_per_node=args.pods_per_node, backend=args.backend,
                           offload=args.offload, datapath_type=args.datapath_type)
-    cluster = load_file(args.spec, overrides) if args.spec else load_text(default_spec_text(), overrides)
+    cluster = specs.load(args.spec, overrides)
     return cluster if args.command == "flows" else settle([cluster])[0]
 
 
@@ -138,7 +145,9 @@ def main(argv: Optional[list[str]] = None) -> int:
             return EXIT_USAGE
         if args.command == "up":
             return cmd_up(cluster, args.framework)
-        return cmd_check(cluster, args)
+        from k8snet.check import cmd_check
+
+        return cmd_check(cluster, args.framework, args.json)
     except KeyboardInterrupt:
         console.print("[yellow]interrupted; everything k8snet started has been removed[/]")
         return EXIT_INTERRUPTED
@@ -150,18 +159,12 @@ def main(argv: Optional[list[str]] = None) -> int:
 
 
 def _preflight() -> bool:
-    import os
-    import shutil
+    from topos.environment import preflight
 
-    if os.geteuid() != 0:
-        console.print("k8snet needs root (network namespaces, veths, OVS): run it with sudo")
-        return False
-    missing = [t for t in ("ovs-vswitchd", "ovsdb-server", "mnexec", "fping", "ethtool", "ip")
-               if shutil.which(t) is None]
-    if missing:
-        console.print(f"missing tools: {', '.join(missing)}; run `make setup` first")
-        return False
-    return True
+    problem = preflight()
+    if problem:
+        console.print(problem, markup=False)
+    return problem is None
 
 
 def _bad_datapath(exc: "DatapathError") -> int:
@@ -182,10 +185,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from k8snet.runner import UsageError, default_out, load_clusters, parse_backends, parse_scenarios, run_scenarios
-    from k8snet.scenarios import SCENARIOS, Options
+    from k8snet.scenario import Options
+    from scenarios import ScenarioError, discover
 
     try:
-        names = parse_scenarios(args.scenarios)
+        found = discover()
+        names = parse_scenarios(args.scenarios, list(found))
         backends = parse_backends(args.backend)
         for option in ("seconds", "repeat", "pings", "connections"):
             if getattr(args, option) < 1:
@@ -193,12 +198,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         out = Path(args.out) if args.out else default_out()
         if out.exists() and not out.is_dir():
             raise UsageError(f"--out {out}: exists and is not a folder; give a folder (created if missing)")
-    except UsageError as exc:
+    except (UsageError, ScenarioError) as exc:
         console.print(f"[bold red]k8snet run:[/] {exc}", markup=True)
         return EXIT_USAGE
     options = Options(seconds=args.seconds, repeat=args.repeat, pings=args.pings, connections=args.connections)
+    scenarios = [found[n](options) for n in names]
     try:
-        clusters = load_clusters(args.spec, backends, [SCENARIOS[n](options) for n in names],
+        clusters = load_clusters(args.spec, backends, scenarios,
                                  nodes=args.nodes, pods_per_node=args.pods_per_node, offload=args.offload,
                                  datapath_type=args.datapath_type)
     except SpecError as exc:
@@ -207,7 +213,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         return _bad_datapath(exc)
     if not _preflight():
         return EXIT_USAGE
-    outcome = run_scenarios(names, clusters, options, out, console, framework=args.framework,
+    outcome = run_scenarios(scenarios, clusters, options, out, console, framework=args.framework,
                             command=["k8snet", *sys.argv[1:]] if sys.argv and sys.argv[0].endswith("k8snet")
                             else sys.argv)
     print_run_summary(outcome)
@@ -353,10 +359,6 @@ def cmd_flows(cluster: Cluster, node: Optional[str]) -> int:
     return EXIT_OK
 
 
-def _progress(message: str) -> None:
-    console.print(f"[dim]{time.strftime('%H:%M:%S')}[/] {message}")
-
-
 def cmd_up(cluster: Cluster, framework: str) -> int:
     from mininet.cli import CLI
 
@@ -370,8 +372,8 @@ def cmd_up(cluster: Cluster, framework: str) -> int:
 
     from topos.control import ClusterControl
 
-    _datapath_line(cluster)
-    with ClusterNet(cluster, framework=framework, progress=_progress) as net:
+    datapath_line(cluster)
+    with ClusterNet(cluster, framework=framework, progress=progress) as net:
         ClusterControl(net).start()
         console.print("[bold]cluster is up.[/] Hosts are named as in Kubernetes, e.g. "
                       f"`{cluster.pods[0].host_name if cluster.pods else cluster.nodes[0].name} ping "
@@ -383,110 +385,6 @@ def cmd_up(cluster: Cluster, framework: str) -> int:
         setLogLevel("output")  # the CLI prints command output at this level
         K8sCLI(net.net)
     return EXIT_OK
-
-
-def _datapath_line(cluster: Cluster) -> None:
-    from k8snet.environment import describe
-    from topos.ovs import ovs_version
-
-    _progress(f"Open vSwitch {ovs_version()}, offload {describe(cluster)}: {cluster.datapath_note}")
-
-
-def cmd_check(cluster: Cluster, args: argparse.Namespace) -> int:
-    from topos.cluster import ClusterNet
-    from topos.probe import pairs, probe
-
-    started = datetime.now(timezone.utc)
-    _datapath_line(cluster)
-    with ClusterNet(cluster, framework=args.framework, progress=_progress) as net:
-        _progress(f"probing {len(pairs(cluster))} pairs in parallel")
-        t0 = time.monotonic()
-        results = probe(net.net, cluster)
-        probe_s = time.monotonic() - t0
-        timings = dict(net.timings)
-    print_matrix(cluster, results)
-    failed = [r for r in results if not r.ok]
-    surprises = [r for r in results if not r.as_predicted]
-    summary = _summary(results)
-    if args.json:
-        doc = {"kind": "k8snet.check", "command": sys.argv, "started": started.isoformat(),
-               "finished": datetime.now(timezone.utc).isoformat(),
-               "environment": environment(cluster, fping=run(["fping", "--version"], check=False).stdout.strip()
-                                          .splitlines()[0:1]),
-               "cluster": json.loads(cluster.model_dump_json()), "timings_s": {**timings, "probe": probe_s},
-               "summary": summary, "ok": not failed, "as_predicted": not surprises,
-               "results": [r.as_dict() for r in results]}
-        with open(args.json, "w", encoding="utf-8") as handle:
-            json.dump(doc, handle, indent=1)
-        _progress(f"wrote {args.json}")
-    print_reasons(failed)
-    if surprises:
-        console.print(f"[bold red]{len(surprises)} pairs differ from what {cluster.backend.value} on this "
-                      "underlay should do (an emulation bug):[/] "
-                      + ", ".join(f"{r.pair.src}->{r.pair.dst}" for r in surprises[:10]))
-    if failed:
-        console.print(f"[bold red]{len(failed)} of {len(results)} pairs are unreachable; the Kubernetes "
-                      "network model needs every pod to reach every pod and node[/]")
-        return EXIT_UNREACHABLE
-    out.print(f"all {len(results)} pairs reachable ({cluster.summary()}; probe {probe_s:.2f}s)")
-    return EXIT_OK
-
-
-def print_reasons(failed: list) -> None:
-    """Unreachable pairs, grouped by why the backend cannot carry them."""
-    by_reason: dict[str, list[str]] = {}
-    for r in failed:
-        by_reason.setdefault(r.pair.reason or "unexpected: the backend should carry this pair",
-                             []).append(f"{r.pair.src}->{r.pair.dst}")
-    for n, (reason, names) in enumerate(by_reason.items()):
-        if n == 6:
-            out.print(f"... and {len(by_reason) - 6} more reasons (all pairs are in --json)")
-            break
-        shown = ", ".join(names[:6]) + (f" and {len(names) - 6} more" if len(names) > 6 else "")
-        out.print(f"[bold]unreachable[/] ({len(names)}): {shown}\n  why: {reason}")
-
-
-def _summary(results: list) -> dict[str, dict[str, int]]:
-    summary: dict[str, dict[str, int]] = {}
-    for r in results:
-        row = summary.setdefault(r.pair.kind, {"pairs": 0, "reachable": 0, "predicted": 0, "as_predicted": 0})
-        row["pairs"] += 1
-        row["reachable"] += r.reachable
-        row["predicted"] += r.pair.predicted
-        row["as_predicted"] += r.as_predicted
-    return summary
-
-
-def print_matrix(cluster: Cluster, results: list) -> None:
-    by_pair = {(r.pair.src, r.pair.dst): r for r in results}
-    columns = [p.host_name for p in cluster.pods] + [n.name for n in cluster.nodes]
-    rows = columns
-    table = Table(title=f"reachability: {cluster.summary()}", show_lines=False)
-    table.add_column("from \\ to", style="bold")
-    for col in columns:
-        table.add_column(col, justify="center")
-    for src in rows:
-        cells = []
-        for dst in columns:
-            r = by_pair.get((src, dst))
-            if src == dst:
-                cells.append("·")
-            elif r is None:
-                cells.append("")
-            elif r.reachable:
-                cells.append("[green]✓[/]" if r.as_predicted else "[bold red]✓![/]")
-            else:
-                cells.append("[red]✗[/]" if r.as_predicted else "[bold red]✗![/]")
-        table.add_row(src, *cells)
-    out.print(table)
-    summary = Table(title="by path (predicted: what the backend can carry on this underlay)")
-    for col in ("path", "pairs", "reachable", "predicted", "as predicted"):
-        summary.add_column(col)
-    for kind, row in _summary(results).items():
-        summary.add_row(kind, str(row["pairs"]), str(row["reachable"]), str(row["predicted"]),
-                        str(row["as_predicted"]))
-    out.print(summary)
-    out.print("✓ reachable  ✗ unreachable  ! differs from the backend's prediction")
 
 
 if __name__ == "__main__":

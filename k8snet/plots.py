@@ -289,14 +289,37 @@ def _merge(rows: list[SummaryRow]) -> SummaryRow:
                                     "n": sum(r.n for r in rows), "failed": sum(r.failed for r in rows)})
 
 
+def generic(result: ScenarioResult) -> list[Drawn]:
+    """Any other scenario (a new file in ``scenarios/``): a panel per metric, bars at the
+    median per path, one colour per backend, whiskers min-max."""
+    metrics = list(dict.fromkeys((r.metric, r.unit) for r in result.summary))[:4]
+    if not metrics:
+        return []
+    labels = list(dict.fromkeys(label_of(r) for r in result.summary))
+    fig, axes = plt.subplots(1, len(metrics), figsize=(5.2 * len(metrics), 3.6), squeeze=False)
+    for ax, (metric, unit) in zip(axes[0], metrics):
+        mine = [r for r in result.summary if (r.metric, r.unit) == (metric, unit)]
+        key = {id(r): " ".join(str(x) for x in (r.path, r.protocol if r.protocol != "-" else "",
+                                                 f"x{r.streams}" if r.streams else "") if x) for r in mine}
+        series: dict[str, dict[str, SummaryRow]] = {label: {} for label in labels}
+        for r in mine:
+            series[label_of(r)][key[id(r)]] = r
+        grouped_bars(ax, list(dict.fromkeys(key.values())), series, f"{metric} ({unit})", labels)
+        ax.set_title(metric)
+        ax.legend(loc="upper right")
+    fig.suptitle(f"{result.scenario}: median per path, whiskers min-max")
+    caption = (f"{result.description}. Each bar is the median of a group's measurements (its n is in the JSON "
+               "summary), whiskers min and max; a red x is a group with no successful measurement.")
+    return [Drawn(result.scenario, result.scenario, caption, fig)]
+
+
 DRAWERS = {"reachability": reachability, "throughput": throughput, "latency": latency, "services": services,
            "ingress": ingress}
 
 
 def figures(result: ScenarioResult) -> list[Drawn]:
     style()
-    drawer = DRAWERS.get(result.scenario)
-    return drawer(result) if drawer else []
+    return DRAWERS.get(result.scenario, generic)(result)
 
 
 def save(drawn: Iterable[Drawn], directory: Path) -> list[Figure]:
@@ -342,9 +365,14 @@ def compare(runs: dict[str, list[ScenarioResult]]) -> list[Drawn]:
     out = []
     scenarios = list(dict.fromkeys(r.scenario for rs in runs.values() for r in rs))
     for scenario in scenarios:
-        if scenario not in COMPARED:
-            continue
-        metric, ylabel = COMPARED[scenario]
+        known = COMPARED.get(scenario)
+        if known is None:  # a scenario of one's own: its first metric
+            first = next((row for rs in runs.values() for r in rs if r.scenario == scenario for row in r.summary),
+                         None)
+            if first is None:
+                continue
+            known = (first.metric, f"{first.metric} ({first.unit})")
+        metric, ylabel = known
         series: dict[str, dict[str, SummaryRow]] = {}
         for run_id, rs in runs.items():
             for r in rs:

@@ -164,3 +164,23 @@ def pid_from_file(path: str) -> Optional[int]:
             return int(handle.read().strip())
     except (OSError, ValueError):
         return None
+
+
+def from_pidfile(pidfile: "str | os.PathLike[str]") -> Optional[OwnedProcess]:
+    """The daemon a pidfile of ours names (``<dir>/<program>.pid``), or None.
+
+    Only when that PID is alive and its command line names both the program and the
+    pidfile's directory: a daemon we started was given that directory, and a stranger
+    who inherited a reused PID was not."""
+    path = os.fspath(pidfile)
+    pid = pid_from_file(path)
+    if pid is None or start_time(pid) is None:
+        return None
+    line = cmdline(pid)
+    program = os.path.basename(path).removesuffix(".pid")
+    if program not in line or os.path.dirname(path) not in line:
+        return None
+    try:
+        return OwnedProcess.of(pid, program)
+    except CommandError:
+        return None

@@ -93,6 +93,11 @@ def headlines(result: ScenarioResult) -> list[tuple[str, str, str]]:
             if r.metric == "throughput" and r.median is not None:
                 out.append((f"{r.backend}/{r.underlay}: {r.path} download", _fmt(r.median, "Gbit/s"),
                             f"median of {r.n}"))
+    else:  # a scenario of one's own: every summary row
+        for r in rows:
+            if r.median is not None:
+                out.append((f"{r.backend}/{r.underlay}: {r.path} {r.metric}", _fmt(r.median, r.unit),
+                            f"median of {r.n}; min {_fmt(r.min)}, max {_fmt(r.max)}"))
     return out
 
 

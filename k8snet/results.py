@@ -168,8 +168,11 @@ def read(path: Path) -> ScenarioResult:
 
 
 def read_run(directory: Path) -> list[ScenarioResult]:
-    """Every scenario result in a run directory, in scenario order."""
-    from k8snet.scenarios import ORDER
-
+    """Every scenario result in a run directory, in the order the run ran them (its
+    ``run.json``), else by name."""
     found = [read(p) for p in sorted(Path(directory).glob("*.json")) if p.name != "run.json"]
-    return sorted(found, key=lambda r: ORDER.index(r.scenario) if r.scenario in ORDER else len(ORDER))
+    try:
+        order = list(json.loads((Path(directory) / "run.json").read_text()).get("scenarios", []))
+    except (OSError, ValueError, AttributeError):
+        order = []
+    return sorted(found, key=lambda r: (order.index(r.scenario) if r.scenario in order else len(order), r.scenario))

@@ -21,7 +21,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Optional
 
-from k8snet.procs import OwnedProcess, stop_all
+from k8snet.procs import OwnedProcess, from_pidfile, stop_all
 
 RUN_PREFIX = "k8snet-"
 RUN_ROOT = "/tmp"
@@ -74,11 +74,9 @@ def recorded(path: Path) -> list[OwnedProcess]:
 
 
 def stop_recorded(path: Path) -> list[str]:
-    """Stop the OVS daemons (by their pidfiles) and recorded processes of one run."""
-    from topos.ovs import daemons_in  # avoid a cycle at import time
-
+    """Stop the daemons (OVS, by their pidfiles) and recorded processes of one run."""
     daemons = [proc for pidfile in sorted(glob.glob(str(path / "**" / "*.pid"), recursive=True))
-               for proc in daemons_in(Path(pidfile).parent)]
+               if (proc := from_pidfile(pidfile)) is not None]
     daemons = list({(p.pid, p.started): p for p in daemons}.values())
     stop_all(daemons)
     others = [p for p in recorded(path) if p.alive()]

@@ -14,6 +14,7 @@ Ctrl-C; whatever was measured by then is written, marked ``interrupted``.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -31,31 +32,32 @@ from rich.progress import (
 )
 
 from k8snet import results
-from k8snet.environment import environment
+from topos.environment import environment
 from k8snet.procs import run as run_cmd
-from k8snet.scenarios import ORDER, SCENARIOS, Options, Recorder, Scenario, Target
-from k8snet.scenarios.ingress import INGRESS_NODE_PORT
+from k8snet.model.cluster import Cluster
+from k8snet.model.manifests import Overrides, SpecError
+from k8snet.scenario import Options, Recorder, Scenario, Target
+from topos import specs
 from topos.cluster import ClusterNet
-from topos.manifests import Overrides, SpecError, default_spec_text, load_file, load_text
 from topos.datapath import settle
-from topos.model import Cluster
 
 
 class UsageError(ValueError):
     """Bad command-line input: the message names the option and the fix (exit 2)."""
 
 
-def parse_scenarios(names: list[str]) -> list[str]:
+def parse_scenarios(names: list[str], known: list[str]) -> list[str]:
+    """The scenarios asked for (names, comma lists, ``all``), in ``known``'s order."""
     chosen: list[str] = []
     for name in names:
         for part in name.split(","):
             if part == "all":
-                chosen += ORDER
-            elif part in SCENARIOS:
+                chosen += known
+            elif part in known:
                 chosen.append(part)
             else:
-                raise UsageError(f"SCENARIO: no scenario {part!r}; choose from {', '.join(ORDER)} or all")
-    return sorted(set(chosen), key=ORDER.index)
+                raise UsageError(f"SCENARIO: no scenario {part!r}; choose from {', '.join(known)} or all")
+    return sorted(set(chosen), key=known.index)
 
 
 def parse_backends(text: Optional[str]) -> list[Optional[str]]:
@@ -73,18 +75,17 @@ def load_clusters(spec: Optional[str], backends: list[Optional[str]], scenarios:
     """One cluster model per backend, every problem of every backend at once (SpecError),
     then one datapath and offload setting for all of them (DatapathError); exit 2."""
     dns = True if any(s.needs_dns for s in scenarios) and shutil.which("unbound") else None
-    widen = any(s.name == "ingress" for s in scenarios)
+    wanted = sorted({port for s in scenarios for port in s.node_ports})
     clusters, problems = [], []
     for backend in backends:
         overrides = Overrides(backend=backend, dns=dns, nodes=nodes, pods_per_node=pods_per_node, offload=offload,
                               datapath_type=datapath_type)
         try:
-            cluster = load_file(spec, overrides) if spec else load_text(default_spec_text(), overrides)
-            if widen and not cluster.node_port_range[0] <= INGRESS_NODE_PORT <= cluster.node_port_range[1]:
-                low, high = cluster.node_port_range
-                overrides = Overrides(backend=backend, dns=dns, nodes=nodes, pods_per_node=pods_per_node,
-                                      offload=offload, datapath_type=datapath_type, node_port_range=(min(low, INGRESS_NODE_PORT), max(high, INGRESS_NODE_PORT)))
-                cluster = load_file(spec, overrides) if spec else load_text(default_spec_text(), overrides)
+            cluster = specs.load(spec, overrides)
+            low, high = cluster.node_port_range
+            if wanted and not low <= wanted[0] <= wanted[-1] <= high:
+                widened = (min(low, wanted[0]), max(high, wanted[-1]))
+                cluster = specs.load(spec, dataclasses.replace(overrides, node_port_range=widened))
             clusters.append(cluster)
         except SpecError as exc:
             problems += [p for p in exc.problems if p not in problems]
@@ -167,7 +168,7 @@ def _environment(cluster: Cluster) -> dict:
     return environment(cluster, iperf3=iperf3[0] if iperf3 else "not installed", nginx=nginx)
 
 
-def run_scenarios(scenario_names: list[str], clusters: list[Cluster], options: Options, out: Path,
+def run_scenarios(scenarios: list[Scenario], clusters: list[Cluster], options: Options, out: Path,
                   console: Console, framework: str = "os-ken", command: Optional[list[str]] = None,
                   log: Optional[Callable[[str], None]] = None) -> RunOutcome:
     """Run and write everything; on Ctrl-C write what there is and re-raise."""
@@ -175,7 +176,7 @@ def run_scenarios(scenario_names: list[str], clusters: list[Cluster], options: O
     from k8snet.report import write_report
 
     log = log or (lambda m: console.print(m, markup=False, highlight=False))
-    scenarios = [SCENARIOS[n](options) for n in scenario_names]
+    scenario_names = [s.name for s in scenarios]
     directory = new_run_dir(out)
     outcome = RunOutcome(directory)
     env = _environment(clusters[0])  # settled together: one datapath and offload setting
@@ -233,12 +234,10 @@ def run_scenarios(scenario_names: list[str], clusters: list[Cluster], options: O
 
 def _result(scenario: Scenario, rec: Recorder, run_id: str, status: str, reason: Optional[str], started: str,
             command: list[str], env: dict, options: Options, targets: list[Target]) -> results.ScenarioResult:
-    from k8snet.scenarios.throughput import add_ratios
-
     clusters = [results.ClusterInfo(label=t.label, backend=t.backend, underlay=t.underlay,
                                     spec=json.loads(t.cluster.model_dump_json()), workloads=list(t.workloads))
                 for t in targets]
-    summary = add_ratios(results.summarize(rec.measurements))
+    summary = scenario.summarize(rec.measurements)
     return results.ScenarioResult(
         scenario=scenario.name, run_id=run_id, description=scenario.description, status=status,
         status_reason=reason,

@@ -12,7 +12,7 @@ from typing import Iterable
 from controllers.flows import Desired
 from k8snet.procs import run
 from k8snet.rundir import RUN_PREFIX, RUN_ROOT, RunDir
-from topos.model import TUNNEL_IFNAME, TUNNEL_OFPORT, UPLINK_OFPORT, Cluster
+from k8snet.model.cluster import TUNNEL_IFNAME, TUNNEL_OFPORT, UPLINK_OFPORT, Cluster
 from topos.ovs import OvsInstance
 
 

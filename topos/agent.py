@@ -18,6 +18,11 @@
         request/response latency (netperf's TCP_RR): one TCP connection, then N times one
         byte out and the echo back; prints {"ok": true, "server": NAME, "ms": [...]} or
         {"ok": false, "error": ..., "ms": [the samples so far]}.
+    python3 agent.py connect --ip IP --port P [--proto tcp|udp] [--count N] [--timeout S]
+        can a connection be made, whatever serves the port: TCP, the handshake completes
+        (nothing is sent); UDP, a datagram is sent and any answer comes back.  Stops at
+        the first success; prints {"ok": true, "tries": N, "ms": 0.3} or
+        {"ok": false, "tries": N, "error": "ConnectionRefusedError"}.
     python3 agent.py dns --server IP --name NAME [--count N] [--timeout S]
         N DNS queries (type A, over UDP) one after another, timed to the microsecond
         (dig reports whole milliseconds); prints [{"ok": true, "ms": 0.21, "a": [IPs]} |
@@ -26,10 +31,14 @@
 
 import argparse
 import json
+import os
 import socket
 import sys
 import threading
 import time
+
+#: This file, for running it in a namespace with the system Python (``python3 SCRIPT ...``).
+SCRIPT = os.path.abspath(__file__)
 
 
 def serve(name: str, port: int, proto: str) -> None:
@@ -92,6 +101,27 @@ def ask_once(ip: str, port: int, proto: str, timeout: float) -> dict:
     except (OSError, ValueError) as exc:
         return {"ok": False, "error": type(exc).__name__, "ms": round((time.monotonic() - t0) * 1000, 2),
                 "t": time.time()}
+
+
+def connect(ip: str, port: int, proto: str, count: int, timeout: float) -> dict:
+    error = "no try"
+    for tries in range(1, count + 1):
+        t0 = time.monotonic()
+        try:
+            if proto == "udp":
+                with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+                    sock.settimeout(timeout)
+                    sock.connect((ip, port))
+                    sock.send(b"?")
+                    sock.recv(65535)
+            else:
+                socket.create_connection((ip, port), timeout=timeout).close()
+            return {"ok": True, "tries": tries, "ms": round((time.monotonic() - t0) * 1000, 3)}
+        except OSError as exc:
+            error = type(exc).__name__
+            if tries < count and time.monotonic() - t0 < timeout:
+                time.sleep(min(0.2, timeout))  # refused at once: give a cold path a moment
+    return {"ok": False, "tries": count, "error": error}
 
 
 def hold(ip: str, port: int, seconds: float) -> dict:
@@ -186,6 +216,12 @@ def main() -> int:
     r.add_argument("--port", type=int, required=True)
     r.add_argument("--count", type=int, default=100)
     r.add_argument("--timeout", type=float, default=2.0)
+    c = sub.add_parser("connect")
+    c.add_argument("--ip", required=True)
+    c.add_argument("--port", type=int, required=True)
+    c.add_argument("--proto", choices=["tcp", "udp"], default="tcp")
+    c.add_argument("--count", type=int, default=2)
+    c.add_argument("--timeout", type=float, default=1.0)
     d = sub.add_parser("dns")
     d.add_argument("--server", required=True)
     d.add_argument("--name", required=True)
@@ -195,6 +231,9 @@ def main() -> int:
     if args.cmd == "dns":
         json.dump([dns_query(args.server, args.name, args.timeout, 0x4B00 + i) for i in range(args.count)],
                   sys.stdout)
+        return 0
+    if args.cmd == "connect":
+        json.dump(connect(args.ip, args.port, args.proto, args.count, args.timeout), sys.stdout)
         return 0
     if args.cmd == "rr":
         json.dump(rr(args.ip, args.port, args.count, args.timeout), sys.stdout)

@@ -34,18 +34,24 @@ from mininet.net import Mininet
 from controllers.api import ApiClient
 from k8snet.procs import CommandError, OwnedProcess, deferred_signals, stop_all
 from k8snet.rundir import RunDir
+from k8snet.model.reach import Expected
+from topos import checks
+from topos.agent import SCRIPT
+from topos.checks import Reach
 from topos.datapath import settle
-from topos.dns import DNS_NAME, DNS_NAMESPACE, resolv_conf, unbound_conf
-from topos.model import BRIDGE_NAME, UPLINK_IFNAME, UPLINK_OFPORT, Cluster, Pod, UnderlayType
+from k8snet.model.dns import DNS_NAME, DNS_NAMESPACE, resolv_conf
+from topos.dns import unbound_conf
+from k8snet.model.cluster import BRIDGE_NAME, UPLINK_IFNAME, UPLINK_OFPORT, Cluster, Pod, UnderlayType
 from topos.nodes import (
     CoreRouter, ExternalClient, K8sNode, LoadBalancerHost, PodHost, RackGateway, Underlay, lb_targets,
 )
-from topos.underlay import CORE_HOST, FLAT_SEGMENT_HOST
+from k8snet.model.underlay import CORE_HOST, FLAT_SEGMENT_HOST
 from topos.ovs import wait_for
+from topos.probe import measure
 
 LOG = logging.getLogger("k8snet.cluster")
 UNDERLAY_HOST = FLAT_SEGMENT_HOST
-AGENT = str(Path(__file__).resolve().parent / "agent.py")
+AGENT = SCRIPT
 
 Progress = Callable[[str], None]
 
@@ -332,6 +338,14 @@ class ClusterNet:
                  f"{pod_host} to listen on {port}/{proto}")
         return proc
 
+    def stop_spawned(self, host_name: str, proc: subprocess.Popen) -> None:
+        """Stop one process :meth:`spawn` started (with its process group)."""
+        with self._lock:
+            procs = self._spawned_in.get(host_name, [])
+            if proc in procs:
+                procs.remove(proc)
+        _kill_group(proc)
+
     def ask(self, host_name: str, ip: str, port: int, proto: str = "tcp", count: int = 1,
             timeout: float = 2.0, interval: float = 0.0) -> list[dict]:
         """``count`` connections from ``host_name`` to ``ip:port``; one result each (see agent)."""
@@ -405,6 +419,24 @@ class ClusterNet:
         self.net.hosts.remove(host)
         del self.net.nameToNode[pod.host_name]
 
+    # ------------------------------------------------------------------ checks (topos.checks)
+    def reachable(self, src: str, dst: str, port: Optional[int] = None, proto: str = "icmp",
+                  timeout: float = 1.0) -> Reach:
+        """Does ``src`` reach ``dst`` (a pod, node, outside host, ``svc/NAME`` or IP) by
+        ``proto`` (icmp, tcp, udp) on ``port``?  Truthy when it does; says what was seen."""
+        return checks.reachable(self, src, dst, port, proto, timeout)
+
+    def matrix(self) -> dict:
+        """Probe the full reachability matrix once: the document ``k8snet check --json`` writes."""
+        assert self.net is not None
+        return measure(self.net, self.cluster, self.timings).document()
+
+    def assert_matrix(self, expected: Expected = "all", default: bool = True) -> dict:
+        """Probe the matrix and fail with a readable diff where a pair differs from
+        ``expected``: ``"all"``, ``"predicted"``, a bool, ``{"src->dst": bool}`` (wildcards
+        allowed; unnamed pairs expected ``default``) or a function of the pair."""
+        return checks.assert_matrix(self, expected, default=default)
+
     # ------------------------------------------------------------------ teardown
     def stop(self) -> None:
         """Remove everything: OVS daemons, shells (and so the namespaces), the controller,
@@ -418,11 +450,7 @@ class ClusterNet:
         made each a process-group leader, and a server such as nginx forks workers that
         would outlive their master (and keep the namespace alive)."""
         for proc in self._spawned_in.pop(host_name, []):
-            try:
-                os.killpg(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            proc.wait()
+            _kill_group(proc)
 
     def _stop(self) -> None:
         for host_name in list(self._spawned_in):
@@ -443,6 +471,14 @@ class ClusterNet:
         if self.run is not None:
             self.run.remove()
             self.run = None
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait()
 
 
 def _project_root() -> str:

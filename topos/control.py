@@ -3,7 +3,7 @@
 Only that process can add or remove pod namespaces (they are its Mininet hosts), so
 ``k8snet apply -f FILE`` sends the documents here, over ``<run dir>/cluster.sock``
 (newline-delimited JSON, like the controller's API).  The documents are resolved
-against the running model (:func:`topos.apply.apply_text`) and applied through
+against the running model (:func:`k8snet.model.apply.apply_text`) and applied through
 :meth:`topos.cluster.ClusterNet.apply`, the same path the Python API uses.
 
 Requests: ``{"op": "apply"|"delete", "text": YAML}`` and ``{"op": "status"}``.
@@ -15,8 +15,8 @@ import json
 from typing import Any
 
 from controllers.api import ApiServer
-from topos.apply import apply_text
-from topos.manifests import SpecError
+from k8snet.model.apply import apply_text
+from k8snet.model.manifests import SpecError
 
 SOCKET_NAME = "cluster.sock"
 

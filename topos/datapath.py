@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Iterable, Optional
 from k8snet.procs import run
 
 if TYPE_CHECKING:
-    from topos.model import Cluster
+    from k8snet.model.cluster import Cluster
 
 #: userspace-tso-enable appeared in OVS 2.13 (experimental).
 USERSPACE_TSO_SINCE = (2, 13)

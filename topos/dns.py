@@ -1,4 +1,5 @@
-"""Cluster DNS: what CoreDNS answers for ``cluster.local``, served by unbound from the model.
+"""Cluster DNS served by unbound: what CoreDNS answers for ``cluster.local`` (the
+records come from :mod:`k8snet.model.dns`).
 
 A ``kube-dns`` pod (namespace ``kube-system``) runs unbound on the ClusterIP 10.96.0.10,
 like kubeadm's CoreDNS.  Its zone is written from the model, so it follows every change:
@@ -16,30 +17,8 @@ http://web.default.svc.cluster.local/`` and plain ``web`` resolve with the ordin
 
 from __future__ import annotations
 
-import ipaddress
-
-from topos.model import Cluster, Pod
-
-DNS_IP = ipaddress.IPv4Address("10.96.0.10")
-DNS_NAME, DNS_NAMESPACE = "kube-dns", "kube-system"
-DOMAIN = "cluster.local"
-TTL = 5
-
-
-def records(cluster: Cluster) -> list[str]:
-    """unbound ``local-data`` lines for every Service."""
-    out = []
-    for svc in sorted(cluster.services, key=lambda s: s.key):
-        name = f"{svc.name}.{svc.namespace}.svc.{DOMAIN}."
-        if svc.external_name:
-            out.append(f"{name} {TTL} IN CNAME {svc.external_name.rstrip('.')}.")
-        elif svc.cluster_ip is not None:
-            out.append(f"{name} {TTL} IN A {svc.cluster_ip}")
-        elif svc.selector is not None:
-            ips = sorted({int(p.ip) for p in cluster.pods if p.namespace == svc.namespace and p.ready
-                          and p.matches(svc.selector)})
-            out += [f"{name} {TTL} IN A {ipaddress.IPv4Address(ip)}" for ip in ips]
-    return out
+from k8snet.model.cluster import Cluster
+from k8snet.model.dns import DOMAIN, records
 
 
 def unbound_conf(cluster: Cluster, directory: str) -> str:
@@ -71,7 +50,3 @@ remote-control:
   control-enable: no
 """
 
-
-def resolv_conf(pod: Pod) -> str:
-    return (f"search {pod.namespace}.svc.{DOMAIN} svc.{DOMAIN} {DOMAIN}\n"
-            f"nameserver {DNS_IP}\noptions ndots:5\n")

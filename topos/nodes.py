@@ -28,7 +28,7 @@ from mininet.link import Intf
 from mininet.node import Host
 
 from k8snet.procs import run
-from topos.model import (
+from k8snet.model.cluster import (
     BRIDGE_NAME, TUNNEL_IFNAME, TUNNEL_OFPORT, UPLINK_IFNAME, UPLINK_OFPORT, Cluster, ExternalHost, Node, Pod,
     Rack,
 )
@@ -131,7 +131,7 @@ class CoreRouter(NsHost):
 
 
 class ExternalClient(NsHost):
-    """A host outside the cluster on the underlay (see :class:`topos.model.ExternalHost`)."""
+    """A host outside the cluster on the underlay (see :class:`k8snet.model.cluster.ExternalHost`)."""
 
     def build(self, host: ExternalHost, mtu: int, offload: str = "none") -> None:
         cmds = ["link set lo up", f"link set eth0 address {host.mac} mtu {mtu} up",

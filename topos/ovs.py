@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Optional, Sequence
 
-from k8snet.procs import CommandError, OwnedProcess, cmdline, pid_from_file, run, start_time
+from k8snet.procs import CommandError, OwnedProcess, from_pidfile, run
 
 SCHEMA = "/usr/share/openvswitch/vswitch.ovsschema"
 DAEMONS = ("ovs-vswitchd", "ovsdb-server")
@@ -94,15 +94,8 @@ class OvsInstance:
 
 def daemons_in(directory: Path) -> list[OwnedProcess]:
     """OVS daemons whose pidfile is in ``directory`` and whose command line names it."""
-    found = []
-    for name in DAEMONS:
-        pid = pid_from_file(str(Path(directory) / f"{name}.pid"))
-        if pid is None or start_time(pid) is None:
-            continue
-        line = cmdline(pid)
-        if name in line and str(directory) in line:
-            found.append(OwnedProcess.of(pid, name))
-    return found
+    found = (from_pidfile(Path(directory) / f"{name}.pid") for name in DAEMONS)
+    return [proc for proc in found if proc is not None]
 
 
 def wait_for(predicate, timeout: float, what: str, interval: float = 0.05) -> None:

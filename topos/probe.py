@@ -13,28 +13,23 @@ model is caught.
 
 from __future__ import annotations
 
+import json
 import re
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
 from typing import Any, Optional
 
+from k8snet.model.cluster import Cluster
+from k8snet.model.reach import Pair, pairs
 from k8snet.procs import run
-from topos.model import Cluster, RouteKind
+from topos.environment import environment
 
 _FPING_LINE = re.compile(
     r"^(?P<ip>\S+)\s*:\s*xmt/rcv/%loss = (?P<xmt>\d+)/(?P<rcv>\d+)/\d+%"
     r"(?:, min/avg/max = (?P<min>[\d.]+)/(?P<avg>[\d.]+)/(?P<max>[\d.]+))?")
-
-
-@dataclass(frozen=True)
-class Pair:
-    src: str
-    dst: str
-    dst_ip: str
-    kind: str          # pod-pod-same-node | pod-pod-cross-node | node-pod | pod-node
-    predicted: bool    # what the backend on this underlay can do
-    reason: str = ""   # why not, when predicted is False
 
 
 @dataclass(frozen=True)
@@ -63,44 +58,7 @@ class Result:
                 "rtt_avg_ms": self.rtt_avg_ms}
 
 
-def round_trip(cluster: Cluster, a: str, b: str) -> tuple[bool, str]:
-    """Can traffic between nodes ``a`` and ``b``'s pods make the round trip?  Both
-    directions need a route to the other's pod CIDR (:meth:`Cluster.route`)."""
-    na, nb = cluster.node(a), cluster.node(b)
-    for x, y in ((na, nb), (nb, na)):
-        route = cluster.route(x, y)
-        if route.kind is RouteKind.NONE:
-            return False, route.reason
-    return True, ""
-
-
-def _expect_node(cluster: Cluster, node: str, pod_node: str) -> tuple[bool, str]:
-    """A node's host network and a pod: the node needs a route to the pod's CIDR; the
-    pod reaches the node IP over the underlay in any case."""
-    route = cluster.route(cluster.node(node), cluster.node(pod_node))
-    return route.kind is not RouteKind.NONE, route.reason
-
-
-def pairs(cluster: Cluster) -> list[Pair]:
-    """Every ordered pair the matrix probes, with what the network model expects."""
-    out = []
-    for src in cluster.pods:
-        for dst in cluster.pods:
-            if src is dst:
-                continue
-            kind = "pod-pod-same-node" if src.node == dst.node else "pod-pod-cross-node"
-            out.append(Pair(src.host_name, dst.host_name, str(dst.ip), kind,
-                            *round_trip(cluster, src.node, dst.node)))
-    for node in cluster.nodes:
-        for pod in cluster.pods:
-            out.append(Pair(node.name, pod.host_name, str(pod.ip), "node-pod", *_expect_node(cluster, node.name, pod.node)))
-    for pod in cluster.pods:
-        for node in cluster.nodes:
-            out.append(Pair(pod.host_name, node.name, str(node.ip), "pod-node", *_expect_node(cluster, node.name, pod.node)))
-    return out
-
-
-def _fping(pid: int, targets: list[str], count: int, timeout_ms: int) -> dict[str, tuple[int, int, Optional[float]]]:
+def fping(pid: int, targets: list[str], count: int, timeout_ms: int) -> dict[str, tuple[int, int, Optional[float]]]:
     args = ["mnexec", "-a", str(pid), "fping", "-q", "-c", str(count), "-p", "20", "-i", "1",
             "-t", str(timeout_ms), *targets]
     out = run(args, timeout=10 + count * timeout_ms / 1000 * 2, check=False)
@@ -125,7 +83,7 @@ def probe(net: Any, cluster: Cluster, count: int = 2, timeout_ms: int = 500,
         by_src.setdefault(pair.src, []).append(pair)
 
     def one(src: str, targets: list[Pair], n: int) -> list[Result]:
-        stats = _fping(net[src].pid, sorted({p.dst_ip for p in targets}), n, timeout_ms)
+        stats = fping(net[src].pid, sorted({p.dst_ip for p in targets}), n, timeout_ms)
         return [Result(p, *stats[p.dst_ip]) for p in targets]
 
     with ThreadPoolExecutor(max_workers=min(32, len(by_src) or 1)) as pool:
@@ -155,3 +113,56 @@ def wait_reachable(net: Any, cluster: Cluster, timeout: float = 30.0) -> float:
         if time.monotonic() - t0 > timeout:
             bad = [f"{r.pair.src}->{r.pair.dst}" for r in results if r.pair.predicted and not r.reachable][:10]
             raise TimeoutError(f"not reachable after {timeout:g}s: {', '.join(bad)}")
+
+
+@dataclass
+class Matrix:
+    """One probe of the whole matrix on a running cluster: what ``k8snet check`` prints,
+    what its ``--json`` writes (:meth:`document`), what ``ClusterNet.matrix()`` returns."""
+
+    cluster: Cluster
+    results: list[Result]
+    started: datetime
+    finished: datetime
+    probe_s: float
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def failed(self) -> list[Result]:
+        """Pairs that break the Kubernetes network model (every pair must be reachable)."""
+        return [r for r in self.results if not r.ok]
+
+    @property
+    def surprises(self) -> list[Result]:
+        """Pairs where the emulation disagrees with the backend's prediction (a bug)."""
+        return [r for r in self.results if not r.as_predicted]
+
+    def summary(self) -> dict[str, dict[str, int]]:
+        """Per path kind: pairs, reachable, predicted reachable, as predicted."""
+        out: dict[str, dict[str, int]] = {}
+        for r in self.results:
+            row = out.setdefault(r.pair.kind, {"pairs": 0, "reachable": 0, "predicted": 0, "as_predicted": 0})
+            row["pairs"] += 1
+            row["reachable"] += r.reachable
+            row["predicted"] += r.pair.predicted
+            row["as_predicted"] += r.as_predicted
+        return out
+
+    def document(self, command: Optional[list[str]] = None) -> dict[str, Any]:
+        """The JSON document (``kind: k8snet.check``): environment, the resolved cluster,
+        build and probe timings, the summary, and one row per pair."""
+        fping = run(["fping", "--version"], check=False).stdout.strip().splitlines()
+        return {"kind": "k8snet.check", "command": list(command if command is not None else sys.argv),
+                "started": self.started.isoformat(), "finished": self.finished.isoformat(),
+                "environment": environment(self.cluster, fping=fping[0] if fping else "not installed"),
+                "cluster": json.loads(self.cluster.model_dump_json()),
+                "timings_s": {**self.timings, "probe": self.probe_s}, "summary": self.summary(),
+                "ok": not self.failed, "as_predicted": not self.surprises,
+                "results": [r.as_dict() for r in self.results]}
+
+
+def measure(net: Any, cluster: Cluster, timings: Optional[dict[str, float]] = None) -> Matrix:
+    """Probe the full matrix once (``net`` maps host names to Mininet hosts)."""
+    started, t0 = datetime.now(timezone.utc), time.monotonic()
+    results = probe(net, cluster)
+    return Matrix(cluster, results, started, datetime.now(timezone.utc), time.monotonic() - t0, dict(timings or {}))

@@ -16,7 +16,8 @@ import pytest
 from tests.emulation.capture import capture
 from topos.cluster import ClusterNet
 from topos.iperf import iperf
-from topos.manifests import Overrides, embedded_spec_text, load_text
+from k8snet.model.manifests import Overrides, load_text
+from topos.specs import embedded_spec_text
 from topos.probe import probe
 
 RACKS = embedded_spec_text("racks")

@@ -14,7 +14,8 @@ from k8snet.rundir import leftover_runs
 from tests.emulation.conftest import K8SNET, k8snet_env
 from tests.helpers import Snapshot
 from topos.cluster import ClusterNet
-from topos.manifests import default_spec_text, load_text
+from k8snet.model.manifests import load_text
+from topos.specs import default_spec_text
 
 
 def k8snet(*args: str, timeout: float = 120, input: str | None = None) -> subprocess.CompletedProcess:

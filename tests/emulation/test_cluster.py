@@ -12,8 +12,9 @@ from controllers.compiler import compile_node
 from tests.helpers import FlowSim, normalized_dump, cookies
 from topos.cluster import ClusterNet
 from topos.iperf import iperf
-from topos.manifests import default_spec_text, load_text
-from topos.model import BRIDGE_NAME
+from k8snet.model.manifests import load_text
+from topos.specs import default_spec_text
+from k8snet.model.cluster import BRIDGE_NAME
 from topos.ovs import wait_for
 from topos.probe import probe
 

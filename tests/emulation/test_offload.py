@@ -14,7 +14,7 @@ from tests.emulation.conftest import K8SNET, k8snet_env
 from topos.cluster import ClusterNet
 from topos.datapath import DatapathType, detect, settle
 from topos.iperf import iperf
-from topos.manifests import Overrides, load_text
+from k8snet.model.manifests import Overrides, load_text
 
 SPEC = """\
 apiVersion: k8snet.io/v1alpha1

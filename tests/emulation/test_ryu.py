@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from k8snet.procs import cmdline
 from topos.cluster import ClusterNet
-from topos.manifests import Overrides, default_spec_text, load_text
+from k8snet.model.manifests import Overrides, load_text
+from topos.specs import default_spec_text
 from topos.probe import probe
 
 

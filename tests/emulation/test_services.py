@@ -19,7 +19,8 @@ from controllers.compiler import compile_node
 from controllers.pipeline import SERVICE_AFFINITY
 from tests.helpers import FlowSim, normalized_dump
 from topos.cluster import ClusterNet
-from topos.manifests import Overrides, embedded_spec_text, load_text
+from k8snet.model.manifests import Overrides, load_text
+from topos.specs import embedded_spec_text
 
 CLUSTER = load_text(embedded_spec_text("services"))
 WEB = [p for p in CLUSTER.pods if p.name.startswith("web-")]
@@ -275,7 +276,7 @@ spec:
 
 
 def test_scaling_3_5_1_0_2_creates_and_deletes_pods_and_traffic_follows(net, restore):
-    from topos.apply import apply_text
+    from k8snet.model.apply import apply_text
 
     for replicas in (5, 1, 0, 2):
         cluster = apply_text(net.cluster, DEPLOYMENT.replace("REPLICAS", str(replicas)))
@@ -294,7 +295,7 @@ def test_scaling_3_5_1_0_2_creates_and_deletes_pods_and_traffic_follows(net, res
 
 
 def test_a_pod_marked_not_ready_or_deleted_stops_getting_connections(net, restore):
-    from topos.apply import apply_text
+    from k8snet.model.apply import apply_text
 
     not_ready = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: web-1\n  annotations: {k8snet.io/ready: 'false'}\n"
     net.apply(apply_text(net.cluster, not_ready))
@@ -427,7 +428,7 @@ def test_pods_resolve_service_names_with_their_ordinary_resolver(net):
         net.spawn(pod.host_name, ["/usr/bin/python3", "-m", "http.server", "8090"], f"http {pod.host_name}")
     time.sleep(0.5)
     # Service "web" maps 9000 -> the pods' "admin" port 9090; use a Service on 8090 via apply.
-    from topos.apply import apply_text
+    from k8snet.model.apply import apply_text
     net.apply(apply_text(net.cluster, "apiVersion: v1\nkind: Service\nmetadata: {name: www}\nspec:\n"
                                       "  selector: {app: web}\n  ports: [{port: 80, targetPort: 8090}]\n"))
     www = str(net.cluster.service("www").cluster_ip)
@@ -442,7 +443,7 @@ def test_the_host_resolver_is_untouched():
 
 
 def test_affinity_survives_other_endpoints_changing_and_moves_when_its_endpoint_goes(net, restore):
-    from topos.apply import apply_text
+    from k8snet.model.apply import apply_text
 
     names = {p.host_name for p in live_web(net)}
     first = {r["server"] for r in net.ask("client", STICKY_DAY, 80, count=10)}

@@ -11,7 +11,8 @@ import pytest
 
 from controllers.compiler import compile_node
 from tests.helpers import FlowSim
-from topos.manifests import default_spec_text, load_text
+from k8snet.model.manifests import load_text
+from topos.specs import default_spec_text
 
 CLUSTER = load_text(default_spec_text())
 N0, N1 = CLUSTER.node("node-0"), CLUSTER.node("node-1")

@@ -9,7 +9,7 @@ import pytest
 
 from controllers.compiler import compile_node
 from tests.helpers import FlowSim
-from topos.manifests import Overrides, load_text
+from k8snet.model.manifests import Overrides, load_text
 
 SPEC = """\
 apiVersion: k8snet.io/v1alpha1

@@ -6,10 +6,11 @@ from __future__ import annotations
 import pytest
 
 from k8snet.cli import main
-from k8snet.environment import environment
+from topos.environment import environment
 from topos.datapath import Capabilities, DatapathError, DatapathType, has_kernel_module, \
     parse_version, resolve, settle
-from topos.manifests import Overrides, SpecError, default_spec_text, load_text
+from k8snet.model.manifests import Overrides, SpecError, load_text
+from topos.specs import default_spec_text
 
 OVS31 = Capabilities((3, 1, 0), kernel_module=False)
 OVS33 = Capabilities((3, 3, 0), kernel_module=False)

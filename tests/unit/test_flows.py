@@ -14,7 +14,8 @@ from controllers.flows import (
     OFPP_LOCAL, Bucket, Ct, DecTtl, Desired, Flow, Group, Match, Move, Nat, Output, SetField, flow_mod,
     group_mod, plan,
 )
-from topos.manifests import Overrides, default_spec_text, load_text
+from k8snet.model.manifests import Overrides, load_text
+from topos.specs import default_spec_text
 
 
 @pytest.fixture
@@ -211,7 +212,7 @@ def test_expired_affinity_judges_by_age_and_service():
 
 def test_affinity_learn_uses_hard_timeout_only_when_openflow_can_hold_it():
     from controllers.services import affinity_learn
-    from topos.model import Service, ServicePort
+    from k8snet.model.cluster import Service, ServicePort
 
     port = ServicePort(name="p", protocol="UDP", port=53, target_port=53)
     short = affinity_learn(Service(name="s", session_affinity="ClientIP", affinity_timeout=30), port, 7)

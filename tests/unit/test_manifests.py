@@ -7,7 +7,9 @@ import textwrap
 
 import pytest
 
-from topos.manifests import Overrides, SpecError, default_spec_text, load_text
+from k8snet.model.manifests import Overrides, SpecError, load_text
+
+from topos.specs import default_spec_text
 
 CLUSTER = """\
 apiVersion: k8snet.io/v1alpha1

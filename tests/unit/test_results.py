@@ -14,8 +14,9 @@ from k8snet import plots, results
 from k8snet.cli import main
 from k8snet.report import write_report
 from k8snet.runner import UsageError, parse_backends, parse_scenarios
-from k8snet.scenarios.base import Recorder
-from k8snet.scenarios.services import chi2_p
+from scenarios import discover
+from k8snet.scenario import Recorder
+from scenarios.services import chi2_p
 from tests import results_checks
 
 
@@ -92,7 +93,7 @@ def synthetic(run_id: str, scale: float = 1.0) -> list[results.ScenarioResult]:
         rec.add(t, "endpoint-added", "event", "s", src="c", dst="echo-2", protocol="tcp", value=3.0, t=3.0)
         rec.add(t, "endpoint-added", "convergence", "ms", src="c", dst="echo-2", protocol="tcp", value=20.0)
     out.append(rec)
-    from k8snet.scenarios.throughput import add_ratios
+    from scenarios.throughput import add_ratios
 
     docs = []
     for rec in out:
@@ -200,8 +201,11 @@ def test_out_must_be_a_folder(tmp_path, capsys):
 
 
 def test_scenario_and_backend_lists():
-    assert parse_scenarios(["all"]) == ["reachability", "throughput", "latency", "services", "ingress"]
-    assert parse_scenarios(["latency,throughput", "latency"]) == ["throughput", "latency"]
+    known = list(discover())
+    assert parse_scenarios(["all"], known) == ["reachability", "throughput", "latency", "services", "ingress"]
+    assert parse_scenarios(["latency,throughput", "latency"], known) == ["throughput", "latency"]
+    with pytest.raises(UsageError, match="no scenario 'nope'"):
+        parse_scenarios(["nope"], known)
     assert parse_backends("host-gw,vxlan") == ["host-gw", "vxlan"]
     assert parse_backends(None) == [None]
     with pytest.raises(UsageError):
@@ -216,8 +220,8 @@ def test_chi_square_p_values():
 
 
 def test_missing_tools_are_recorded_as_failed_with_the_reason(monkeypatch):
-    from k8snet.scenarios import ingress
-    from k8snet.scenarios.base import Options
+    from scenarios import ingress
+    from k8snet.scenario import Options
 
     class Cluster:
         dns, nodes = True, ("node-0", "node-1")
@@ -236,7 +240,7 @@ def test_missing_tools_are_recorded_as_failed_with_the_reason(monkeypatch):
                     reason="needs nginx and unbound (make setup installs them)")
 def test_generated_nginx_and_unbound_configs_are_valid(tmp_path):
     from k8snet.procs import run
-    from k8snet.scenarios.ingress import backend_conf, public_dns_conf
+    from scenarios.ingress import backend_conf, public_dns_conf
 
     for sub in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
         (tmp_path / sub).mkdir()
@@ -250,8 +254,8 @@ def test_generated_nginx_and_unbound_configs_are_valid(tmp_path):
 
 
 def test_a_missing_iperf3_is_a_failed_cell_with_the_reason(monkeypatch):
-    from k8snet.scenarios.base import Options
-    from k8snet.scenarios.throughput import Cell, Throughput
+    from k8snet.scenario import Options
+    from scenarios.throughput import Cell, Throughput
     from topos import iperf as iperf_module
 
     monkeypatch.setattr(iperf_module.shutil, "which", lambda tool: None)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from topos.manifests import Overrides, SpecError, load_text
+from k8snet.model.manifests import Overrides, SpecError, load_text
 
 BASE = """\
 apiVersion: k8snet.io/v1alpha1
@@ -76,9 +76,9 @@ def test_headless_external_name_and_affinity():
 
 
 def test_apply_keeps_existing_addresses():
-    from topos.manifests import SERVICE_CIDR
-    from topos.schema import ServiceDoc
-    from topos.service_spec import resolve_services
+    from k8snet.model.manifests import SERVICE_CIDR
+    from k8snet.model.schema import ServiceDoc
+    from k8snet.model.services import resolve_services
     import yaml
 
     first = load(svc("  type: NodePort\n  selector: {app: web}\n  ports: [{port: 80}]\n", "a"))
@@ -176,7 +176,7 @@ def test_bad_node_port_range_names_the_field(bad: str):
 
 
 def test_a_node_port_taken_by_a_running_service_is_refused_on_apply():
-    from topos.apply import apply_text
+    from k8snet.model.apply import apply_text
 
     running = load(svc("  type: NodePort\n  ports: [{port: 80}]\n", "first"))
     taken = running.service("first").ports[0].node_port

@@ -18,8 +18,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from k8snet.scenarios.base import Target
-from topos.model import Cluster, Node, Pod, Service
+from k8snet.scenario import Target
+from k8snet.model.cluster import Cluster, Node, Pod, Service
 
 ECHO_PORT = 8080
 IPERF_PORT = 5201

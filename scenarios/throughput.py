@@ -11,9 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Optional
 
-from k8snet.results import SummaryRow
-from k8snet.scenarios.base import Recorder, Scenario, Target
-from k8snet.scenarios.workload import IPERF_PORT, ensure_perf
+from k8snet import results
+from k8snet.results import Measurement, SummaryRow
+from k8snet.scenario import Recorder, Scenario, Target
+from k8snet.workloads import IPERF_PORT, ensure_perf
 from topos.iperf import iperf
 from topos.references import References
 
@@ -36,8 +37,12 @@ class Cell:
 
 class Throughput(Scenario):
     name = "throughput"
+    order = 20
     description = ("iperf3 -J, TCP and UDP, 1 and 4 parallel streams: same-node, cross-node, via ClusterIP and "
                    "via NodePort, per backend, with the bare veth pair and single-bridge OVS NORMAL as references")
+
+    def summarize(self, measurements: list[Measurement]) -> list[SummaryRow]:
+        return add_ratios(results.summarize(measurements))
 
     def combos(self) -> list[tuple[str, int]]:
         return [(proto, n) for proto in self.options.protocols for n in self.options.streams]

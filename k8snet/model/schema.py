@@ -2,7 +2,7 @@
 
 Pydantic models mirror the Kubernetes field names (camelCase aliases), forbid unknown
 fields and carry the validators whose messages end up in front of the user, so they
-say what is allowed.  Resolution into addresses is :mod:`topos.manifests`' job.
+say what is allowed.  Resolution into addresses is :mod:`k8snet.model.manifests`' job.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Annotated, Any, Optional, Union
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 from pydantic.alias_generators import to_camel
 
-from topos.model import Backend
+from k8snet.model.cluster import Backend
 
 _DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")

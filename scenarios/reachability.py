@@ -15,8 +15,8 @@ The Kubernetes model requires every pair; ``predicted`` tells a broken emulation
 from __future__ import annotations
 
 from k8snet.procs import CommandError
-from k8snet.scenarios.base import Recorder, Scenario, Target
-from k8snet.scenarios.workload import ECHO_PORT, ensure_perf
+from k8snet.scenario import Recorder, Scenario, Target
+from k8snet.workloads import ECHO_PORT, ensure_perf
 from topos.probe import probe
 
 
@@ -26,6 +26,7 @@ def note(predicted: bool, reason: str) -> str:
 
 class Reachability(Scenario):
     name = "reachability"
+    order = 10
     description = ("the full matrix: pod<->pod, node<->pod, pod->ClusterIP, external->NodePort on every node, "
                    "external->LoadBalancer VIP; reachable or not, against what the backend predicts")
 

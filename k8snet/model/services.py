@@ -1,4 +1,4 @@
-"""Service documents -> :class:`topos.model.Service`: validation and address allocation.
+"""Service documents -> :class:`k8snet.model.cluster.Service`: validation and address allocation.
 
 What the API server does for a Service, deterministically: ClusterIPs come from the
 Service CIDR (10.96.0.0/12) in order from ``.0.100`` (``.0.1`` is the ``kubernetes``
@@ -13,8 +13,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Optional
 
-from topos.model import Cluster, Service, ServicePort, ServiceType
-from topos.schema import NODE_PORT_RANGE, ServiceDoc, dns1123_subdomain
+from k8snet.model.cluster import Cluster, Service, ServicePort, ServiceType
+from k8snet.model.schema import NODE_PORT_RANGE, ServiceDoc, dns1123_subdomain
 
 _DNS1035_LABEL = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 FIRST_ALLOCATED = 100

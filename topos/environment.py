@@ -1,15 +1,31 @@
-"""What every result records about the machine, so numbers from different runs compare honestly."""
+"""The machine the emulation runs on: can it run here at all (:func:`preflight`), and what
+every result records about it (:func:`environment`), so numbers from different runs
+compare honestly."""
 
 from __future__ import annotations
 
 import os
 import platform
+import shutil
 from typing import Any, Optional
+
+#: The programs a cluster cannot be built without (Debian packages in the Makefile).
+REQUIRED_TOOLS = ("ovs-vswitchd", "ovsdb-server", "ovs-vsctl", "mnexec", "fping", "ethtool", "ip")
+
+
+def preflight() -> Optional[str]:
+    """Why no cluster can be built here (not root, a tool missing), or None when one can."""
+    if os.geteuid() != 0:
+        return "k8snet needs root (network namespaces, veths, OVS): run it with sudo"
+    missing = [t for t in REQUIRED_TOOLS if shutil.which(t) is None]
+    if missing:
+        return f"missing tools: {', '.join(missing)} (Open vSwitch, Mininet, fping, ...); run `make setup` first"
+    return None
 
 
 def environment(cluster: Optional[Any] = None, **extra: Any) -> dict[str, Any]:
     """k8snet, Open vSwitch, kernel and Python versions, CPUs, and -- from ``cluster`` (a
-    resolved :class:`topos.model.Cluster`) -- the datapath type and offload setting with
+    resolved :class:`k8snet.model.cluster.Cluster`) -- the datapath type and offload setting with
     how they were chosen; plus ``extra``."""
     import k8snet
     from topos.ovs import ovs_version

@@ -18,8 +18,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Optional
 
-from topos.model import ExternalHost, Rack
-from topos.schema import NodeIn, UnderlayIn
+from k8snet.model.cluster import ExternalHost, Rack
+from k8snet.model.schema import NodeIn, UnderlayIn
 
 #: Node IPs start at this host offset in their segment (lower ones are kept for
 #: gateways and, later, external hosts).

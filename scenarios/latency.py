@@ -18,8 +18,8 @@ import json
 import re
 
 from k8snet.procs import CommandError
-from k8snet.scenarios.base import Recorder, Scenario, Target
-from k8snet.scenarios.workload import ECHO_PORT, ensure_perf
+from k8snet.scenario import Recorder, Scenario, Target
+from k8snet.workloads import ECHO_PORT, ensure_perf
 from topos.cluster import AGENT
 
 _PING = re.compile(r"icmp_seq=(\d+) ttl=\d+ time=([\d.]+) ms")
@@ -27,6 +27,7 @@ _PING = re.compile(r"icmp_seq=(\d+) ttl=\d+ time=([\d.]+) ms")
 
 class Latency(Scenario):
     name = "latency"
+    order = 30
     description = ("round-trip times: ICMP echo between pod IPs and from a node to a pod, and TCP "
                    "request/response (1 byte each way) on every path including ClusterIP and NodePort")
 

@@ -23,7 +23,7 @@ import math
 import subprocess
 import time
 
-from k8snet.scenarios.base import Recorder, Scenario, Target
+from k8snet.scenario import Recorder, Scenario, Target
 from topos.cluster import AGENT
 
 ECHO_YAML = """\
@@ -91,6 +91,7 @@ def chi2_p(counts: list[int]) -> float:
 
 class Services(Scenario):
     name = "services"
+    order = 40
     description = ("ClusterIP load balancing: how evenly new connections spread over 3 endpoints, ClientIP "
                    "affinity, and a timeline of connections while an endpoint leaves and returns")
 

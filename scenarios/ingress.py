@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Optional
 
 from k8snet.procs import CommandError
-from k8snet.scenarios.base import Recorder, Scenario, Target
+from k8snet.scenario import Recorder, Scenario, Target
 from topos.cluster import AGENT
 from topos.dns import authoritative_conf
 from topos.ovs import wait_for
@@ -161,10 +161,12 @@ _CURL_TAIL = re.compile(r"(\d{3}) ([\d.]+) ([\d.]+) (\d+)\s*$")
 
 class Ingress(Scenario):
     name = "ingress"
+    order = 50
     description = ("a client resolves shop.example to the external load balancer, which forwards to NodePort "
                    f"{INGRESS_NODE_PORT} on every node; nginx ingress pods route by Host and path to ClusterIP "
                    "Services and on to nginx pods; reachability, latency and throughput hop by hop")
     needs_dns = True
+    node_ports = (INGRESS_NODE_PORT,)
 
     def steps(self, targets: list[Target]) -> int:
         return sum(6 + len(t.cluster.nodes) for t in targets)

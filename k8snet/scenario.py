@@ -1,10 +1,12 @@
-"""What every scenario shares: the clusters under test, the recorder, the progress.
+"""What a scenario is written against: the clusters under test, the recorder, the options.
 
-A scenario is a class with a ``name``, a ``description``, ``steps()`` (how many
-progress steps it will take, for the time-left estimate) and ``run()``, which measures
-on every :class:`Target` and records each observation with :meth:`Recorder.add`.  It
-never writes files: the runner writes whatever was recorded, also when the run is
-interrupted or the scenario fails half way.
+A scenario is one file in the top-level ``scenarios/`` folder holding a subclass of
+:class:`Scenario` with a ``name``, a ``description``, ``steps()`` (how many progress
+steps it will take, for the time-left estimate) and ``run()``, which measures on every
+:class:`Target` and records each observation with :meth:`Recorder.add`.  It never writes
+files: the runner writes whatever was recorded, also when the run is interrupted or the
+scenario fails half way.  ``scenarios/__init__.py`` finds the classes; nothing else
+lists them.
 """
 
 from __future__ import annotations
@@ -13,11 +15,12 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
-from k8snet.results import Measurement
-from topos.apply import apply_text
+from k8snet import results
+from k8snet.results import Measurement, SummaryRow
+from k8snet.model.apply import apply_text
 from topos.cluster import ClusterNet
-from topos.model import Cluster, Node
-from topos.probe import round_trip
+from k8snet.model.cluster import Cluster, Node
+from k8snet.model.reach import round_trip
 
 
 @dataclass
@@ -118,10 +121,18 @@ class Recorder:
 
 
 class Scenario:
+    """Subclass it in a file of ``scenarios/``; ``name`` is what ``k8snet run`` takes."""
+
     name = ""
     description = ""
+    #: Where ``k8snet run all`` puts it: lower first, then by name.
+    order = 100
     #: Turn on cluster DNS (a kube-dns pod) in the clusters this scenario runs on.
     needs_dns = False
+    #: NodePorts the scenario's workload asks for by number; the cluster's
+    #: ``serviceNodePortRange`` is widened to hold them (kube-apiserver's
+    #: ``--service-node-port-range``).
+    node_ports: tuple[int, ...] = ()
 
     def __init__(self, options: Options):
         self.options = options
@@ -131,3 +142,8 @@ class Scenario:
 
     def run(self, targets: list[Target], rec: Recorder) -> None:
         raise NotImplementedError
+
+    def summarize(self, measurements: list[Measurement]) -> list[SummaryRow]:
+        """The summary table of the result (median, min, max per group); a scenario
+        may add to it (throughput adds its ratios to the references)."""
+        return results.summarize(measurements)

@@ -1,0 +1,133 @@
+"""What the network model predicts about reachability: every pair, and whether the backend can carry it.
+
+The Kubernetes network model requires every pod to reach every pod and every node (and
+the other way round) without NAT.  Which pairs a backend *can* carry on a given underlay
+follows from the model alone (:meth:`k8snet.model.cluster.Cluster.route`): host-gw
+needs both nodes on one L2 segment, VXLAN crosses gateways.  The probe
+(:mod:`topos.probe`) measures the same pairs, so each measured pair carries its
+prediction and, when it is unreachable, the reason.
+
+Pure: used before anything is built (``pytest --k8snet-spec`` makes one test per pair
+at collection time) and after (``k8snet check`` compares).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from dataclasses import dataclass
+from typing import Callable, Mapping, Union
+
+from k8snet.model.cluster import Cluster, RouteKind
+
+#: The path kinds of the matrix, in the order they are reported.
+KINDS = ("pod-pod-cross-node", "pod-pod-same-node", "pod-node", "node-pod")
+
+
+@dataclass(frozen=True)
+class Pair:
+    src: str
+    dst: str
+    dst_ip: str
+    kind: str          # pod-pod-same-node | pod-pod-cross-node | node-pod | pod-node
+    predicted: bool    # what the backend on this underlay can do
+    reason: str = ""   # why not, when predicted is False
+
+    @property
+    def id(self) -> str:
+        """``src->dst``: how a pair is named in test ids and messages."""
+        return f"{self.src}->{self.dst}"
+
+
+def round_trip(cluster: Cluster, a: str, b: str) -> tuple[bool, str]:
+    """Can traffic between nodes ``a`` and ``b``'s pods make the round trip?  Both
+    directions need a route to the other's pod CIDR (:meth:`Cluster.route`)."""
+    na, nb = cluster.node(a), cluster.node(b)
+    for x, y in ((na, nb), (nb, na)):
+        route = cluster.route(x, y)
+        if route.kind is RouteKind.NONE:
+            return False, route.reason
+    return True, ""
+
+
+def node_to_pod(cluster: Cluster, node: str, pod_node: str) -> tuple[bool, str]:
+    """A node's host network and a pod: the node needs a route to the pod's CIDR; the
+    pod reaches the node IP over the underlay in any case."""
+    route = cluster.route(cluster.node(node), cluster.node(pod_node))
+    return route.kind is not RouteKind.NONE, route.reason
+
+
+def pairs(cluster: Cluster) -> list[Pair]:
+    """Every ordered pair the matrix probes, with what the network model expects."""
+    out = []
+    for src in cluster.pods:
+        for dst in cluster.pods:
+            if src is dst:
+                continue
+            kind = "pod-pod-same-node" if src.node == dst.node else "pod-pod-cross-node"
+            out.append(Pair(src.host_name, dst.host_name, str(dst.ip), kind,
+                            *round_trip(cluster, src.node, dst.node)))
+    for node in cluster.nodes:
+        for pod in cluster.pods:
+            out.append(Pair(node.name, pod.host_name, str(pod.ip), "node-pod",
+                            *node_to_pod(cluster, node.name, pod.node)))
+    for pod in cluster.pods:
+        for node in cluster.nodes:
+            out.append(Pair(pod.host_name, node.name, str(node.ip), "pod-node",
+                            *node_to_pod(cluster, node.name, pod.node)))
+    return out
+
+
+# --------------------------------------------------------------------------- expectations
+#: What a test may expect of the matrix (see :func:`expectation`).
+Expected = Union[bool, str, Mapping[Union[str, tuple[str, str]], bool], Callable[[Pair], bool]]
+
+
+def expectation(expected: Expected, default: bool = True) -> Callable[[Pair], bool]:
+    """Turn what a test expects into a function pair -> should it be reachable.
+
+    * ``"all"`` or ``True``: every pair (the Kubernetes network model); ``False``: none;
+    * ``"predicted"``: what the backend can carry on this underlay (:func:`pairs`);
+    * a mapping from ``"src->dst"`` (shell wildcards allowed: ``"web-[01]->*"``) or
+      ``(src, dst)`` to True/False; when several keys match a pair the last one wins, and
+      a pair no key matches is expected to be ``default``;
+    * any function of a :class:`Pair`.
+    """
+    if isinstance(expected, bool):
+        return lambda pair: expected
+    if isinstance(expected, str):
+        if expected == "all":
+            return lambda pair: True
+        if expected == "predicted":
+            return lambda pair: pair.predicted
+        raise ValueError(f"expected={expected!r}: use 'all', 'predicted', True, False, a mapping "
+                         "{'src->dst': bool} (wildcards allowed) or a function of the pair")
+    if isinstance(expected, Mapping):
+        rules: list[tuple[str, bool]] = []
+        for key, value in expected.items():
+            if isinstance(key, tuple) and len(key) == 2:
+                key = f"{key[0]}->{key[1]}"
+            if not isinstance(key, str) or "->" not in key or not isinstance(value, bool):
+                raise ValueError(f"expected: {key!r}: {value!r} is not 'src->dst': True/False")
+            rules.append((key, value))
+
+        def by_rules(pair: Pair) -> bool:
+            verdict = default
+            for pattern, value in rules:
+                if fnmatch.fnmatchcase(pair.id, pattern):
+                    verdict = value
+            return verdict
+
+        return by_rules
+    if callable(expected):
+        return lambda pair: bool(expected(pair))
+    raise ValueError(f"expected={expected!r}: use 'all', 'predicted', a bool, a mapping or a function")
+
+
+def mismatch_line(pair: Pair, wanted: bool, reachable: bool, detail: str = "") -> str:
+    """One readable line for a pair that did not do what was expected: what was expected,
+    what happened, and what the backend predicts (with its reason)."""
+    word = {True: "reachable", False: "unreachable"}
+    prediction = "predicted reachable" if pair.predicted else f"predicted unreachable: {pair.reason}"
+    extra = f" ({detail})" if detail else ""
+    return (f"{pair.src} -> {pair.dst} [{pair.kind}, {pair.dst_ip}]: expected {word[wanted]}, "
+            f"was {word[reachable]}{extra}; {prediction}")

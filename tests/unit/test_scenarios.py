@@ -1,0 +1,77 @@
+"""Scenarios are files: found by discovery, listed by ``k8snet run --help``, never registered."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from scenarios import ENV_PATH, ScenarioError, discover
+
+ROOT = Path(__file__).resolve().parents[2]
+NEW = textwrap.dedent('''
+    from k8snet.scenario import Scenario
+
+    class Hello(Scenario):
+        name = "hello"
+        description = "says hello to every cluster"
+        order = 5
+
+        def steps(self, targets):
+            return len(targets)
+
+        def run(self, targets, rec):
+            for target in targets:
+                rec.step(f"{target.label}: hello")
+                rec.add(target, "none", "hello", "count", src="-", dst="-", value=1.0)
+''')
+
+
+def test_the_shipped_scenarios_are_found_in_run_order():
+    assert list(discover(folders=[])) == ["reachability", "throughput", "latency", "services", "ingress"]
+
+
+def test_a_new_file_is_a_new_scenario(tmp_path):
+    (tmp_path / "hello.py").write_text(NEW)
+    (tmp_path / "_helpers.py").write_text("raise RuntimeError('a helper is not a scenario')\n")
+    found = discover(folders=[str(tmp_path)])
+    assert list(found)[0] == "hello"  # order 5 runs before reachability (10)
+    assert found["hello"].description == "says hello to every cluster"
+
+
+def test_k8snet_run_help_lists_every_scenario_with_its_description(tmp_path):
+    (tmp_path / "hello.py").write_text(NEW)
+    result = subprocess.run([sys.executable, "-m", "k8snet.cli", "run", "--help"], capture_output=True, text=True,
+                            timeout=60, cwd=ROOT, env={"PATH": "/usr/bin:/bin", ENV_PATH: str(tmp_path),
+                                                       "COLUMNS": "200"})
+    assert result.returncode == 0, result.stderr
+    for name in ("hello", "reachability", "throughput", "latency", "services", "ingress"):
+        assert f"\n  {name} " in result.stdout
+    assert "says hello to every cluster" in result.stdout
+
+
+def test_a_broken_scenario_file_is_named(tmp_path):
+    (tmp_path / "broken.py").write_text("import no_such_module\n")
+    with pytest.raises(ScenarioError, match=r"broken.py cannot be imported: ModuleNotFoundError"):
+        discover(folders=[str(tmp_path)])
+
+
+def test_two_scenarios_with_one_name_are_refused(tmp_path):
+    (tmp_path / "again.py").write_text(NEW.replace('"hello"', '"latency"'))
+    with pytest.raises(ScenarioError, match="two scenarios are named 'latency'"):
+        discover(folders=[str(tmp_path)])
+
+
+def test_a_missing_scenario_folder_is_refused(tmp_path):
+    with pytest.raises(ScenarioError, match="is not a folder"):
+        discover(folders=[str(tmp_path / "nope")])
+
+
+def test_k8snet_run_exits_2_on_a_broken_scenario_folder(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "k8snet.cli", "run", "all"], capture_output=True, text=True,
+                            timeout=60, cwd=ROOT, env={"PATH": "/usr/bin:/bin", ENV_PATH: str(tmp_path / "nope"),
+                                                       "COLUMNS": "200"})
+    assert result.returncode == 2 and "is not a folder" in result.stderr
