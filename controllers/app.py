@@ -9,8 +9,11 @@ It owns no forwarding logic.  It holds the desired cluster model, asks
   flowing), then dumps the switch's flows and deletes any whose generation is not ours
   (stale flows of an older run) and the groups nobody wants, then a barrier; when the
   barrier returns, the switch is *synced*;
-* on a model change it diffs installed against desired and sends deletes, group
-  changes, then adds (:func:`controllers.flows.plan`), then a barrier;
+* on a model change it diffs installed against desired (:func:`controllers.flows.plan`)
+  and sends the deletes, group changes and adds as **one atomic bundle** (OpenFlow 1.3's
+  ONF bundle extension, which OVS implements): the switch moves from the old flow table
+  to the new one at once, so no packet ever meets half of a change (say a ``multipath``
+  over 3 endpoints with the flow of endpoint 2 already deleted), then a barrier;
 * a packet-in (only a Service port without endpoints sends one) is answered with a
   TCP reset or ICMP port unreachable (:mod:`controllers.reject`).
 
@@ -59,6 +62,7 @@ class Switch:
     sweeps: dict[int, list[Any]] = field(default_factory=dict)
     messages: int = 0
     rejects: int = 0
+    bundles: int = 0
 
 
 class K8snetController(BaseApp):
@@ -125,7 +129,7 @@ class K8snetController(BaseApp):
         with self.lock:
             switches = {s.name: {"dpid": dpid, "connected": True, "synced": s.synced,
                                  "flows": len(s.installed.flows), "groups": len(s.installed.groups),
-                                 "messages": s.messages, "rejects": s.rejects}
+                                 "messages": s.messages, "bundles": s.bundles, "rejects": s.rejects}
                         for dpid, s in self.switches.items()}
             return {"ok": True, "framework": framework.NAME, "pid": os.getpid(),
                     "generation": self.generation, "switches": switches,
@@ -154,8 +158,28 @@ class K8snetController(BaseApp):
         switch.pending_barrier = msg.xid
         self._send(switch, msg)
 
+    def _commit(self, switch: Switch, messages: list[Any]) -> None:
+        """Send ``messages`` as one atomic, ordered bundle (nothing when there are none).
+
+        Why a bundle rather than a careful order: a Service change touches flows in
+        several tables at once (the ``multipath`` pick and the per-endpoint DNATs), and
+        no order of single flow mods keeps every intermediate table consistent; OVS
+        applies a committed bundle as one new version of its flow tables, which every
+        packet sees either entirely or not at all (the ONF extension works on OpenFlow 1.3,
+        which Ryu and os-ken both speak)."""
+        if not messages:
+            return
+        dp = switch.datapath
+        parser, ofp = dp.ofproto_parser, dp.ofproto
+        switch.bundles += 1
+        bundle, flags = switch.bundles, ofp.ONF_BF_ATOMIC | ofp.ONF_BF_ORDERED
+        self._send(switch, parser.ONFBundleCtrlMsg(dp, bundle, ofp.ONF_BCT_OPEN_REQUEST, flags, []))
+        for msg in messages:
+            self._send(switch, parser.ONFBundleAddMsg(dp, bundle, flags, msg, []))
+        self._send(switch, parser.ONFBundleCtrlMsg(dp, bundle, ofp.ONF_BCT_COMMIT_REQUEST, flags, []))
+
     def _push(self, switch: Switch, desired: Desired) -> None:
-        """Move a synced switch from what it holds to ``desired`` (deletes first)."""
+        """Move a synced switch from what it holds to ``desired``, atomically."""
         dp = switch.datapath
         changes = plan(switch.installed, desired)
         if not changes:
@@ -167,20 +191,16 @@ class K8snetController(BaseApp):
                    if (f.cookie & FEATURE_MASK) >> FEATURE_SHIFT == Feature.SERVICES and f.cookie & OBJECT_MASK
                    and f.table == SERVICE_LB}
         parser, ofp = dp.ofproto_parser, dp.ofproto
-        for service_cookie in sorted(touched):
-            self._send(switch, parser.OFPFlowMod(
-                datapath=dp, cookie=service_cookie, cookie_mask=SERVICE_COOKIE_MASK, table_id=SERVICE_AFFINITY,
-                command=ofp.OFPFC_DELETE, out_port=ofp.OFPP_ANY, out_group=ofp.OFPG_ANY, match=parser.OFPMatch()))
-        for flow in changes.flow_deletes:
-            self._send(switch, flow_mod(dp, flow, "delete_strict"))
-        for group in changes.group_deletes:
-            self._send(switch, group_mod(dp, group, "delete"))
-        for group in changes.group_adds:
-            self._send(switch, group_mod(dp, group, "add"))
-        for group in changes.group_modifies:
-            self._send(switch, group_mod(dp, group, "modify"))
-        for flow in changes.flow_adds:
-            self._send(switch, flow_mod(dp, flow, "add", cookie=self._stamp(flow)))
+        messages = [parser.OFPFlowMod(datapath=dp, cookie=service_cookie, cookie_mask=SERVICE_COOKIE_MASK,
+                                      table_id=SERVICE_AFFINITY, command=ofp.OFPFC_DELETE, out_port=ofp.OFPP_ANY,
+                                      out_group=ofp.OFPG_ANY, match=parser.OFPMatch())
+                    for service_cookie in sorted(touched)]
+        messages += [flow_mod(dp, flow, "delete_strict") for flow in changes.flow_deletes]
+        messages += [group_mod(dp, group, "delete") for group in changes.group_deletes]
+        messages += [group_mod(dp, group, "add") for group in changes.group_adds]
+        messages += [group_mod(dp, group, "modify") for group in changes.group_modifies]
+        messages += [flow_mod(dp, flow, "add", cookie=self._stamp(flow)) for flow in changes.flow_adds]
+        self._commit(switch, messages)
         switch.installed = desired
         switch.synced = False
         self._barrier(switch)
@@ -212,10 +232,9 @@ class K8snetController(BaseApp):
             existing = {g.group_id for g in switch.dump}
             switch.dump = []
             _, desired = self.desired_for(dp.id)
-            for group in desired.groups:
-                self._send(switch, group_mod(dp, group, "modify" if group.group_id in existing else "add"))
-            for flow in desired.flows:
-                self._send(switch, flow_mod(dp, flow, "add", cookie=self._stamp(flow)))
+            self._commit(switch, [group_mod(dp, group, "modify" if group.group_id in existing else "add")
+                                  for group in desired.groups] +
+                         [flow_mod(dp, flow, "add", cookie=self._stamp(flow)) for flow in desired.flows])
             switch.installed = desired
             switch.stale_groups = sorted(existing - {g.group_id for g in desired.groups})
             LOG.info("switch %s: replayed %d flows, %d groups", switch.name, len(desired.flows),
@@ -278,13 +297,11 @@ class K8snetController(BaseApp):
             stale = [s for s in switch.dump
                      if generation_of(s.cookie) != self.generation and s.table_id != SERVICE_AFFINITY]
             parser, ofp = dp.ofproto_parser, dp.ofproto
-            for entry in stale:
-                self._send(switch, parser.OFPFlowMod(
-                    datapath=dp, cookie=entry.cookie, cookie_mask=0, table_id=entry.table_id,
-                    command=ofp.OFPFC_DELETE_STRICT, priority=entry.priority,
-                    out_port=ofp.OFPP_ANY, out_group=ofp.OFPG_ANY, match=entry.match))
-            for gid in switch.stale_groups:
-                self._send(switch, group_mod(dp, Group(gid), "delete"))
+            self._commit(switch, [parser.OFPFlowMod(
+                datapath=dp, cookie=entry.cookie, cookie_mask=0, table_id=entry.table_id,
+                command=ofp.OFPFC_DELETE_STRICT, priority=entry.priority,
+                out_port=ofp.OFPP_ANY, out_group=ofp.OFPG_ANY, match=entry.match) for entry in stale] +
+                [group_mod(dp, Group(gid), "delete") for gid in switch.stale_groups])
             if stale or switch.stale_groups:
                 LOG.info("switch %s: deleted %d stale flows, %d stale groups", switch.name, len(stale),
                          len(switch.stale_groups))
