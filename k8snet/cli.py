@@ -312,10 +312,12 @@ def cmd_apply(args: argparse.Namespace) -> int:
     from k8snet.rundir import is_live, leftover_runs
     from topos.control import SOCKET_NAME
 
+    from k8snet.model.manifests import read_spec_file
+
     try:
-        text = sys.stdin.read() if args.filename == "-" else Path(args.filename).read_text()
-    except OSError as exc:
-        console.print(f"-f: cannot read {args.filename}: {exc.strerror}")
+        text = sys.stdin.read() if args.filename == "-" else read_spec_file(args.filename)
+    except (SpecError, UnicodeDecodeError) as exc:
+        console.print(f"-f {args.filename}: {exc}", markup=False)
         return EXIT_USAGE
     runs = [Path(args.run)] if args.run else [p for p in leftover_runs() if is_live(p) and (p / SOCKET_NAME).exists()]
     if not runs or not (runs[0] / SOCKET_NAME).exists():

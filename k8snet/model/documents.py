@@ -24,7 +24,15 @@ NOT_YET = {
 }
 
 
+#: Values one document may hold once YAML aliases are expanded, and how deep it may nest.
+#: A cluster spec is far smaller; without a bound an alias bomb ("billion laughs": aliases
+#: of aliases) would keep validation busy for ever.
+MAX_VALUES = 100_000
+MAX_DEPTH = 50
+
+
 def parse_yaml(text: str) -> list[tuple[int, Any]]:
+    """YAML text -> ``(document number, document)`` for every non-empty document."""
     try:
         raw = list(yaml.safe_load_all(text))
     except yaml.YAMLError as exc:
@@ -32,11 +40,41 @@ def parse_yaml(text: str) -> list[tuple[int, Any]]:
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or str(exc)
         raise SpecError([Problem(None, "", "", f"not valid YAML{where}: {problem}")]) from exc
+    except RecursionError:
+        raise SpecError([Problem(None, "", "", f"nested too deeply to read (a spec needs a few levels; "
+                                 f"at most {MAX_DEPTH} are accepted)")]) from None
     docs = [(i + 1, d) for i, d in enumerate(raw) if d is not None]
     if not docs:
         raise SpecError([Problem(None, "", "", "the file holds no documents; start with "
                                  f"'apiVersion: {CLUSTER_API}' and 'kind: Cluster'")])
+    problems = [Problem(index, "", "", problem) for index, doc in docs if (problem := size_problem(doc))]
+    if problems:
+        raise SpecError(problems)
     return docs
+
+
+def size_problem(doc: Any) -> Optional[str]:
+    """Why a document is too big or too deep to validate (aliases counted as expanded), or None."""
+    stack, count = [(doc, 0)], 0
+    while stack:
+        value, depth = stack.pop()
+        count += 1
+        if count > MAX_VALUES:
+            return (f"holds more than {MAX_VALUES} values once its YAML aliases are expanded; a cluster spec "
+                    "is far smaller (look for anchors referring to anchors)")
+        if depth > MAX_DEPTH:
+            return f"is nested more than {MAX_DEPTH} levels deep; a cluster spec needs a few"
+        if isinstance(value, dict):
+            stack.extend((item, depth + 1) for pair in value.items() for item in pair)
+        elif isinstance(value, (list, tuple, set)):
+            stack.extend((item, depth + 1) for item in value)
+    return None
+
+
+def shown(value: Any, limit: int = 80) -> str:
+    """``repr`` of an input value for a message, cut to ``limit`` characters."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 #: What a ``Union`` field accepts, said once for the error that no branch fits.
@@ -91,7 +129,7 @@ def pydantic_problems(doc: int, what: str, exc: ValidationError, model: type[_In
             if not fits:
                 field = ".".join(str(p) for p in err["loc"][:i])
                 help_text = UNION_HELP.get(field, "has the wrong type")
-                problem = Problem(doc, what, field, f"{help_text} (got {value!r})")
+                problem = Problem(doc, what, field, f"{help_text} (got {shown(value)})")
                 if problem not in problems:
                     problems.append(problem)
                 continue
@@ -109,7 +147,7 @@ def pydantic_problems(doc: int, what: str, exc: ValidationError, model: type[_In
         elif kind == "value_error":
             message = str(err["msg"]).removeprefix("Value error, ")
         else:
-            message = f"{err['msg']} (got {err.get('input')!r})"
+            message = f"{err['msg']} (got {shown(err.get('input'))})"
         problems.append(Problem(doc, what, field, message))
     return problems
 

@@ -24,14 +24,25 @@ def load_text(text: str, overrides: Overrides = Overrides()) -> Cluster:
     return Resolver(parse_yaml(text), overrides).resolve()
 
 
-def load_path(path: str, overrides: Overrides = Overrides()) -> Cluster:
-    """Load a spec file (a name of a shipped example is :func:`topos.specs.load_file`'s job)."""
+def read_spec_file(path: str) -> str:
+    """A spec file's text, or SpecError saying why it cannot be read (missing, a folder,
+    not readable, not UTF-8 text)."""
     try:
-        with open(path, encoding="utf-8") as handle:
-            text = handle.read()
+        with open(path, "rb") as handle:
+            data = handle.read()
     except OSError as exc:
         raise SpecError([Problem(None, "", "", f"cannot read {path}: {exc.strerror}")]) from exc
-    return load_text(text, overrides)
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise SpecError([Problem(None, "", "", f"cannot read {path}: not UTF-8 text (byte {data[exc.start]:#04x} "
+                                 f"at offset {exc.start}); save the spec as UTF-8 YAML")]) from None
 
 
-__all__ = ["CLUSTER_API", "SERVICE_CIDR", "Overrides", "Problem", "SpecError", "load_path", "load_text"]
+def load_path(path: str, overrides: Overrides = Overrides()) -> Cluster:
+    """Load a spec file (a name of a shipped example is :func:`topos.specs.load_file`'s job)."""
+    return load_text(read_spec_file(path), overrides)
+
+
+__all__ = ["CLUSTER_API", "SERVICE_CIDR", "Overrides", "Problem", "SpecError", "load_path", "load_text",
+           "read_spec_file"]

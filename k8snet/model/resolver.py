@@ -20,10 +20,10 @@ from k8snet.model.cluster import (
     mac_from_ip,
 )
 from k8snet.model.dns import DNS_IP, DNS_NAME, DNS_NAMESPACE
-from k8snet.model.documents import CLUSTER_API, KNOWN_KINDS, NOT_YET, pydantic_problems
+from k8snet.model.documents import CLUSTER_API, KNOWN_KINDS, NOT_YET, pydantic_problems, shown
 from k8snet.model.schema import (
-    ClusterDoc, ClusterSpecIn, DeploymentDoc, NodeIn, PodDoc, Problem, ServiceDoc, SpecError, _In, check_backend,
-    parse_port_range,
+    MAX_NODES, MAX_PODS, ClusterDoc, ClusterSpecIn, DeploymentDoc, NodeIn, PodDoc, Problem, ServiceDoc, SpecError, _In,
+    check_backend, parse_port_range,
 )
 from k8snet.model.services import resolve_services
 from k8snet.model.underlay import UnderlayPlan, plan_underlay
@@ -130,13 +130,20 @@ class Resolver:
                 continue
             api, kind = raw.get("apiVersion"), raw.get("kind")
             name = raw.get("metadata", {}).get("name") if isinstance(raw.get("metadata"), dict) else None
-            what = f"{kind} {name!r}" if name else str(kind or "")
+            what = (f"{kind} {shown(name)}" if name else kind) if isinstance(kind, str) else ""
             if not kind:
                 self.fail(index, what, "kind", "required field is missing; allowed: Cluster, Pod, "
                           "Deployment, Service")
                 continue
+            if not isinstance(kind, str):
+                self.fail(index, what, "kind", f"must be a kind name such as Pod (got {shown(kind)}); allowed: "
+                          "Cluster, Pod, Deployment, Service")
+                continue
             if not api:
                 self.fail(index, what, "apiVersion", "required field is missing")
+                continue
+            if not isinstance(api, str):
+                self.fail(index, what, "apiVersion", f"must be a string such as v1 (got {shown(api)})")
                 continue
             if kind in NOT_YET:
                 self.fail(index, what, "kind", NOT_YET[kind])
@@ -273,8 +280,8 @@ class Resolver:
 
     def _node_list(self, spec: ClusterSpecIn) -> list[NodeIn]:
         if self.overrides.nodes is not None:
-            if self.overrides.nodes < 1:
-                self.fail(None, "command line", "--nodes", "must be at least 1")
+            if not 1 <= self.overrides.nodes <= MAX_NODES:
+                self.fail(None, "command line", "--nodes", f"must be 1 to {MAX_NODES}")
                 return []
             return [NodeIn(name=f"node-{i}") for i in range(self.overrides.nodes)]
         if isinstance(spec.nodes, int):
@@ -330,8 +337,9 @@ class Resolver:
     # -- pods
     def _override_pods(self, nodes: tuple[Node, ...]) -> list[PodIntent]:
         count = self.overrides.pods_per_node or 0
-        if count < 0:
-            self.fail(None, "command line", "--pods-per-node", "must be 0 or more")
+        if not 0 <= count <= MAX_PODS // len(nodes):
+            self.fail(None, "command line", "--pods-per-node", f"must be 0 to {MAX_PODS // len(nodes)} "
+                      f"(at most {MAX_PODS} pods in all)")
             return []
         labels = {"app": "web"}
         return [PodIntent(0, "command line", f"web-{i}", "default", labels, None, "web",

@@ -16,6 +16,10 @@ from pydantic.alias_generators import to_camel
 
 from k8snet.model.cluster import Backend
 
+#: Upper bounds that keep a typo (``replicas: 10000000``) from filling the machine.
+MAX_NODES = 4096
+MAX_PODS = 10_000
+
 _DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 _LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
@@ -151,7 +155,7 @@ class PodTemplate(_In):
 
 
 class DeploymentSpecIn(_In):
-    replicas: int = Field(default=1, ge=0)
+    replicas: int = Field(default=1, ge=0, le=MAX_PODS)
     selector: LabelSelector = LabelSelector()
     template: PodTemplate = PodTemplate()
 
@@ -273,6 +277,9 @@ class ClusterSpecIn(_In):
         count = v if isinstance(v, int) else len(v)
         if count < 1:
             raise ValueError("a cluster needs at least 1 node")
+        if count > MAX_NODES:
+            raise ValueError(f"{count} nodes: k8snet emulates at most {MAX_NODES} (each is a namespace with its "
+                             "own Open vSwitch)")
         return v
 
     def backend_config(self) -> BackendIn:

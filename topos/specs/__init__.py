@@ -10,7 +10,7 @@ import os
 from importlib import resources
 
 from k8snet.model.cluster import Cluster
-from k8snet.model.manifests import Overrides, load_path, load_text
+from k8snet.model.manifests import Overrides, load_path, load_text, read_spec_file
 from k8snet.model.schema import Problem, SpecError
 
 
@@ -38,13 +38,7 @@ def is_embedded_name(spec: str) -> bool:
 
 def spec_text(spec: str) -> str:
     """The YAML of a spec file or embedded spec (SpecError when neither can be read)."""
-    if is_embedded_name(spec):
-        return embedded_spec_text(spec)
-    try:
-        with open(spec, encoding="utf-8") as handle:
-            return handle.read()
-    except OSError as exc:
-        raise SpecError([Problem(None, "", "", f"cannot read {spec}: {exc.strerror}")]) from exc
+    return embedded_spec_text(spec) if is_embedded_name(spec) else read_spec_file(spec)
 
 
 def load_file(spec: str, overrides: Overrides = Overrides()) -> Cluster:
