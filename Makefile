@@ -5,7 +5,7 @@ SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
 DEB_PACKAGES := openvswitch-switch openvswitch-common mininet iperf3 iputils-ping fping \
-                ethtool tcpdump iproute2 procps net-tools util-linux nftables \
+                ethtool tcpdump iproute2 procps net-tools util-linux nftables conntrack \
                 unbound bind9-dnsutils curl nginx-light
 # Ryu 4.34 only installs with an old setuptools (see README, "Running under Ryu").
 PIP_CONSTRAINTS := .ci/constraints.txt

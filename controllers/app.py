@@ -14,6 +14,8 @@ It owns no forwarding logic.  It holds the desired cluster model, asks
   ONF bundle extension, which OVS implements): the switch moves from the old flow table
   to the new one at once, so no packet ever meets half of a change (say a ``multipath``
   over 3 endpoints with the flow of endpoint 2 already deleted), then a barrier;
+* after a change, UDP conntrack entries that point at an endpoint that is gone are
+  deleted on every switch, as kube-proxy does (:mod:`controllers.conntrack`);
 * a packet-in (only a Service port without endpoints sends one) is answered with a
   TCP reset or ICMP port unreachable (:mod:`controllers.reject`).
 
@@ -29,7 +31,7 @@ import random
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-from controllers import compiler, framework, services
+from controllers import compiler, conntrack, framework, services
 from controllers.api import ApiServer
 from controllers.flows import Desired, Flow, Group, flow_mod, group_mod, plan
 from controllers.framework import (
@@ -63,6 +65,7 @@ class Switch:
     messages: int = 0
     rejects: int = 0
     bundles: int = 0
+    ct_flushes: int = 0
 
 
 class K8snetController(BaseApp):
@@ -129,7 +132,8 @@ class K8snetController(BaseApp):
         with self.lock:
             switches = {s.name: {"dpid": dpid, "connected": True, "synced": s.synced,
                                  "flows": len(s.installed.flows), "groups": len(s.installed.groups),
-                                 "messages": s.messages, "bundles": s.bundles, "rejects": s.rejects}
+                                 "messages": s.messages, "bundles": s.bundles, "ct_flushes": s.ct_flushes,
+                                 "rejects": s.rejects}
                         for dpid, s in self.switches.items()}
             return {"ok": True, "framework": framework.NAME, "pid": os.getpid(),
                     "generation": self.generation, "switches": switches,
@@ -137,11 +141,17 @@ class K8snetController(BaseApp):
 
     def apply(self, cluster: Cluster) -> None:
         with self.lock:
-            self.cluster = cluster
+            before, self.cluster = self.cluster, cluster
             self._save_state(cluster)
             for dpid, switch in self.switches.items():
-                _, desired = self.desired_for(dpid)
+                name, desired = self.desired_for(dpid)
                 self._push(switch, desired)
+                if before is not None and name is not None:
+                    # After the flows: a datagram between the two would otherwise be
+                    # DNATed to the gone endpoint again and make a fresh stale entry.
+                    for flush in conntrack.udp_flushes(before, cluster, cluster.node(name)):
+                        self._send(switch, conntrack.message(switch.datapath, flush))
+                        switch.ct_flushes += 1
 
     # ------------------------------------------------------------------ OpenFlow
     def _send(self, switch: Switch, msg: Any) -> None:

@@ -3,14 +3,16 @@
     python3 agent.py serve --name NAME --port P [--proto tcp|udp]
         answers every TCP connection / UDP datagram with "NAME CLIENT_IP" (the backend's
         name and the source address it saw), so a client learns who served it and the
-        server's view of who asked.
+        server's view of who asked; a UDP answer is padded to the question's length.
         A TCP connection gets the greeting "NAME CLIENT_IP\n", then every byte it sends
         is echoed back until it closes.
     python3 agent.py ask --ip IP --port P [--proto tcp|udp] [--count N] [--timeout S] [--interval S]
+                         [--size BYTES] [--sport PORT]
         makes N connections (or datagrams) one after another and prints one JSON list:
-        [{"ok": true, "server": NAME, "seen_as": IP, "from": REPLY_SOURCE, "ms": 1.2, "t": UNIX_TIME} |
-         {"ok": false, "error": "ConnectionRefusedError", "ms": 0.4, "t": UNIX_TIME}, ...]
-        (--duration S: keep asking for S seconds instead of --count times)
+        [{"ok": true, "server": NAME, "seen_as": IP, "from": REPLY_SOURCE, "bytes": N, "ms": 1.2,
+          "t": UNIX_TIME} | {"ok": false, "error": "ConnectionRefusedError", "ms": 0.4, "t": UNIX_TIME}, ...]
+        (--duration S: keep asking for S seconds instead of --count times; UDP: --size BYTES per
+        datagram, answered with as many; --sport PORT: every datagram from that source port)
     python3 agent.py hold --ip IP --port P --seconds S
         one TCP connection kept busy for S seconds (a byte out and back every 50 ms);
         prints {"ok": true, "server": NAME, "exchanges": N} or the error that broke it.
@@ -46,8 +48,11 @@ def serve(name: str, port: int, proto: str) -> None:
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         sock.bind(("0.0.0.0", port))
         while True:
-            _, addr = sock.recvfrom(2048)
-            sock.sendto(f"{name} {addr[0]}".encode(), addr)
+            data, addr = sock.recvfrom(65535)
+            answer = f"{name} {addr[0]}\n".encode()
+            # As long as the question (padded with '.'), so a large datagram is answered by one
+            # as large: both directions then cross whatever fragments and reassembles them.
+            sock.sendto(answer + b"." * max(0, len(data) - len(answer)), addr)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("0.0.0.0", port))
@@ -81,22 +86,24 @@ def _greeting(sock: socket.socket) -> bytes:
     return data
 
 
-def ask_once(ip: str, port: int, proto: str, timeout: float) -> dict:
+def ask_once(ip: str, port: int, proto: str, timeout: float, size: int = 1, sport: int = 0) -> dict:
     t0 = time.monotonic()
     try:
         if proto == "udp":
             sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind(("0.0.0.0", sport))
             sock.settimeout(timeout)
             sock.connect((ip, port))
-            sock.send(b"?")
-            data, peer = sock.recvfrom(2048)
+            sock.send(b"?" * size)
+            data, peer = sock.recvfrom(65535)
         else:
             sock = socket.create_connection((ip, port), timeout=timeout)
             peer = sock.getpeername()
             data = _greeting(sock)
         sock.close()
-        server, seen_as = data.decode().split()
-        return {"ok": True, "server": server, "seen_as": seen_as, "from": peer[0],
+        server, seen_as = data.split(b"\n", 1)[0].decode().split()
+        return {"ok": True, "server": server, "seen_as": seen_as, "from": peer[0], "bytes": len(data),
                 "ms": round((time.monotonic() - t0) * 1000, 2), "t": time.time()}
     except (OSError, ValueError) as exc:
         return {"ok": False, "error": type(exc).__name__, "ms": round((time.monotonic() - t0) * 1000, 2),
@@ -207,6 +214,8 @@ def main() -> int:
     a.add_argument("--timeout", type=float, default=2.0)
     a.add_argument("--interval", type=float, default=0.0)
     a.add_argument("--duration", type=float, default=0.0, help="keep asking this long (ignores --count)")
+    a.add_argument("--size", type=int, default=1, help="UDP: bytes per datagram (answered with as many)")
+    a.add_argument("--sport", type=int, default=0, help="UDP: send from this source port every time")
     h = sub.add_parser("hold")
     h.add_argument("--ip", required=True)
     h.add_argument("--port", type=int, required=True)
@@ -250,7 +259,7 @@ def main() -> int:
     while (i < args.count) if not args.duration else (time.monotonic() < end):
         if i and args.interval:
             time.sleep(args.interval)
-        results.append(ask_once(args.ip, args.port, args.proto, args.timeout))
+        results.append(ask_once(args.ip, args.port, args.proto, args.timeout, args.size, args.sport))
         i += 1
     json.dump(results, sys.stdout)
     return 0

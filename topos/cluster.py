@@ -347,12 +347,13 @@ class ClusterNet:
         _kill_group(proc)
 
     def ask(self, host_name: str, ip: str, port: int, proto: str = "tcp", count: int = 1,
-            timeout: float = 2.0, interval: float = 0.0) -> list[dict]:
-        """``count`` connections from ``host_name`` to ``ip:port``; one result each (see agent)."""
+            timeout: float = 2.0, interval: float = 0.0, size: int = 1, sport: int = 0) -> list[dict]:
+        """``count`` connections from ``host_name`` to ``ip:port``; one result each (see agent).
+        UDP: ``size`` bytes per datagram (answered with as many), from source port ``sport``."""
         assert self.net is not None
         out = self.net[host_name].ns("/usr/bin/python3", AGENT, "ask", "--ip", ip, "--port", str(port),
                                      "--proto", proto, "--count", str(count), "--timeout", str(timeout),
-                                     "--interval", str(interval),
+                                     "--interval", str(interval), "--size", str(size), "--sport", str(sport),
                                      timeout=count * (timeout + interval) + 15)
         return json.loads(out)
 

@@ -27,7 +27,7 @@ from typing import Sequence
 from mininet.link import Intf
 from mininet.node import Host
 
-from k8snet.procs import run
+from k8snet.procs import CommandError, run
 from k8snet.model.cluster import (
     BRIDGE_NAME, TUNNEL_IFNAME, TUNNEL_OFPORT, UPLINK_IFNAME, UPLINK_OFPORT, Cluster, ExternalHost, Node, Pod,
     Rack,
@@ -183,8 +183,23 @@ class LoadBalancerHost(ExternalClient):
                 f"    ct status dnat masquerade\n  }}\n}}\n")
 
     def program(self, targets: dict[tuple[str, int, str], tuple[list[str], int]]) -> None:
-        """Replace the whole table in one transaction (``nft -f``)."""
+        """Replace the whole table in one transaction (``nft -f``), then forget the UDP
+        flows that went to a node that is no longer a target (its health check failed:
+        externalTrafficPolicy Local and its last endpoint gone), so their next datagram
+        is balanced afresh instead of following the kernel's conntrack entry to it.  TCP
+        connections are left to end on their own, as the nodes' kube-proxy leaves them."""
         self.ns("nft", "-f", "-", input=self.ruleset(targets))
+        before, self.targets = getattr(self, "targets", {}), dict(targets)
+        for (vip, port, proto), (nodes, _) in sorted(before.items()):
+            if proto != "udp":
+                continue
+            kept = set(targets.get((vip, port, proto), ([], 0))[0])
+            for node_ip in sorted(set(nodes) - kept):
+                args = ["mnexec", "-a", str(self.pid), "conntrack", "-D", "-p", "udp", "--orig-dst", vip,
+                        "--orig-port-dst", str(port), "--reply-src", node_ip]
+                result = run(args, check=False, timeout=10)
+                if result.returncode not in (0, 1):  # 1: "0 flow entries have been deleted"
+                    raise CommandError(f"exit {result.returncode}: {' '.join(args)}\n{result.stderr.strip()}")
 
 
 def lb_targets(cluster: Cluster) -> dict[tuple[str, int, str], tuple[list[str], int]]:
