@@ -33,7 +33,8 @@ from typing import Any, Optional
 
 from controllers import compiler, conntrack, framework, services
 from controllers.api import ApiServer
-from controllers.flows import Desired, Flow, Group, flow_mod, group_mod, plan
+from controllers.changes import plan
+from controllers.flows import Desired, Flow, Group, flow_mod, group_mod
 from controllers.framework import (
     CONFIG_DISPATCHER, DEAD_DISPATCHER, MAIN_DISPATCHER, BaseApp, hub, make_lock, ofp_event,
     ofproto_v1_3, set_ev_cls,

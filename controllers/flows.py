@@ -15,7 +15,7 @@ written ``value/mask`` (``10.244.1.0/24``, ``0x1/0xf``).
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Iterable, Union
 
 OFPP_IN_PORT = 0xFFFFFFF8
@@ -36,11 +36,15 @@ FIELD_BITS = {
     **{f"reg{i}": 32 for i in range(8)},
 }
 _INT_FIELDS = {"in_port", "eth_type", "arp_op", "ip_proto", "tcp_src", "tcp_dst",
-               "udp_src", "udp_dst", "icmpv4_type", "icmpv4_code", "tunnel_id"}
-_IP_FIELDS = {"ipv4_src", "ipv4_dst", "arp_spa", "arp_tpa", "tun_ipv4_src", "tun_ipv4_dst"}
+               "udp_src", "udp_dst", "icmpv4_type", "icmpv4_code", "tunnel_id",
+               "ct_nw_proto", "ct_tp_src", "ct_tp_dst"}
+_IP_FIELDS = {"ipv4_src", "ipv4_dst", "arp_spa", "arp_tpa", "tun_ipv4_src", "tun_ipv4_dst",
+              "ct_nw_src", "ct_nw_dst"}
+#: ``ip_frag`` (ovs-ofctl's ``nw_frag``) by name: (value, mask) of its two bits.
+IP_FRAG = {"yes": (1, 1), "no": (0, 3), "first": (1, 3), "later": (2, 2), "not_later": (0, 2)}
 #: ovs-ofctl spells a few OXM fields its own way.
 _OFCTL_NAMES = {"ipv4_src": "nw_src", "ipv4_dst": "nw_dst", "ip_proto": "nw_proto",
-                "tunnel_id": "tun_id", "tun_ipv4_src": "tun_src", "tun_ipv4_dst": "tun_dst"}
+                "tunnel_id": "tun_id", "tun_ipv4_src": "tun_src", "tun_ipv4_dst": "tun_dst", "ip_frag": "nw_frag"}
 
 
 def ofctl_name(name: str) -> str:
@@ -79,11 +83,20 @@ class Match:
                 parts.append(f"{ofctl_name(name)}={value}")
         return ",".join(parts)
 
+    def osken_fields(self) -> list[tuple[str, Any]]:
+        """``OFPMatch(_ordered_fields=...)``: the fields in an order that puts every
+        prerequisite first (OVS checks them as it reads: ``eth_type`` before an address,
+        ``ct_state`` before the conntrack tuple, ``ct_nw_proto`` before ``ct_tp_dst``).
+        os-ken's own order sorts Nicira fields before OpenFlow's basic ones."""
+        return sorted(self.osken_kwargs().items(), key=lambda item: _field_rank(item[0]))
+
     def osken_kwargs(self) -> dict[str, Any]:
         """Arguments for ``OFPMatch(**kwargs)`` (os-ken and Ryu alike)."""
         out: dict[str, Any] = {}
         for name, value in self.fields:
-            if isinstance(value, str) and "/" in value:
+            if name == "ip_frag":
+                out[name] = IP_FRAG[str(value)]
+            elif isinstance(value, str) and "/" in value:
                 base, mask = value.split("/", 1)
                 if name in _IP_FIELDS:
                     net = ipaddress.IPv4Network(value, strict=False)
@@ -93,6 +106,13 @@ class Match:
             else:
                 out[name] = value
         return out
+
+
+_PREREQUISITES = ("in_port", "eth_type", "ip_proto", "ct_state", "ct_nw_proto")
+
+
+def _field_rank(name: str) -> tuple[int, str]:
+    return (_PREREQUISITES.index(name), "") if name in _PREREQUISITES else (len(_PREREQUISITES), name)
 
 
 # --------------------------------------------------------------------------- actions
@@ -261,7 +281,9 @@ class Multipath:
     algorithm: str = "hrw"
     basis: int = 0
 
-    _FIELDS = {"eth_src": 0, "symmetric_l4": 1, "symmetric_l3l4": 2, "symmetric_l3l4+udp": 3}
+    #: OVS's enum nx_hash_fields.
+    _FIELDS = {"eth_src": 0, "symmetric_l4": 1, "symmetric_l3l4": 2, "symmetric_l3l4+udp": 3, "nw_src": 4,
+               "nw_dst": 5, "symmetric_l3": 6}
     _ALGORITHMS = {"modulo_n": 0, "hash_threshold": 1, "hrw": 2, "iter_hash": 3}
 
     def ofctl(self) -> str:
@@ -427,7 +449,7 @@ def flow_mod(datapath: Any, flow: Flow, command: str, cookie: int | None = None)
     """An ``OFPFlowMod`` for ``add`` or ``delete_strict`` of ``flow``."""
     parser, ofp = datapath.ofproto_parser, datapath.ofproto
     commands = {"add": ofp.OFPFC_ADD, "delete_strict": ofp.OFPFC_DELETE_STRICT}
-    match = parser.OFPMatch(**flow.match.osken_kwargs())
+    match = parser.OFPMatch(_ordered_fields=flow.match.osken_fields())
     return parser.OFPFlowMod(
         datapath=datapath, cookie=flow.cookie if cookie is None else cookie, cookie_mask=0,
         table_id=flow.table, command=commands[command], priority=flow.priority,
@@ -450,34 +472,3 @@ def merge(*parts: Iterable[Flow]) -> tuple[Flow, ...]:
     for part in parts:
         out.extend(part)
     return tuple(out)
-
-
-@dataclass
-class Plan:
-    """What to send to move a switch from ``installed`` to ``desired``, in the order
-    OpenFlow needs: deletes first (flows, then the groups no flow points at any more),
-    then group adds and modifies (so that new flows find their groups), then flow adds."""
-
-    flow_deletes: list[Flow] = field(default_factory=list)
-    group_deletes: list[Group] = field(default_factory=list)
-    group_adds: list[Group] = field(default_factory=list)
-    group_modifies: list[Group] = field(default_factory=list)
-    flow_adds: list[Flow] = field(default_factory=list)
-
-    def __len__(self) -> int:
-        return (len(self.flow_deletes) + len(self.group_deletes) + len(self.group_adds)
-                + len(self.group_modifies) + len(self.flow_adds))
-
-
-def plan(installed: Desired, desired: Desired) -> Plan:
-    """The difference between two states as an ordered list of changes (pure)."""
-    have, want = installed.flows_by_key(), desired.flows_by_key()
-    result = Plan()
-    result.flow_deletes = [f for k, f in have.items() if k not in want]
-    result.flow_adds = [f for k, f in want.items() if have.get(k) != f]
-    have_groups = {g.group_id: g for g in installed.groups}
-    want_groups = {g.group_id: g for g in desired.groups}
-    result.group_adds = [g for i, g in want_groups.items() if i not in have_groups]
-    result.group_modifies = [g for i, g in want_groups.items() if i in have_groups and have_groups[i] != g]
-    result.group_deletes = [g for i, g in have_groups.items() if i not in want_groups]
-    return result

@@ -46,3 +46,31 @@ else:
     def make_lock():
         import threading
         return threading.Lock()
+
+
+def _teach_conntrack_tuple_fields() -> None:
+    """Let ``OFPMatch`` take the conntrack original-direction tuple (OVS's NXM_NX_CT_*).
+
+    OVS matches ``ct_nw_proto``, ``ct_nw_src``/``ct_nw_dst`` and ``ct_tp_src``/``ct_tp_dst``
+    (the connection's tuple as conntrack saw it first) since 2.8; neither os-ken 4 nor
+    Ryu 4.34 lists them.  The Service flows need them: after conntrack reassembles an IP
+    fragment train, every fragment carries the datagram's tuple there, while only the
+    first fragment has the UDP/TCP header.  Added to the framework's OXM table the way
+    its own modules build it (field numbers from OVS's meta-flow.h, checked against
+    ``ovs-ofctl``'s encoding in tests/flows)."""
+    from importlib import import_module
+
+    root = "ryu" if NAME == "ryu" else "os_ken"
+    ofp = import_module(f"{root}.ofproto.ofproto_v1_3")
+    fields = import_module(f"{root}.ofproto.oxm_fields")
+    types = import_module(f"{root}.lib.type_desc")
+    known = {f.name for f in ofp.oxm_types}
+    wanted = [("ct_nw_proto", 119, types.Int1), ("ct_nw_src", 120, types.IPv4Addr),
+              ("ct_nw_dst", 121, types.IPv4Addr), ("ct_tp_src", 124, types.Int2), ("ct_tp_dst", 125, types.Int2)]
+    extra = [fields.NiciraExtended1(name, num, kind) for name, num, kind in wanted if name not in known]
+    if extra:
+        ofp.oxm_types.extend(extra)
+        fields.generate(ofp.__name__)
+
+
+_teach_conntrack_tuple_fields()

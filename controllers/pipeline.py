@@ -106,7 +106,9 @@ class Priority(IntEnum):
     ROUTE_HOST = 190       # /32 routes: a pod IP, a node IP
     ROUTE_SUBNET = 180     # subnet routes: a peer's pod CIDR, the cluster CIDR
     BLACKHOLE = 170        # cluster ranges with no route: dropped, never sent outside
+    FRAGMENT = 150         # an IP fragment: decided without the L4 ports its later pieces lack
     FALLBACK = 100         # whatever else a source may send
+    REMEMBER = 50          # a connection the node opens: committed, so its replies are replies
     DEFAULT_ROUTE = 10     # everything else: outside the cluster
     DROP = 0               # the table miss
 

@@ -33,6 +33,7 @@ Service carries the Service's cookie, so a masked delete removes it whole.
 
 from __future__ import annotations
 
+import collections
 import zlib
 from typing import Iterator
 
@@ -41,13 +42,13 @@ from controllers.flows import (
 )
 from controllers.pipeline import (
     CONNTRACK, CT_MARK_MASQUERADE, CT_NEW, CT_RPL, CT_TRK, HAIRPIN_SNAT, L3_FORWARDING, MAX_OPENFLOW_TIMEOUT,
-    REG_AFFINITY, REG_ENDPOINT, REG_ENDPOINT_IP, REG_SCRATCH, REG_SERVICE_PORT, SERVICE_AFFINITY, SERVICE_DNAT,
-    SERVICE_ENDPOINT, SERVICE_LB, SERVICE_PICK, UNSNAT, ZONE_HAIRPIN, ZONE_NODEPORT, ZONE_SERVICE, Feature, Priority, cookie, ct_state,
+    REG_AFFINITY, REG_ENDPOINT, REG_ENDPOINT_IP, REG_SCRATCH, REG_SERVICE_PORT, REG_SOURCE, SERVICE_AFFINITY,
+    SERVICE_DNAT, SERVICE_ENDPOINT, SERVICE_LB, SERVICE_PICK, UNSNAT, ZONE_HAIRPIN, ZONE_NODEPORT, ZONE_SERVICE,
+    Feature, Priority, Source, cookie, ct_state, source_match,
 )
 from k8snet.model.cluster import Cluster, Node, Service, ServicePort
 
 IP_PROTO = {"TCP": 6, "UDP": 17}
-PORT_FIELD = {"TCP": "tcp_dst", "UDP": "udp_dst"}
 
 
 def service_object(service: Service) -> int:
@@ -85,6 +86,13 @@ def node_flows(cluster: Cluster, node: Node) -> Iterator[Flow]:
                    (Ct(zone=ZONE_NODEPORT, table=L3_FORWARDING, commit=True, nat=Nat("src", str(node.ip))),), cookie=c)
     yield Flow(CONNTRACK, Priority.FALLBACK, Match.of(eth_type=ETH_TYPE_IP),
                (Ct(zone=ZONE_SERVICE, table=SERVICE_LB, nat=Nat()),), cookie=c)
+    # A connection the node itself opens (not to a Service) is committed, so that its
+    # replies are known as replies: uncommitted, a reply to the node's IP would look like
+    # a new connection to the node's IP -- a NodePort frontend, for a later fragment.
+    from_node = Match.of(eth_type=ETH_TYPE_IP, ct_state=ct_state(CT_NEW, CT_TRK),
+                         **{REG_SOURCE: source_match(Source.LOCAL)})
+    yield Flow(SERVICE_LB, Priority.REMEMBER, from_node, (Ct(zone=ZONE_SERVICE, table=HAIRPIN_SNAT, commit=True),),
+               cookie=c)
     for pod in cluster.pods_on(node.name):
         yield Flow(HAIRPIN_SNAT, Priority.SPECIFIC,
                    Match.of(eth_type=ETH_TYPE_IP, ipv4_src=str(pod.ip), ipv4_dst=str(pod.ip)),
@@ -103,21 +111,25 @@ def affinity_learn(service: Service, port: ServicePort, c: int) -> Learn:
     source port makes each learn a replacement, so the flow's age restarts with it."""
     proto = port.protocol.lower()
     timeout = service.affinity_timeout if service.affinity_timeout <= MAX_OPENFLOW_TIMEOUT else 0
+    # Keyed on the client IP and the frontend's id (REG_SERVICE_PORT), not on the packet's
+    # destination port: every piece of a fragmented datagram carries the first two, only
+    # the first piece the third.
     return Learn(table=SERVICE_AFFINITY, priority=Priority.SPECIFIC, hard_timeout=timeout, cookie=c,
-                 match_values=(("eth_type", ETH_TYPE_IP), ("ip_proto", IP_PROTO[port.protocol])),
-                 match_fields=("ipv4_src", "ipv4_dst", f"{proto}_dst"),
+                 match_values=(("eth_type", ETH_TYPE_IP),),
+                 match_fields=("ipv4_src", REG_SERVICE_PORT),
                  copies=((REG_ENDPOINT_IP, REG_ENDPOINT_IP, 32), (f"{proto}_src", REG_SCRATCH, 16)),
                  loads=((1, REG_AFFINITY, 0, 1),))
 
 
-def _port_flows(service: Service, port: ServicePort, match: Match, pid: int, endpoints: tuple,
+def _port_flows(service: Service, port: ServicePort, matches: Matches, pid: int, endpoints: tuple,
                 c: int, masquerade: bool) -> Iterator[Flow]:
     """The load-balancing flows of one frontend (a ClusterIP:port or a NodePort)."""
     affinity = service.session_affinity == "ClientIP"
     lb_actions: tuple = (SetField(REG_SERVICE_PORT, pid),)
     if affinity:
         lb_actions += (SetField(REG_AFFINITY, 0), Resubmit(SERVICE_AFFINITY))
-    yield Flow(SERVICE_LB, Priority.SPECIFIC, match, lb_actions, goto=SERVICE_PICK, cookie=c)
+    for priority, match in matches:
+        yield Flow(SERVICE_LB, priority, match, lb_actions, goto=SERVICE_PICK, cookie=c)
     proto_match = {"eth_type": ETH_TYPE_IP, "ip_proto": IP_PROTO[port.protocol], REG_SERVICE_PORT: pid}
     if affinity:
         # The client's remembered endpoint (reg7, loaded by the learned flow).
@@ -128,6 +140,11 @@ def _port_flows(service: Service, port: ServicePort, match: Match, pid: int, end
                    (SetField(REG_AFFINITY, 0), Resubmit(SERVICE_PICK)), cookie=c)
     yield Flow(SERVICE_PICK, Priority.FALLBACK, Match.of(**proto_match),
                (Multipath(len(endpoints), REG_ENDPOINT),), goto=SERVICE_ENDPOINT, cookie=c)
+    # A fragmented datagram: its pieces must all pick the same endpoint, and only the first
+    # has ports, so they hash the addresses alone (a new datagram that is not fragmented
+    # still hashes its ports; later ones of the connection follow conntrack either way).
+    yield Flow(SERVICE_PICK, Priority.FRAGMENT, Match.of(**proto_match, ip_frag="yes"),
+               (Multipath(len(endpoints), REG_ENDPOINT, fields="symmetric_l3"),), goto=SERVICE_ENDPOINT, cookie=c)
     mark = (SetField("ct_mark", CT_MARK_MASQUERADE),) if masquerade else ()
     for k, ep in enumerate(sorted(endpoints, key=lambda e: (int(e.ip), e.port))):
         dnat = Ct(zone=ZONE_SERVICE, table=HAIRPIN_SNAT, commit=True, exec=mark, nat=Nat("dst", str(ep.ip), ep.port))
@@ -143,38 +160,64 @@ def _port_flows(service: Service, port: ServicePort, match: Match, pid: int, end
                    (dnat,), cookie=c)
 
 
-def _frontend(service: Service, port: ServicePort, match: Match, pid: int, endpoints: tuple, local_only: bool,
-              node: Node, c: int, masquerade: bool = False) -> Iterator[Flow]:
+def _frontend(service: Service, port: ServicePort, matches: Matches, pid: int, endpoints: tuple,
+              local_only: bool, node: Node, c: int, masquerade: bool = False) -> Iterator[Flow]:
     if local_only:
         # Only this node's endpoints; none here means the traffic is dropped (as kube-proxy does).
         endpoints = tuple(e for e in endpoints if e.node == node.name)
         if not endpoints:
-            yield Flow(SERVICE_LB, Priority.SPECIFIC, match, (), cookie=c)
+            yield from (Flow(SERVICE_LB, priority, match, (), cookie=c) for priority, match in matches)
             return
     if not endpoints:
-        yield Flow(SERVICE_LB, Priority.SPECIFIC, match, (Output(OFPP_CONTROLLER),), cookie=c)
+        # The controller answers what it can (a later fragment has no header to answer).
+        yield from (Flow(SERVICE_LB, priority, match, (Output(OFPP_CONTROLLER),), cookie=c)
+                    for priority, match in matches)
         return
-    yield from _port_flows(service, port, match, pid, endpoints, c, masquerade)
+    yield from _port_flows(service, port, matches, pid, endpoints, c, masquerade)
+
+
+Matches = tuple[tuple[int, Match], ...]
+
+
+def frontend_matches(ip: str, protocol: str, port: int, only_port: bool) -> Matches:
+    """How a new connection to ``ip:port`` is recognised, with the priority of each way.
+
+    By conntrack's original tuple (``ct_nw_dst``, ``ct_tp_dst``), not by the packet's
+    headers: conntrack reassembles a fragmented datagram and gives every fragment the
+    datagram's state and addresses.  But OVS's userspace datapath fills ``ct_tp_dst``
+    only where it parses the L4 header, which a later fragment does not have (its
+    ``ct_tp_dst`` is 0: seen in ``dpctl/dump-flows`` as ``ct_tuple4(...,tp_dst=0),frag=later``).
+    A later fragment can therefore only be told apart by address and protocol: when
+    ``ip`` serves just this one ``protocol`` port (``only_port``), it follows the first
+    fragment; otherwise it cannot be placed and is dropped (a known limit, README)."""
+    out: list[tuple[int, Match]] = [(Priority.SPECIFIC, Match.of(
+        eth_type=ETH_TYPE_IP, ct_state=ct_state(CT_NEW, CT_TRK), ct_nw_proto=IP_PROTO[protocol], ct_nw_dst=ip,
+        ct_tp_dst=port))]
+    if only_port:
+        out.append((Priority.FRAGMENT, Match.of(eth_type=ETH_TYPE_IP, ct_state=ct_state(CT_NEW, CT_TRK),
+                                                ct_nw_proto=IP_PROTO[protocol], ct_nw_dst=ip, ip_frag="later")))
+    return tuple(out)
 
 
 def service_flows(cluster: Cluster, node: Node) -> list[Flow]:
     flows: list[Flow] = []
+    # How many ports each (frontend IP, protocol) serves: the node IP serves every NodePort.
+    served = collections.Counter((str(s.cluster_ip), p.protocol) for s in proxied(cluster) for p in s.ports)
+    served.update((str(node.ip), p.protocol) for s in proxied(cluster) for p in s.ports if p.node_port is not None)
     for service in proxied(cluster):
         c = cookie(Feature.SERVICES, service_object(service))
         vip = str(service.cluster_ip)
         for port in service.ports:
             endpoints = cluster.endpoints(service, port)
-            l4 = {PORT_FIELD[port.protocol]: port.port}
-            match = Match.of(eth_type=ETH_TYPE_IP, ip_proto=IP_PROTO[port.protocol], ipv4_dst=vip,
-                             ct_state=ct_state(CT_NEW, CT_TRK), **l4)
-            flows += _frontend(service, port, match, port_id(service, port), endpoints,
+            matches = frontend_matches(vip, port.protocol, port.port, served[(vip, port.protocol)] == 1)
+            flows += _frontend(service, port, matches, port_id(service, port), endpoints,
                                service.internal_traffic_policy == "Local", node, c)
             if port.node_port is not None:
                 # NodePort: the node's own IP.  Cluster: any endpoint, the client SNATed to
                 # this node (so replies return through it); Local: this node's endpoints,
                 # the client's IP kept, nothing if there is none here.
-                np_match = Match.of(eth_type=ETH_TYPE_IP, ip_proto=IP_PROTO[port.protocol], ipv4_dst=str(node.ip),
-                                    ct_state=ct_state(CT_NEW, CT_TRK), **{PORT_FIELD[port.protocol]: port.node_port})
+                np_match = frontend_matches(str(node.ip), port.protocol, port.node_port,
+                                            served[(str(node.ip), port.protocol)] == 1)
                 local = service.external_traffic_policy == "Local"
                 flows += _frontend(service, port, np_match, port_id(service, port, "nodeport"), endpoints, local,
                                    node, c, masquerade=not local)

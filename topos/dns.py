@@ -43,6 +43,10 @@ def authoritative_conf(directory: str, zone: str, data_records: list[str], inter
   verbosity: 0
   access-control: 0.0.0.0/0 allow
   module-config: "iterator"
+  # Answer up to the size the client's EDNS asks for, as CoreDNS does (unbound's own
+  # default caps UDP answers at 1232 bytes and sets TC beyond).
+  edns-buffer-size: 4096
+  max-udp-size: 4096
   local-zone: "." refuse
   local-zone: "{zone.rstrip('.')}." static
 {data}

@@ -275,12 +275,15 @@ class K8sNode(NsHost):
             args += ["--", "set", "port", UPLINK_IFNAME, "qos=@noop",
                      "--", "--id=@noop", "create", "qos", "type=linux-noop"]
         self.ovs.vsctl(*args, timeout=30)
+        # With VXLAN the pod network's MTU is the underlay's minus 50, as on flannel.1: the
+        # node's kernel fragments (or answers "fragmentation needed") for it, as Flannel's would.
+        route_mtu = f" mtu {cluster.pod_mtu}" if cluster.pod_mtu < mtu else ""
         cmds = [f"link set {BRIDGE_NAME} mtu {mtu} up",
                 f"addr add {node.ip}/{node.subnet.prefixlen} dev {BRIDGE_NAME}",
                 # Like flannel's routes: the pod network is behind the pod gateway.
-                f"route add {cluster.pod_cidr} via {node.gateway_ip} dev {BRIDGE_NAME} onlink",
+                f"route add {cluster.pod_cidr} via {node.gateway_ip} dev {BRIDGE_NAME} onlink{route_mtu}",
                 # ClusterIPs are reached through the node's OVS too, as through kube-proxy's rules.
-                f"route add {cluster.service_cidr} via {node.gateway_ip} dev {BRIDGE_NAME} onlink"]
+                f"route add {cluster.service_cidr} via {node.gateway_ip} dev {BRIDGE_NAME} onlink{route_mtu}"]
         if node.rack and cluster.underlay.racks:
             cmds.append(f"route add default via {cluster.rack(node.rack).gateway_ip} dev {BRIDGE_NAME}")
         # The node's own connections to its own NodePorts: the kernel would deliver them

@@ -16,7 +16,8 @@ import time
 import pytest
 
 from controllers.compiler import compile_node
-from controllers.pipeline import SERVICE_AFFINITY
+from controllers.pipeline import SERVICE_AFFINITY, Feature, cookie
+from controllers.services import service_object
 from tests.helpers import FlowSim, normalized_dump
 from topos.cluster import ClusterNet
 from k8snet.model.manifests import Overrides, load_text
@@ -202,10 +203,16 @@ STICKY_DAY = str(CLUSTER.service("sticky-day").cluster_ip)
 LOCAL = str(CLUSTER.service("local").cluster_ip)
 
 
-def affinity_flows(net, node: str) -> list[str]:
-    """Flows learned into the affinity table (the table's own miss flow has priority 0)."""
+def affinity_flows(net, node: str, service: str = "") -> list[str]:
+    """Flows learned into the affinity table (the table's own miss flow has priority 0), of
+    one Service when named (a learned flow carries its Service's cookie)."""
+    wanted = f"cookie={service_cookie(service):#x}," if service else ""
     return [l for l in net.node(node).ovs.ofctl("dump-flows", "br-k8s", f"table={SERVICE_AFFINITY}").splitlines()
-            if "priority=200" in l]
+            if "priority=200" in l and wanted in l]
+
+
+def service_cookie(name: str) -> int:
+    return cookie(Feature.SERVICES, service_object(CLUSTER.service(name)))
 
 
 @pytest.mark.parametrize("proto", ["tcp", "udp"])
@@ -221,15 +228,15 @@ def test_client_ip_affinity_keeps_one_endpoint_then_expires(net, proto):
     seen = set()
     for _ in range(10):
         seen |= {r["server"] for r in net.ask("client", STICKY, 80, proto=proto, count=1)}
-        net.node("node-2").ovs.ofctl("--strict", "del-flows", "br-k8s", f"table={SERVICE_AFFINITY},priority=200,"
-                                     f"{proto},nw_src={CLUSTER.pod('client').ip},nw_dst={STICKY},tp_dst=80")
+        net.node("node-2").ovs.ofctl("del-flows", "br-k8s", f"table={SERVICE_AFFINITY},"
+                                     f"cookie={service_cookie('sticky'):#x}/-1,ip,nw_src={CLUSTER.pod('client').ip}")
     assert len(seen) > 1, seen
 
 
 def test_affinity_longer_than_openflow_timeouts_is_learned_without_one(net):
     results = net.ask("client", STICKY_DAY, 80, count=15)
     assert len({r["server"] for r in results}) == 1
-    learned = [l for l in affinity_flows(net, "node-2") if f"nw_dst={STICKY_DAY}" in l]
+    learned = affinity_flows(net, "node-2", "sticky-day")
     assert learned and all("hard_timeout" not in l for l in learned), learned
 
 

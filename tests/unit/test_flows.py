@@ -10,9 +10,10 @@ from os_ken.ofproto import ofproto_v1_3_parser as parser
 
 from controllers import pipeline
 from controllers.compiler import compile_cluster, compile_node
+from controllers.changes import plan
 from controllers.flows import (
     OFPP_LOCAL, Bucket, Ct, DecTtl, Desired, Flow, Group, Match, Move, Nat, Output, SetField, flow_mod,
-    group_mod, plan,
+    group_mod,
 )
 from k8snet.model.manifests import Overrides, load_text
 from topos.specs import default_spec_text
@@ -218,4 +219,4 @@ def test_affinity_learn_uses_hard_timeout_only_when_openflow_can_hold_it():
     short = affinity_learn(Service(name="s", session_affinity="ClientIP", affinity_timeout=30), port, 7)
     long = affinity_learn(Service(name="s", session_affinity="ClientIP", affinity_timeout=86400), port, 7)
     assert (short.hard_timeout, long.hard_timeout) == (30, 0)
-    assert "udp_dst[]" in short.ofctl() and "load:udp_src[]->reg5[0..15]" in short.ofctl()
+    assert "nw_src[],reg2[]" in short.ofctl() and "load:udp_src[]->reg5[0..15]" in short.ofctl()
