@@ -1,21 +1,24 @@
 """A tiny workload for pods, run by path with the system Python (no project imports).
 
     python3 agent.py serve --name NAME --port P [--proto tcp|udp]
-        answers every TCP connection / UDP datagram with "NAME CLIENT_IP" (the backend's
-        name and the source address it saw), so a client learns who served it and the
-        server's view of who asked; a UDP answer is padded to the question's length.
-        A TCP connection gets the greeting "NAME CLIENT_IP\n", then every byte it sends
-        is echoed back until it closes.
+        answers every TCP connection / UDP datagram with "NAME CLIENT_IP PORT" (the backend's
+        name, the source address it saw and the port it answered on), so a client learns who
+        served it and the server's view of who asked; a UDP answer is padded to the
+        question's length.
+        A TCP connection gets the greeting "NAME CLIENT_IP PORT\n", then every byte it
+        sends is echoed back until it closes.
     python3 agent.py ask --ip IP --port P [--proto tcp|udp] [--count N] [--timeout S] [--interval S]
                          [--size BYTES] [--sport PORT]
         makes N connections (or datagrams) one after another and prints one JSON list:
         [{"ok": true, "server": NAME, "seen_as": IP, "from": REPLY_SOURCE, "bytes": N, "ms": 1.2,
           "t": UNIX_TIME} | {"ok": false, "error": "ConnectionRefusedError", "ms": 0.4, "t": UNIX_TIME}, ...]
-        (--duration S: keep asking for S seconds instead of --count times; UDP: --size BYTES per
+        (--duration S: keep asking for S seconds instead of --count times, or until SIGTERM;
+        UDP: --size BYTES per
         datagram, answered with as many; --sport PORT: every datagram from that source port)
     python3 agent.py hold --ip IP --port P --seconds S
-        one TCP connection kept busy for S seconds (a byte out and back every 50 ms);
-        prints {"ok": true, "server": NAME, "exchanges": N} or the error that broke it.
+        one TCP connection kept busy for S seconds (a byte out and back every 50 ms); prints
+        {"established": true, "server": NAME} as soon as it stands, then at the end
+        {"ok": true, "server": NAME, "exchanges": N} or the error that broke it.
     python3 agent.py rr --ip IP --port P --count N [--timeout S]
         request/response latency (netperf's TCP_RR): one TCP connection, then N times one
         byte out and the echo back; prints {"ok": true, "server": NAME, "ms": [...]} or
@@ -34,6 +37,7 @@
 import argparse
 import json
 import os
+import signal
 import socket
 import sys
 import threading
@@ -41,6 +45,8 @@ import time
 
 #: This file, for running it in a namespace with the system Python (``python3 SCRIPT ...``).
 SCRIPT = os.path.abspath(__file__)
+#: Set by SIGTERM: ``ask --duration`` and ``hold`` stop early and still print what they saw.
+STOP = threading.Event()
 
 
 def serve(name: str, port: int, proto: str) -> None:
@@ -49,7 +55,7 @@ def serve(name: str, port: int, proto: str) -> None:
         sock.bind(("0.0.0.0", port))
         while True:
             data, addr = sock.recvfrom(65535)
-            answer = f"{name} {addr[0]}\n".encode()
+            answer = f"{name} {addr[0]} {port}\n".encode()
             # As long as the question (padded with '.'), so a large datagram is answered by one
             # as large: both directions then cross whatever fragments and reassembles them.
             sock.sendto(answer + b"." * max(0, len(data) - len(answer)), addr)
@@ -59,7 +65,7 @@ def serve(name: str, port: int, proto: str) -> None:
     sock.listen(128)
     while True:
         conn, addr = sock.accept()
-        threading.Thread(target=_echo, args=(conn, f"{name} {addr[0]}\n".encode()), daemon=True).start()
+        threading.Thread(target=_echo, args=(conn, f"{name} {addr[0]} {port}\n".encode()), daemon=True).start()
 
 
 def _echo(conn: socket.socket, greeting: bytes) -> None:
@@ -102,9 +108,9 @@ def ask_once(ip: str, port: int, proto: str, timeout: float, size: int = 1, spor
             peer = sock.getpeername()
             data = _greeting(sock)
         sock.close()
-        server, seen_as = data.split(b"\n", 1)[0].decode().split()
-        return {"ok": True, "server": server, "seen_as": seen_as, "from": peer[0], "bytes": len(data),
-                "ms": round((time.monotonic() - t0) * 1000, 2), "t": time.time()}
+        server, seen_as, answered_on = data.split(b"\n", 1)[0].decode().split()
+        return {"ok": True, "server": server, "seen_as": seen_as, "port": int(answered_on), "from": peer[0],
+                "bytes": len(data), "ms": round((time.monotonic() - t0) * 1000, 2), "t": time.time()}
     except (OSError, ValueError) as exc:
         return {"ok": False, "error": type(exc).__name__, "ms": round((time.monotonic() - t0) * 1000, 2),
                 "t": time.time()}
@@ -136,8 +142,10 @@ def hold(ip: str, port: int, seconds: float) -> dict:
     try:
         sock = socket.create_connection((ip, port), timeout=2)
         server = _greeting(sock).decode().split()[0]
+        # Say at once that the connection stands and who serves it, before the long part.
+        print(json.dumps({"established": True, "server": server}), flush=True)
         deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline and not STOP.is_set():
             sock.sendall(b"x")
             if sock.recv(1) != b"x":
                 return {"ok": False, "error": "connection closed", "exchanges": exchanges}
@@ -237,6 +245,7 @@ def main() -> int:
     d.add_argument("--count", type=int, default=1)
     d.add_argument("--timeout", type=float, default=2.0)
     args = parser.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: STOP.set())
     if args.cmd == "dns":
         json.dump([dns_query(args.server, args.name, args.timeout, 0x4B00 + i) for i in range(args.count)],
                   sys.stdout)
@@ -256,7 +265,7 @@ def main() -> int:
     results = []
     end = time.monotonic() + args.duration
     i = 0
-    while (i < args.count) if not args.duration else (time.monotonic() < end):
+    while ((i < args.count) if not args.duration else (time.monotonic() < end)) and not STOP.is_set():
         if i and args.interval:
             time.sleep(args.interval)
         results.append(ask_once(args.ip, args.port, args.proto, args.timeout, args.size, args.sport))

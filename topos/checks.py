@@ -188,7 +188,7 @@ def assert_matrix(net: Any, expected: Expected = "all", matrix: Optional[Matrix]
     return the matrix document, or raise :class:`MatrixMismatch` listing each pair that
     differs: what was expected, what happened, and what the backend predicts."""
     wanted = expectation(expected, default)
-    matrix = matrix or measure(net.net, net.cluster, net.timings)
+    matrix = matrix or measure(net.net, net.cluster, net.timings, net.framework)
     document = matrix.document()
     differing = [r for r in matrix.results if r.reachable != wanted(r.pair)]
     if not differing:
@@ -198,3 +198,40 @@ def assert_matrix(net: Any, expected: Expected = "all", matrix: Optional[Matrix]
     shown = lines[:SHOWN] + ([f"... and {len(lines) - SHOWN} more"] if len(lines) > SHOWN else [])
     raise MatrixMismatch(f"{len(differing)} of {len(matrix.results)} pairs are not as expected "
                          f"({net.cluster.summary()}):\n  " + "\n  ".join(shown), document)
+
+
+class HeldConnection:
+    """A long-lived TCP connection kept busy by the agent (``agent.py hold``), for checking
+    that a change does not break it: wait until it stands (and learn which endpoint
+    serves it), make the change, then read how it ended."""
+
+    def __init__(self, proc: Any):
+        self.proc = proc
+        self.server: Optional[str] = None
+
+    def established(self, timeout: float = 10.0) -> str:
+        """The endpoint serving the connection, once it stands (AssertionError if it never does)."""
+        import select
+
+        ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
+        line = self.proc.stdout.readline() if ready else ""
+        try:
+            first = json.loads(line)
+        except ValueError:
+            first = {}
+        if not first.get("established"):
+            rest, err = self.proc.communicate(timeout=30)
+            raise AssertionError(f"the held connection never stood: {line!r} {rest!r} {err!r}")
+        self.server = first["server"]
+        return first["server"]
+
+    def result(self, timeout: float = 30.0, stop: bool = False) -> dict[str, Any]:
+        """How it ended: ``{"ok": true, "server": ..., "exchanges": N}`` or the error;
+        ``stop``: end it now (SIGTERM: the agent stops and reports) instead of waiting."""
+        if stop and self.proc.poll() is None:
+            self.proc.terminate()
+        out, err = self.proc.communicate(timeout=timeout)
+        lines = [line for line in out.splitlines() if line.strip()]
+        if not lines:
+            raise AssertionError(f"the held connection said nothing: {err!r}")
+        return json.loads(lines[-1])

@@ -35,9 +35,10 @@ from controllers.api import ApiClient
 from k8snet.procs import CommandError, OwnedProcess, deferred_signals, stop_all
 from k8snet.rundir import RunDir
 from k8snet.model.reach import Expected
+from k8snet.model.staging import stages
 from topos import checks
 from topos.agent import SCRIPT
-from topos.checks import Reach
+from topos.checks import HeldConnection, Reach
 from topos.datapath import settle
 from k8snet.model.dns import DNS_NAME, DNS_NAMESPACE, resolv_conf
 from topos.dns import unbound_conf
@@ -357,19 +358,23 @@ class ClusterNet:
                                      timeout=count * (timeout + interval) + 15)
         return json.loads(out)
 
-    def hold(self, host_name: str, ip: str, port: int, seconds: float) -> subprocess.Popen:
-        """Start one long-lived TCP exchange (agent ``hold``); read its JSON from stdout."""
+    def hold(self, host_name: str, ip: str, port: int, seconds: float) -> HeldConnection:
+        """Start one long-lived TCP exchange (agent ``hold``); see :class:`HeldConnection`."""
         assert self.net is not None
-        return self.net[host_name].popen(["/usr/bin/python3", AGENT, "hold", "--ip", ip, "--port", str(port),
-                                          "--seconds", str(seconds)], stdout=subprocess.PIPE,
-                                         stderr=subprocess.PIPE, text=True)
+        return HeldConnection(self.net[host_name].popen(
+            ["/usr/bin/python3", AGENT, "hold", "--ip", ip, "--port", str(port), "--seconds", str(seconds)],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
 
-    def apply(self, cluster: Cluster, wait: float = 30.0) -> None:
+    def apply(self, cluster: Cluster, wait: float = 30.0,
+              started: Optional[Callable[[Pod], None]] = None) -> None:
         """Make ``cluster`` the desired state and wait until every switch holds it.
 
         Pods that are new get their namespace and port first (so no flow points at a
-        port that does not exist yet); pods that are gone lose their flows first and
-        their namespace after (so no new connection is sent to a pod being removed)."""
+        port that does not exist yet), then ``started(pod)`` runs for each -- what its
+        containers do before a readiness probe would pass, such as starting the server,
+        so that a new pod serves before it is an endpoint; pods that are gone lose their
+        flows first and their namespace after (so no new connection is sent to a pod
+        being removed)."""
         with self._lock:
             before = {p.host_name: p for p in self.cluster.pods}
             after = {p.host_name: p for p in cluster.pods}
@@ -377,12 +382,17 @@ class ClusterNet:
                      if (before[h].node, before[h].ip, before[h].ofport) != (after[h].node, after[h].ip, after[h].ofport)]
             if moved or [n.name for n in cluster.nodes] != [n.name for n in self.cluster.nodes]:
                 raise ClusterError(f"nodes and pod addresses cannot change on a running cluster: {moved}")
-            for name in after.keys() - before.keys():
+            for name in sorted(after.keys() - before.keys()):
                 self.add_pod(cluster, after[name])
-            self.api.apply(json.loads(cluster.model_dump_json()))
+                if started is not None:
+                    started(after[name])
+            # Pods coming or going: two steps, each on every switch before the next
+            # (k8snet/model/staging.py says why).
+            for step in stages(self.cluster, cluster):
+                self.api.apply(json.loads(step.model_dump_json()))
+                if wait or step is not cluster:
+                    self.api.wait_synced([n.name for n in cluster.nodes], wait or 30.0)
             self.cluster = cluster
-            if wait:
-                self.api.wait_synced([n.name for n in cluster.nodes], wait)
             self.program_lb()
             if cluster.dns:
                 self.start_dns()
@@ -411,6 +421,9 @@ class ClusterNet:
         node = self.node(pod.node)
         assert node.ovs is not None
         node.ovs.vsctl("--if-exists", "del-port", BRIDGE_NAME, pod.port_name)
+        # The veth goes now, not when the kernel gets round to freeing the pod's namespace
+        # (asynchronously): a pod created next on this node may take the same port name.
+        node.ns("ip", "link", "del", pod.port_name, check=False)
         host = self.net[pod.host_name]
         for link in [l for l in self.net.links if host in (l.intf1.node, l.intf2.node)]:
             self.net.links.remove(link)
@@ -430,7 +443,7 @@ class ClusterNet:
     def matrix(self) -> dict:
         """Probe the full reachability matrix once: the document ``k8snet check --json`` writes."""
         assert self.net is not None
-        return measure(self.net, self.cluster, self.timings).document()
+        return measure(self.net, self.cluster, self.timings, self.framework).document()
 
     def assert_matrix(self, expected: Expected = "all", default: bool = True) -> dict:
         """Probe the matrix and fail with a readable diff where a pair differs from
