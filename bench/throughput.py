@@ -8,11 +8,15 @@ Cells (iperf3 -J, TCP, one stream, port 5201):
 References, in namespaces of the benchmark's own:
 
 * ``veth``, ``ovs-normal``  a bare veth pair / one userspace OVS bridge with a NORMAL flow,
-                    TX checksum offload off (topos/references.py);
-* ``kernel-host-gw``, ``kernel-vxlan``, ``kernel-clusterip``  what Flannel and kube-proxy
-                    program in the kernel: Linux bridge per node with host-gw routes; a
-                    flannel.1 VXLAN device with route, permanent neighbour and FDB entry;
-                    nftables DNAT for a ClusterIP (topos/kernelref.py), offloads on.
+                    TX checksum offload off (topos/references.py); ``veth-tso``,
+                    ``ovs-normal-tso`` the same with offloads on and userspace TSO, the
+                    references of the ``tso`` cells;
+* ``kernel-same-node``, ``kernel-host-gw``, ``kernel-vxlan``, ``kernel-vxlan-routed``,
+                    ``kernel-clusterip``  what Flannel and kube-proxy program in the kernel:
+                    two pods on one cni0 bridge; Linux bridge per node with host-gw routes;
+                    a flannel.1 VXLAN device with route, permanent neighbour and FDB entry,
+                    on one segment and across a router; nftables DNAT for a ClusterIP
+                    (topos/kernelref.py), offloads on.
 
 k8snet, offload ``tso`` (userspace TSO, pods keep offloads; only where this OVS can):
 
@@ -24,10 +28,12 @@ k8snet, offload ``none`` (TX checksum offload off; what every backend can share)
   ``directrouting-same-rack``, ``directrouting-cross-rack``.
 
 Everything is built first, then measured in rounds (every cell once per round) so
-the machine's drift hits all cells alike.  Every k8snet path is printed as a ratio to
-its kernel counterpart from this run, and the goals: host-gw (tso) >= 0.5x kernel
-host-gw, ClusterIP >= 0.9x direct at the same offloads, VXLAN vs host-gw at equal
-offloads.  Printed, and written as JSON.
+the machine's drift hits all cells alike.  Every k8snet path is printed as a ratio to its
+true kernel counterpart (same path, same topology) and to the OVS references at its own
+offload setting, each as the median of the per-round ratios with their min-max, and the
+number of runs behind each median; then the goals: host-gw (tso) >= 0.5x kernel host-gw,
+ClusterIP >= 0.9x direct at the same offloads, VXLAN vs host-gw at equal offloads.
+Printed, and written as JSON.
 """
 
 from __future__ import annotations
@@ -63,12 +69,13 @@ GOALS: dict[str, tuple[str, str, Optional[float]]] = {
     "vxlan / host-gw, both none": ("vxlan-flat", "host-gw", None),
     "host-gw (none) / ovs-normal": ("host-gw", "ovs-normal", 0.9),
 }
-#: Each k8snet cell and the kernel reference it is printed against.
-KERNEL_COUNTERPART = {"tso-same-node": "kernel-host-gw", "tso-host-gw": "kernel-host-gw",
-                      "tso-clusterip": "kernel-clusterip", "same-node": "kernel-host-gw",
+#: Each k8snet cell and the kernel path it emulates: the same path over the same topology.
+KERNEL_COUNTERPART = {"tso-same-node": "kernel-same-node", "tso-host-gw": "kernel-host-gw",
+                      "tso-clusterip": "kernel-clusterip", "same-node": "kernel-same-node",
                       "host-gw": "kernel-host-gw", "clusterip": "kernel-clusterip",
-                      "vxlan-flat": "kernel-vxlan", "vxlan-routed": "kernel-vxlan",
-                      "directrouting-same-rack": "kernel-host-gw", "directrouting-cross-rack": "kernel-vxlan"}
+                      "vxlan-flat": "kernel-vxlan", "vxlan-routed": "kernel-vxlan-routed",
+                      "directrouting-same-rack": "kernel-host-gw",
+                      "directrouting-cross-rack": "kernel-vxlan-routed"}
 
 IPERF_SERVICE = """
 ---
@@ -162,31 +169,57 @@ def build_clusters(tso_possible: bool) -> dict[str, ClusterNet]:
     return nets
 
 
+def references_of(name: str, offload: str) -> tuple[str, ...]:
+    """The OVS references a cell is divided by: those built with its own offload setting."""
+    if name.startswith(("veth", "ovs-normal", "kernel-")):
+        return ()
+    suffix = "-tso" if offload == "tso" else ""
+    return (f"veth{suffix}", f"ovs-normal{suffix}")
+
+
+def per_round(cell: Cell, base: Cell) -> list[float]:
+    """cell/base for every round in which both were measured (the same round: same drift)."""
+    return [a["bits_per_second"] / b["bits_per_second"] for a, b in zip(cell.runs, base.runs)
+            if a.get("ok") and b.get("ok")]
+
+
 def summarize(cells: list[Cell]) -> dict[str, dict[str, Any]]:
+    by_name = {c.name: c for c in cells}
     out = {}
     for cell in cells:
         rates = [r["bits_per_second"] / 1e9 for r in cell.runs if r.get("ok")]
         failures = [r["error"] for r in cell.runs if not r.get("ok")]
-        row: dict[str, Any] = {"what": cell.what, "offload": cell.offload, "runs_gbps": rates, "failures": failures}
+        row: dict[str, Any] = {"what": cell.what, "offload": cell.offload, "runs_gbps": rates, "n": len(rates),
+                               "failures": failures}
         if rates:
             row.update(median_gbps=statistics.median(rates), min_gbps=min(rates), max_gbps=max(rates))
             sent = [r for r in cell.runs if r.get("ok") and r.get("retransmits") is not None]
             row["retransmits_per_run"] = statistics.median([r["retransmits"] for r in sent]) if sent else None
+        ratios = {}
+        for key, ref in [("kernel", KERNEL_COUNTERPART.get(cell.name))] + \
+                [(r.removesuffix("-tso"), r) for r in references_of(cell.name, cell.offload)]:
+            if ref in by_name:
+                rounds = per_round(cell, by_name[ref])
+                ratios[key] = {"to": ref, "rounds": rounds, "median": statistics.median(rounds) if rounds else None,
+                               "min": min(rounds) if rounds else None, "max": max(rounds) if rounds else None}
+        row["ratios"] = ratios
+        if "kernel" in ratios:
+            row["kernel_counterpart"] = ratios["kernel"]["to"]
+            row["ratio_to_kernel"] = ratios["kernel"]["median"]
         out[cell.name] = row
-    for name, row in out.items():
-        for ref in ("veth", "ovs-normal", KERNEL_COUNTERPART.get(name)):
-            base = out.get(ref or "", {}).get("median_gbps")
-            if ref and base and row.get("median_gbps") is not None:
-                row[f"ratio_to_{ref}" if not ref.startswith("kernel") else "ratio_to_kernel"] = \
-                    row["median_gbps"] / base
-        if name in KERNEL_COUNTERPART:
-            row["kernel_counterpart"] = KERNEL_COUNTERPART[name]
     return out
 
 
 def ratio(rows: dict[str, dict[str, Any]], a: str, b: str) -> float | None:
     x, y = rows.get(a, {}).get("median_gbps"), rows.get(b, {}).get("median_gbps")
     return x / y if x and y else None
+
+
+def shown(r: Optional[dict[str, Any]]) -> str:
+    """A ratio as median (min-max over the rounds), or '-' where there is none."""
+    if not r or r.get("median") is None:
+        return "-"
+    return f"{r['median']:.2f} ({r['min']:.2f}-{r['max']:.2f})"
 
 
 def main() -> int:
@@ -208,11 +241,12 @@ def main() -> int:
     except DatapathError as exc:
         tso_possible, tso_why = False, exc.message
     started = datetime.now(timezone.utc)
-    refs = References()
-    kernels = [KernelCluster("host-gw", "kh"), KernelCluster("vxlan", "kv")]
+    refs = [References()] + ([References("tso", "-tso")] if tso_possible else [])
+    kernels = [KernelCluster("host-gw", "kh"), KernelCluster("vxlan", "kv"), KernelCluster("vxlan", "kr", routed=True)]
     nets: dict[str, ClusterNet] = {}
     try:
-        cells = [Cell(r.name, r.what, r.client, r.server, r.server_ip, "none (tx off)") for r in refs.build()]
+        cells = [Cell(r.name, r.what, r.client, r.server, r.server_ip, ref.offload)
+                 for ref in refs for r in ref.build()]
         for kernel in kernels:
             cells += [Cell(p.name, p.what, p.client, p.server, p.server_ip, "kernel defaults (on)")
                       for p in kernel.build()]
@@ -239,21 +273,23 @@ def main() -> int:
             net.stop()
         for kernel in kernels:
             kernel.stop()
-        refs.stop()
+        for ref in refs:
+            ref.stop()
     rows = summarize(cells)
     goals = {name: {"cells": [a, b], "goal": goal, "measured": ratio(rows, a, b)}
              for name, (a, b, goal) in GOALS.items()}
-    print(f"\n{'cell':<26} {'offload':<21} {'median Gbit/s':>13} {'min-max':>13} {'/kernel':>7} "
-          f"{'/ovs-normal':>11} {'retr/run':>9}")
+    print(f"\n{'cell':<26} {'offload':<8} {'n':>2} {'median Gbit/s':>13} {'min-max':>13} "
+          f"{'/kernel counterpart':>40} {'/ovs-normal, same offload':>26} {'retr/run':>9}")
     for name, row in rows.items():
         if "median_gbps" not in row:
             print(f"{name:<26} FAILED: {'; '.join(row['failures'])}")
             continue
         retr = row.get("retransmits_per_run")
-        kernel = row.get("ratio_to_kernel")
-        print(f"{name:<26} {row['offload'][:21]:<21} {row['median_gbps']:>13.2f} "
-              f"{row['min_gbps']:>6.2f}-{row['max_gbps']:<6.2f} {'-' if kernel is None else f'{kernel:.2f}':>7} "
-              f"{row.get('ratio_to_ovs-normal', 0):>11.2f} {retr if retr is not None else '-':>9}")
+        kernel = row["ratios"].get("kernel")
+        against = f"{shown(kernel)} {kernel['to']}" if kernel else "-"
+        print(f"{name:<26} {row['offload'][:8]:<8} {row['n']:>2} {row['median_gbps']:>13.2f} "
+              f"{row['min_gbps']:>6.2f}-{row['max_gbps']:<6.2f} {against:>40} "
+              f"{shown(row['ratios'].get('ovs-normal')):>26} {retr if retr is not None else '-':>9}")
     print()
     if not tso_possible:
         print(f"offload tso not measured: {tso_why}")

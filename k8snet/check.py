@@ -24,7 +24,7 @@ def cmd_check(cluster: Cluster, framework: str = "os-ken", json_path: Optional[s
     datapath_line(cluster)
     with ClusterNet(cluster, framework=framework, progress=progress) as net:
         progress(f"probing {len(pairs(cluster))} pairs in parallel")
-        matrix = measure(net.net, cluster, net.timings)
+        matrix = measure(net.net, cluster, net.timings, framework)
     results, failed, surprises = matrix.results, matrix.failed, matrix.surprises
     print_matrix(matrix)
     if json_path:

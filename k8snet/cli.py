@@ -214,14 +214,21 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not _preflight():
         return EXIT_USAGE
     outcome = run_scenarios(scenarios, clusters, options, out, console, framework=args.framework,
-                            command=["k8snet", *sys.argv[1:]] if sys.argv and sys.argv[0].endswith("k8snet")
-                            else sys.argv)
+                            command=typed_command())
     print_run_summary(outcome)
     if outcome.interrupted:
         console.print(f"[yellow]interrupted: the clusters are torn down; results so far are in "
                       f"{outcome.directory}[/]")
         return EXIT_INTERRUPTED
     return EXIT_UNREACHABLE if outcome.failed else EXIT_OK
+
+
+def typed_command() -> list[str]:
+    """The command line as the user would type it again: ``k8snet ...`` also when started
+    as ``python -m k8snet.cli``."""
+    if sys.argv and sys.argv[0].endswith(("k8snet", "k8snet/cli.py")):
+        return ["k8snet", *sys.argv[1:]]
+    return list(sys.argv)
 
 
 def print_run_summary(outcome) -> None:

@@ -179,9 +179,8 @@ def check_report(directory: Path, scenario_results: list[results.ScenarioResult]
 def check_run(directory: Path) -> dict[str, results.ScenarioResult]:
     """Everything above for every scenario in a run folder."""
     out = {}
-    for path in sorted(directory.glob("*.json")):
-        if path.name == "run.json":
-            continue
+    for found in results.read_run(directory):  # in the run's own order
+        path = directory / f"{found.scenario}.json"
         result = validate_json(path)
         check_csv(path.with_suffix(".csv"), result)
         assert check_figures(directory, result) > 0 or not result.measurements

@@ -15,6 +15,19 @@ from k8snet.procs import CommandError, deferred_signals, run
 UDP_LENGTH = 1400
 
 
+def _wait_listening(host: Any, proc: subprocess.Popen, port: int, timeout: float = 10.0) -> None:
+    """Until the iperf3 server's socket listens (its control connection is TCP for UDP
+    tests too); a server that exits or never listens is an error, not a sleep too short."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if run(["mnexec", "-a", str(host.pid), "ss", "-Htln", f"sport = :{port}"], timeout=5).stdout.strip():
+            return
+        if proc.poll() is not None:
+            raise CommandError(f"iperf3 -s on port {port} exited with status {proc.returncode}")
+        time.sleep(0.02)
+    raise CommandError(f"iperf3 -s did not listen on port {port} within {timeout:g}s")
+
+
 def iperf(client: Any, server: Any, ip: str, port: int, seconds: int, listen: Optional[int] = None,
           protocol: str = "tcp", streams: int = 1, udp_bitrate: str = "0") -> dict[str, Any]:
     """iperf3 -J from host ``client`` to ``ip:port``, the server in host ``server`` listening
@@ -39,7 +52,7 @@ def iperf(client: Any, server: Any, ip: str, port: int, seconds: int, listen: Op
         with deferred_signals():
             srv = server.popen(["iperf3", "-s", "-1", "-p", str(listen or port)], stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL)
-        time.sleep(0.3)
+        _wait_listening(server, srv, listen or port)
         out = run(args, timeout=seconds + 30, check=False)
     except CommandError as exc:
         return {"ok": False, "error": str(exc)}

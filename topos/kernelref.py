@@ -5,8 +5,10 @@ any error half way)::
 
     kpod-0 ─eth0══veth─┐                                         ┌─veth══eth0─ kpod-1
        10.250.0.2      cni0 (Linux bridge, 10.250.0.1)   cni0 (10.250.1.1)      10.250.1.2
-                        knode-0 ──eth0══ [kunder: Linux bridge] ══eth0── knode-1
+    kpod-2 ─eth0══veth2┘                                               (pod-0 and pod-2: same node)
+       10.250.0.3       knode-0 ──eth0══ [kunder: Linux bridge] ══eth0── knode-1
                         192.168.77.1                                  192.168.77.2
+                                   (routed: kunder is a router, knode-1 is 192.168.78.2)
 
 * ``host-gw``: each node routes the other's pod subnet via the other node's IP
   (``ip route 10.250.1.0/24 via 192.168.77.2``), exactly Flannel's host-gw routes;
@@ -15,7 +17,9 @@ any error half way)::
   permanent neighbour entry for the peer's VTEP address and an FDB entry sending its
   MAC to the peer node's IP -- what flanneld writes for each peer;
 * ``clusterip`` (host-gw mode): kube-proxy's nftables mode in its simplest form, a
-  ``dnat`` in the client node's prerouting hook from VIP:port to the server pod.
+  ``dnat`` in the client node's prerouting hook from VIP:port to the server pod;
+* ``same-node`` (host-gw mode): two pods on one node's ``cni0`` bridge;
+* ``routed=True`` (vxlan): the nodes in two subnets behind a router namespace, as two racks.
 
 Offloads are left as the kernel sets them (on), as on a real node.
 """
@@ -35,11 +39,15 @@ class KernelCluster(Namespaces):
 
     kind = "kernel reference"
 
-    def __init__(self, mode: str, prefix: str):
-        if mode not in ("host-gw", "vxlan"):
-            raise ValueError(f"mode {mode!r}: host-gw or vxlan")
+    def __init__(self, mode: str, prefix: str, routed: bool = False):
+        if mode not in ("host-gw", "vxlan") or (routed and mode != "vxlan"):
+            raise ValueError(f"mode {mode!r}: host-gw or vxlan (routed only with vxlan)")
         super().__init__(prefix)
         self.mode = mode
+        self.routed = routed
+
+    def node_ip(self, i: int) -> str:
+        return f"{UNDERLAY}.{i + 1}" if not self.routed else f"192.168.{77 + i}.{i + 1}"
 
     def _build(self) -> list[ReferencePath]:
         under = self._host("under")
@@ -48,20 +56,27 @@ class KernelCluster(Namespaces):
         for i, (node, pod) in enumerate(zip(nodes, pods)):
             self.net.addLink(node, under, intfName1="eth0", intfName2=f"n{i}")
             self.net.addLink(pod, node, intfName1="eth0", intfName2="veth0")
-        under.ip_batch(["link set lo up", "link add fabric type bridge", "link set fabric up",
-                        *[f"link set n{i} master fabric up" for i in range(2)]])
+        if self.routed:
+            under.sysctl(net__ipv4__ip_forward=1)
+            under.ip_batch(["link set lo up", *[f"link set n{i} up" for i in range(2)],
+                            *[f"addr add 192.168.{77 + i}.254/24 dev n{i}" for i in range(2)]])
+        else:
+            under.ip_batch(["link set lo up", "link add fabric type bridge", "link set fabric up",
+                            *[f"link set n{i} master fabric up" for i in range(2)]])
         mtu = 1450 if self.mode == "vxlan" else 1500
         vtep_macs = [f"02:fa:00:00:00:0{i + 1}" for i in range(2)]
         for i, (node, pod) in enumerate(zip(nodes, pods)):
             node.sysctl(net__ipv4__ip_forward=1, net__ipv4__conf__all__rp_filter=0)
-            cmds = ["link set lo up", f"addr add {UNDERLAY}.{i + 1}/24 dev eth0", "link set eth0 up",
+            cmds = ["link set lo up", f"addr add {self.node_ip(i)}/24 dev eth0", "link set eth0 up",
                     "link add cni0 type bridge", f"link set cni0 mtu {mtu} up",
                     f"addr add {PODS}.{i}.1/24 dev cni0", f"link set veth0 mtu {mtu} master cni0 up"]
             peer = 1 - i
+            if self.routed:
+                cmds.append(f"route add default via 192.168.{77 + i}.254 dev eth0")
             if self.mode == "host-gw":
                 cmds.append(f"route add {PODS}.{peer}.0/24 via {UNDERLAY}.{peer + 1} dev eth0")
             else:
-                cmds += [f"link add flannel.1 type vxlan id 1 local {UNDERLAY}.{i + 1} dev eth0 "
+                cmds += [f"link add flannel.1 type vxlan id 1 local {self.node_ip(i)} dev eth0 "
                          f"dstport {VXLAN_PORT} nolearning",
                          f"link set flannel.1 address {vtep_macs[i]} mtu {mtu} up",
                          f"addr add {PODS}.{i}.0/32 dev flannel.1",
@@ -69,13 +84,21 @@ class KernelCluster(Namespaces):
                          f"neigh add {PODS}.{peer}.0 lladdr {vtep_macs[peer]} dev flannel.1 nud permanent"]
             node.ip_batch(cmds)
             if self.mode == "vxlan":
-                node.ns("bridge", "fdb", "append", vtep_macs[peer], "dev", "flannel.1", "dst",
-                        f"{UNDERLAY}.{peer + 1}")
+                node.ns("bridge", "fdb", "append", vtep_macs[peer], "dev", "flannel.1", "dst", self.node_ip(peer))
             pod.ip_batch(["link set lo up", f"link set eth0 mtu {mtu} up", f"addr add {PODS}.{i}.2/24 dev eth0",
                           f"route add default via {PODS}.{i}.1"])
-        paths = [ReferencePath(f"kernel-{self.mode}", f"the kernel configuration Flannel {self.mode} programs",
+        name = f"kernel-{self.mode}" + ("-routed" if self.routed else "")
+        across = " across a router" if self.routed else ""
+        paths = [ReferencePath(name, f"the kernel configuration Flannel {self.mode} programs{across}",
                                pods[0], pods[1], f"{PODS}.1.2")]
         if self.mode == "host-gw":
+            local = self._host("pod2")
+            self.net.addLink(local, nodes[0], intfName1="eth0", intfName2="veth2")
+            nodes[0].ip_batch([f"link set veth2 mtu {mtu} master cni0 up"])
+            local.ip_batch(["link set lo up", f"link set eth0 mtu {mtu} up", f"addr add {PODS}.0.3/24 dev eth0",
+                            f"route add default via {PODS}.0.1"])
+            paths.append(ReferencePath("kernel-same-node", "two pods on one node's cni0 bridge", pods[0], local,
+                                       f"{PODS}.0.3"))
             rules = (f"table ip k8snet_kube_proxy {{\n  chain prerouting {{\n"
                      f"    type nat hook prerouting priority dstnat;\n"
                      f"    ip daddr {VIP} tcp dport 5201 dnat to {PODS}.1.2:5201\n"

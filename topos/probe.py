@@ -126,6 +126,8 @@ class Matrix:
     finished: datetime
     probe_s: float
     timings: dict[str, float] = field(default_factory=dict)
+    #: The controller's framework (os-ken or Ryu), recorded with the environment.
+    framework: str = "os-ken"
 
     @property
     def failed(self) -> list[Result]:
@@ -154,15 +156,18 @@ class Matrix:
         fping = run(["fping", "--version"], check=False).stdout.strip().splitlines()
         return {"kind": "k8snet.check", "command": list(command if command is not None else sys.argv),
                 "started": self.started.isoformat(), "finished": self.finished.isoformat(),
-                "environment": environment(self.cluster, fping=fping[0] if fping else "not installed"),
+                "environment": environment(self.cluster, fping=fping[0] if fping else "not installed",
+                                           framework=self.framework),
                 "cluster": json.loads(self.cluster.model_dump_json()),
                 "timings_s": {**self.timings, "probe": self.probe_s}, "summary": self.summary(),
                 "ok": not self.failed, "as_predicted": not self.surprises,
                 "results": [r.as_dict() for r in self.results]}
 
 
-def measure(net: Any, cluster: Cluster, timings: Optional[dict[str, float]] = None) -> Matrix:
+def measure(net: Any, cluster: Cluster, timings: Optional[dict[str, float]] = None,
+            framework: str = "os-ken") -> Matrix:
     """Probe the full matrix once (``net`` maps host names to Mininet hosts)."""
     started, t0 = datetime.now(timezone.utc), time.monotonic()
     results = probe(net, cluster)
-    return Matrix(cluster, results, started, datetime.now(timezone.utc), time.monotonic() - t0, dict(timings or {}))
+    return Matrix(cluster, results, started, datetime.now(timezone.utc), time.monotonic() - t0, dict(timings or {}),
+                  framework)

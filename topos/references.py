@@ -84,9 +84,12 @@ class Namespaces:
 class References(Namespaces):
     """veth and single-bridge OVS NORMAL, each a client and a server namespace."""
 
-    def __init__(self, offload: str = "none") -> None:
-        super().__init__()
+    def __init__(self, offload: str = "none", suffix: str = "") -> None:
+        """``suffix`` tells two sets apart in one run (``-tso``): in the path names, and
+        (as the hosts' prefix) in the namespace names."""
+        super().__init__(suffix.strip("-")[:2])
         self.offload = offload
+        self.suffix = suffix
         self.ovs: OvsInstance | None = None
 
     def _address(self, host: NsHost, ip: str) -> None:
@@ -112,9 +115,9 @@ class References(Namespaces):
         self.ovs.ofctl("add-flow", "br0", "priority=0,actions=NORMAL")
         offloads = "offloads on" if self.offload == "tso" else "tx checksum offload off"
         tso = ", userspace TSO on" if self.offload == "tso" else ""
-        return [ReferencePath("veth", f"bare veth pair, {offloads}", a, b, "10.99.0.2"),
-                ReferencePath("ovs-normal", f"one userspace OVS bridge, a single NORMAL flow, {offloads}{tso}",
-                              c, d, "10.99.1.2")]
+        return [ReferencePath(f"veth{self.suffix}", f"bare veth pair, {offloads}", a, b, "10.99.0.2"),
+                ReferencePath(f"ovs-normal{self.suffix}",
+                              f"one userspace OVS bridge, a single NORMAL flow, {offloads}{tso}", c, d, "10.99.1.2")]
 
     def stop(self) -> None:
         with deferred_signals():

@@ -1,36 +1,61 @@
-"""tcpdump inside one of our namespaces, around an action."""
+"""tcpdump inside one of our namespaces, around an action -- without guessing how long to wait.
+
+tcpdump runs in immediate mode, so every packet that crosses the interface is handed to
+its socket as it passes (synchronously, by the kernel's packet tap).  When the action has
+finished (a ping returns only after its replies arrived, so everything it caused has
+passed), tcpdump is interrupted and its own statistics are checked: every packet its
+filter received was printed and none was dropped.  ``expect`` waits, in addition, for that
+many packets to be printed (for traffic that may still be on its way when the action
+returns).
+"""
 
 from __future__ import annotations
 
 import re
+import signal
 import subprocess
+import threading
 import time
-from typing import Callable
+from typing import Callable, Optional
 
 
-def capture(host, iface: str, bpf: str, action: Callable[[], None], extra: tuple[str, ...] = ()) -> list[str]:
-    """Packets seen on ``iface`` of ``host`` matching ``bpf`` while ``action`` runs."""
-    proc = subprocess.Popen(["mnexec", "-a", str(host.pid), "timeout", "30", "tcpdump", "-l", "-n",
-                             "-i", iface, *extra, bpf],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        deadline = time.monotonic() + 10
-        line = ""
-        while "listening on" not in line and time.monotonic() < deadline:
-            line = proc.stderr.readline()
-            assert line or proc.poll() is None, "tcpdump exited before listening"
-        action()
-        time.sleep(0.3)
-    finally:
-        proc.terminate()
-        out, _ = proc.communicate(timeout=10)
-    # tcpdump prints an encapsulated packet on a second line: join it to its outer packet.
+def _join(lines: list[str]) -> list[str]:
+    """tcpdump prints an encapsulated packet on a second line: join it to its outer packet."""
     packets: list[str] = []
-    for line in out.splitlines():
+    for line in lines:
         if not line.strip():
             continue
         if packets and not re.match(r"^\d\d:\d\d:\d\d\.\d+ ", line):
             packets[-1] += " | " + line.strip()
         else:
             packets.append(line)
+    return packets
+
+
+def capture(host, iface: str, bpf: str, action: Callable[[], None], extra: tuple[str, ...] = (),
+            expect: Optional[int] = None, timeout: float = 10.0) -> list[str]:
+    """Packets seen on ``iface`` of ``host`` matching ``bpf`` while ``action`` runs."""
+    proc = subprocess.Popen(["mnexec", "-a", str(host.pid), "timeout", "60", "tcpdump", "-l", "-n",
+                             "--immediate-mode", "-i", iface, *extra, bpf],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(iter(proc.stdout.readline, "")), daemon=True)
+    try:
+        deadline = time.monotonic() + timeout
+        line = ""
+        while "listening on" not in line and time.monotonic() < deadline:
+            line = proc.stderr.readline()
+            assert line or proc.poll() is None, "tcpdump exited before listening"
+        reader.start()
+        action()
+        while expect is not None and len(_join(list(lines))) < expect and time.monotonic() < deadline:
+            time.sleep(0.01)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=10)
+        reader.join(5)
+    stats = {k: int(v) for v, k in re.findall(r"(\d+) packets? (captured|received by filter|dropped by kernel)", err)}
+    packets = _join(lines)
+    assert stats.get("dropped by kernel", 0) == 0, err
+    assert stats.get("captured") == stats.get("received by filter") == len(packets), (stats, packets, err)
     return packets

@@ -9,13 +9,13 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-import time
 
 import pytest
 
 from tests.emulation.capture import capture
 from topos.cluster import ClusterNet
 from topos.iperf import iperf
+from topos.ovs import wait_for
 from k8snet.model.manifests import Overrides, load_text
 from topos.specs import embedded_spec_text
 from topos.probe import probe
@@ -109,6 +109,8 @@ def test_pods_get_the_overlay_mtu_published_in_subnet_env(vxlan_net):
     assert "FLANNEL_MTU=1450" in env and "FLANNEL_SUBNET=10.244.0.1/24" in env
     assert "FLANNEL_NETWORK=10.244.0.0/16" in env
     assert not __import__("os").path.exists("/run/flannel/subnet.env"), "subnet.env leaked to the host"
+    # ...and the copy the README points at, in the node's run directory.
+    assert (vxlan_net.run.path / "n0" / "subnet.env").read_text() == env
 
 
 def test_large_ping_and_udp_datagram_cross_the_tunnel(vxlan_net):
@@ -120,7 +122,8 @@ def test_large_ping_and_udp_datagram_cross_the_tunnel(vxlan_net):
         ["python3", "-c", "import socket;s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM);"
          "s.bind(('0.0.0.0',9999));s.settimeout(10);d,a=s.recvfrom(65535);print(len(d),a[0])"],
         stdout=subprocess.PIPE, text=True)
-    time.sleep(0.3)
+    wait_for(lambda: bool(vxlan_net.pod(dst.host_name).ns("ss", "-Huln", "sport = :9999").strip()), 10,
+             "the receiver to bind 9999/udp")
     src.ns("python3", "-c", f"import socket;socket.socket(socket.AF_INET,socket.SOCK_DGRAM)"
                             f".sendto(b'x'*2000,('{dst.ip}',9999))")
     got, _ = receiver.communicate(timeout=15)

@@ -25,15 +25,22 @@ def test_bringup_bench_runs(tmp_path, no_leaks):
 
 def test_throughput_bench_runs(tmp_path, no_leaks):
     doc = bench("throughput", "--seconds", "1", "--repeat", "1", tmp_path=tmp_path)
-    expected = {"veth", "ovs-normal", "kernel-host-gw", "kernel-vxlan", "kernel-clusterip", "same-node", "host-gw",
-                "clusterip", "vxlan-flat", "vxlan-routed", "directrouting-same-rack", "directrouting-cross-rack"}
+    expected = {"veth", "ovs-normal", "kernel-same-node", "kernel-host-gw", "kernel-vxlan", "kernel-vxlan-routed",
+                "kernel-clusterip", "same-node", "host-gw", "clusterip", "vxlan-flat", "vxlan-routed",
+                "directrouting-same-rack", "directrouting-cross-rack"}
     if doc["tso_possible"]:
-        expected |= {"tso-same-node", "tso-host-gw", "tso-clusterip"}
+        expected |= {"tso-same-node", "tso-host-gw", "tso-clusterip", "veth-tso", "ovs-normal-tso"}
     assert set(doc["cells"]) == expected
+    counterparts = {"same-node": "kernel-same-node", "vxlan-routed": "kernel-vxlan-routed",
+                    "directrouting-cross-rack": "kernel-vxlan-routed", "host-gw": "kernel-host-gw"}
     for name, row in doc["cells"].items():
-        assert not row["failures"] and row["median_gbps"] > 0, (name, row)
-        if name in ("host-gw", "vxlan-flat", "tso-host-gw"):
-            assert row["ratio_to_kernel"] > 0 and row["kernel_counterpart"].startswith("kernel-")
+        assert not row["failures"] and row["median_gbps"] > 0 and row["n"] == 1, (name, row)
+        if name in counterparts:
+            assert row["kernel_counterpart"] == counterparts[name] and row["ratio_to_kernel"] > 0
+        if name.startswith("tso-"):  # divided by references built with its own offloads
+            assert row["ratios"]["ovs-normal"]["to"] == "ovs-normal-tso", row
+        elif not name.startswith(("veth", "ovs-normal", "kernel-")):
+            assert row["ratios"]["ovs-normal"]["to"] == "ovs-normal", row
     assert doc["goals"]["vxlan / host-gw, both none"]["measured"] > 0
     assert doc["clusters"]["flat-vxlan"]["offload"] == "none"
     if doc["tso_possible"]:
@@ -44,6 +51,7 @@ def test_services_bench_runs(tmp_path, no_leaks):
     doc = bench("services", "--seconds", "1", "--repeat", "1", "--changes", "4", "--services", "20",
                 "--connections", "60", tmp_path=tmp_path)
     assert doc["throughput"]["ratio"] > 0
-    assert len(doc["convergence"]["add_ms"]) == 2 and doc["convergence"]["failed"] == 0
+    conv = doc["convergence"]
+    assert len(conv["add_ms"]) == 2 and conv["failed"] == 0 and conv["add_unobserved"] == conv["remove_unobserved"] == 0
     assert doc["programming"]["services"] == 20 and all(v > 20 * 7 for v in doc["programming"]["flows_per_node"].values())
     assert doc["spread"]["served"] == 60 and 0 <= doc["spread"]["p_value"] <= 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 import time
@@ -34,6 +35,76 @@ def test_check_writes_json_and_exits_zero(tmp_path, no_leaks):
                                                    "node-pod", "pod-node"}
     assert all(r["reachable"] and r["ok"] for r in doc["results"])
     assert "all 28 pairs reachable" in result.stdout
+    # Every field the README lists, per pair and for the run.
+    assert set(doc["results"][0]) >= {"src", "dst", "kind", "predicted", "reason", "reachable", "ok", "sent",
+                                      "received", "rtt_avg_ms"}
+    assert set(doc["environment"]) >= {"k8snet", "ovs", "kernel", "python", "datapath_type", "offload", "fping",
+                                       "framework"}
+    assert doc["cluster"]["nodes"][1]["name"] == "node-1" and len(doc["cluster"]["pods"]) == 4
+    assert set(doc["timings_s"]) == {"hosts", "nodes", "pods", "synced", "probe"}
+    assert doc["summary"]["pod-node"] == {"pairs": 8, "reachable": 8, "predicted": 8, "as_predicted": 8}
+
+
+def test_check_under_ryu_on_the_userspace_datapath_from_the_command_line(tmp_path, no_leaks):
+    out = tmp_path / "check.json"
+    result = k8snet("check", "--nodes", "2", "--pods-per-node", "1", "--framework", "ryu", "--datapath", "netdev",
+                    "--json", str(out))
+    assert result.returncode == 0, result.stderr
+    env = json.loads(out.read_text())["environment"]
+    assert env["framework"] == "ryu" and env["datapath_type"] == "netdev"
+    assert "datapath netdev" in result.stderr
+
+
+def test_the_kernel_datapath_is_refused_where_the_module_is_missing(no_leaks):
+    from topos.datapath import has_kernel_module
+
+    if has_kernel_module():  # a machine with the module builds it: nothing to refuse there
+        assert k8snet("flows", "--datapath", "system", "--nodes", "1").returncode == 0
+        return
+    before = Snapshot.take()
+    result = k8snet("check", "--datapath", "system", "--nodes", "1")
+    assert result.returncode == 2 and "kernel module" in result.stderr, result.stderr
+    assert not Snapshot.take().leaks_since(before)
+
+
+def test_flows_prints_every_nodes_flows_without_building_anything(no_leaks):
+    from controllers.compiler import compile_node
+    from k8snet.model.manifests import Overrides
+    from topos.specs import load_file
+
+    before = Snapshot.take()
+    result = k8snet("flows", "services", "--node", "node-1")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    count = len(compile_node(load_file("services", Overrides()), "node-1").flows)
+    assert lines[0] == f"# node-1: {count} flows" and len(lines) == count + 1
+    assert any("ct_nw_dst=" in line and "ct(commit" not in line for line in lines)
+    assert not Snapshot.take().leaks_since(before)
+    every = k8snet("flows", "racks")
+    assert [line for line in every.stdout.splitlines() if line.startswith("# ")] == \
+        [f"# node-{i}: {len(compile_node(load_file('racks', Overrides()), f'node-{i}').flows)} flows"
+         for i in range(4)]
+    wrong = k8snet("flows", "--node", "node-9")
+    assert wrong.returncode == 2 and "no node 'node-9'; nodes are: node-0, node-1, node-2" in wrong.stderr
+
+
+def test_run_exits_1_when_a_scenario_cannot_run(tmp_path, no_leaks):
+    broken = tmp_path / "scenarios"
+    broken.mkdir()
+    (broken / "fails.py").write_text(
+        "from k8snet.scenario import Scenario\n\n"
+        "class Fails(Scenario):\n    name = 'fails'\n    description = 'raises half way'\n\n"
+        "    def steps(self, targets):\n        return 1\n\n"
+        "    def run(self, targets, rec):\n        rec.step('about to fail')\n"
+        "        raise RuntimeError('this scenario cannot run')\n")
+    env = {**k8snet_env(), "K8SNET_SCENARIOS": str(broken)}
+    result = subprocess.run([*K8SNET, "run", "fails", "--nodes", "1", "--pods-per-node", "1", "--out",
+                             str(tmp_path / "out")], capture_output=True, text=True, timeout=300, env=env,
+                            stdin=subprocess.DEVNULL)
+    assert result.returncode == 1, result.stderr[-2000:]
+    (run_dir,) = (tmp_path / "out").glob("2*")
+    doc = json.loads((run_dir / "fails.json").read_text())
+    assert doc["status"] == "failed" and "this scenario cannot run" in doc["status_reason"]
 
 
 def test_invalid_spec_exits_2_names_the_field_and_starts_nothing(tmp_path, no_leaks):
@@ -130,11 +201,16 @@ def test_apply_and_delete_against_a_running_up(tmp_path, no_leaks):
         scale = tmp_path / "scale.yaml"
         scale.write_text("apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\nspec:\n  replicas: 5\n"
                          "  selector: {matchLabels: {app: web}}\n  template:\n    metadata: {labels: {app: web}}\n"
-                         "    spec: {containers: [{name: web, ports: [{name: http, containerPort: 8080}]}]}\n")
+                         "    spec: {containers: [{name: web, ports: [{name: http, containerPort: 8080}]}]}\n"
+                         "---\napiVersion: v1\nkind: Service\nmetadata: {name: web-lb}\nspec:\n"
+                         "  type: LoadBalancer\n  selector: {app: web}\n  ports: [{port: 80, targetPort: http}]\n")
         result = k8snet("apply", "-f", str(scale))
         assert result.returncode == 0, result.stderr
         assert "pod/web-3 created" in result.stdout and "pod/web-4 created" in result.stdout
         assert "service/default/web 10.96.0.100: 80/TCP -> 5 endpoints" in result.stdout
+        # The LoadBalancer's VIP, as status.loadBalancer.ingress[0].ip would report it.
+        assert re.search(r"service/default/web-lb 10\.96\.\d+\.\d+ ingress 198\.51\.100\.\d+: "
+                         r"80/TCP \(nodePort 3\d{4}\) -> 5 endpoints", result.stdout), result.stdout
         shells = {p["what"]: p["pid"] for p in json.loads((run_dir / "processes.json").read_text())}
         addr = subprocess.run(["mnexec", "-a", str(shells["PodHost web-4 shell"]), "ip", "-4", "-o", "addr", "show",
                                "eth0"], capture_output=True, text=True, timeout=10).stdout
