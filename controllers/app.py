@@ -16,8 +16,10 @@ It owns no forwarding logic.  It holds the desired cluster model, asks
   over 3 endpoints with the flow of endpoint 2 already deleted), then a barrier;
 * after a change, UDP conntrack entries that point at an endpoint that is gone are
   deleted on every switch, as kube-proxy does (:mod:`controllers.conntrack`);
-* a packet-in (only a Service port without endpoints sends one) is answered with a
-  TCP reset or ICMP port unreachable (:mod:`controllers.reject`).
+* a packet-in is never on an ordinary forwarding path: a Service port without endpoints
+  is answered with a TCP reset or ICMP port unreachable (:mod:`controllers.reject`); on
+  VXLAN clusters a packet too large for the pod MTU is fragmented and sent on
+  (:mod:`controllers.egress`).
 
 Configuration comes from the environment so that ``ryu-manager`` can load the same
 app: ``K8SNET_STATE`` (the cluster model as JSON) and ``K8SNET_API`` (the API socket).
@@ -31,7 +33,7 @@ import random
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-from controllers import compiler, conntrack, framework, services
+from controllers import compiler, conntrack, egress, framework, services
 from controllers.api import ApiServer
 from controllers.changes import plan
 from controllers.flows import Desired, Flow, Group, flow_mod, group_mod
@@ -67,6 +69,8 @@ class Switch:
     rejects: int = 0
     bundles: int = 0
     ct_flushes: int = 0
+    fragmented: int = 0
+    mtu_drops: int = 0
 
 
 class K8snetController(BaseApp):
@@ -134,7 +138,7 @@ class K8snetController(BaseApp):
             switches = {s.name: {"dpid": dpid, "connected": True, "synced": s.synced,
                                  "flows": len(s.installed.flows), "groups": len(s.installed.groups),
                                  "messages": s.messages, "bundles": s.bundles, "ct_flushes": s.ct_flushes,
-                                 "rejects": s.rejects}
+                                 "rejects": s.rejects, "fragmented": s.fragmented, "mtu_drops": s.mtu_drops}
                         for dpid, s in self.switches.items()}
             return {"ok": True, "framework": framework.NAME, "pid": os.getpid(),
                     "generation": self.generation, "switches": switches,
@@ -321,9 +325,15 @@ class K8snetController(BaseApp):
 
     @set_ev_cls(ofp_event.EventOFPPacketIn, MAIN_DISPATCHER)
     def on_packet_in(self, ev: Any) -> None:
-        """Only the Services feature sends packets here: a Service port without endpoints."""
+        """Two features send packets here, neither on an ordinary forwarding path: a Service
+        port without endpoints (answered with a reset or port unreachable), and, on VXLAN
+        clusters, a packet larger than the pod MTU (fragmented and sent on)."""
         msg = ev.msg
-        if (msg.cookie & FEATURE_MASK) >> FEATURE_SHIFT != Feature.SERVICES:
+        feature = (msg.cookie & FEATURE_MASK) >> FEATURE_SHIFT
+        if feature == Feature.MTU:
+            self._fragment(msg)
+            return
+        if feature != Feature.SERVICES:
             return
         answer = reject(msg.data)
         if answer is None:
@@ -334,6 +344,18 @@ class K8snetController(BaseApp):
                 return
             switch.rejects += 1
             self._send(switch, packet_out(msg.datapath, msg.match["in_port"], answer))
+
+    def _fragment(self, msg: Any) -> None:
+        with self.lock:
+            switch = self.switches.get(msg.datapath.id)
+            if switch is None or self.cluster is None:
+                return
+            outs = egress.resend(msg.datapath, bytes(msg.data), msg.match, self.cluster.pod_mtu)
+            if not outs:
+                switch.mtu_drops += 1
+            for out in outs:
+                self._send(switch, out)
+            switch.fragmented += 1
 
     @set_ev_cls(ofp_event.EventOFPBarrierReply, MAIN_DISPATCHER)
     def on_barrier(self, ev: Any) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Iterator
 
-from controllers import hostgw, noderoutes, podnet, services, vxlan
+from controllers import egress, hostgw, noderoutes, podnet, services, vxlan
 from controllers.flows import Desired, Flow, merge
 from k8snet.model.cluster import Cluster, Node, RouteKind
 
@@ -31,6 +31,7 @@ def compile_node(cluster: Cluster, node_name: str) -> Desired:
              services.node_flows(cluster, node), services.service_flows(cluster, node)]
     if cluster.encapsulates:
         parts.append(vxlan.node_flows(cluster, node))
+    parts.append(egress.node_flows(cluster, node))
     desired = Desired(flows=merge(*parts))
     # Raises if two features claimed the same table/priority/match (two Service ports
     # hashing to one port id would show up here too).

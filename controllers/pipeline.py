@@ -62,6 +62,9 @@ _ORDER = (
                      "NodePort connection with externalTrafficPolicy Cluster to the node's IP"),
     ("l3_forwarding", "routing by destination IP: local pod, own node, peer pods (host-gw or "
                       "VXLAN) and peer nodes"),
+    ("egress", "VXLAN clusters: a packet into a pod or the tunnel, checked against the pod MTU"),
+    ("egress_out", "out of the port in REG_OUT_PORT, or, when larger than the pod MTU, to the "
+                   "controller, which fragments it (controllers/egress.py)"),
 )
 TABLES: tuple[Table, ...] = tuple(Table(name, i, purpose) for i, (name, purpose) in enumerate(_ORDER))
 T = {t.name: t.id for t in TABLES}
@@ -76,6 +79,8 @@ SERVICE_ENDPOINT = T["service_endpoint"]
 SERVICE_DNAT = T["service_dnat"]
 HAIRPIN_SNAT = T["hairpin_snat"]
 L3_FORWARDING = T["l3_forwarding"]
+EGRESS = T["egress"]
+EGRESS_OUT = T["egress_out"]
 
 #: Where classified IP traffic enters the routing stages.
 IP_INGRESS = UNSNAT
@@ -126,6 +131,10 @@ REG_AFFINITY = "reg4"
 REG_SCRATCH = "reg5"
 #: The chosen endpoint's IP (what affinity remembers: an index would shift when endpoints change).
 REG_ENDPOINT_IP = "reg7"
+#: VXLAN clusters: the port a pod-bound or tunnel-bound packet leaves by (table egress_out).
+REG_OUT_PORT = "reg6"
+#: REG_SOURCE bit set by check_pkt_larger when a packet exceeds the pod MTU.
+OVERSIZE_BIT = 8
 #: OpenFlow timeouts are 16-bit; longer affinity timeouts are enforced by the controller.
 MAX_OPENFLOW_TIMEOUT = 0xFFFF
 
@@ -150,6 +159,7 @@ class Feature(IntEnum):
     VXLAN = 0x03
     NODE_ROUTES = 0x04
     SERVICES = 0x05
+    MTU = 0x06
 
 
 FEATURE_SHIFT = 56

@@ -10,12 +10,13 @@ from __future__ import annotations
 import zlib
 from typing import Iterator
 
+from controllers import egress
 from controllers.flows import (
     ETH_TYPE_ARP, ETH_TYPE_IP, OFPP_IN_PORT, OFPP_LOCAL, ClearInPort, DecTtl, Flow, Match, Move, Output,
     SetField,
 )
 from controllers.pipeline import (
-    ARP, CLASSIFIER, CONNTRACK, HAIRPIN_SNAT, IP_INGRESS, L3_FORWARDING, REG_SOURCE, SERVICE_AFFINITY,
+    ARP, CLASSIFIER, CONNTRACK, EGRESS, EGRESS_OUT, HAIRPIN_SNAT, IP_INGRESS, L3_FORWARDING, REG_SOURCE, SERVICE_AFFINITY,
     SERVICE_DNAT, SERVICE_ENDPOINT, SERVICE_LB, SERVICE_PICK, UNSNAT,
     Feature, Priority, Source, cookie, source_match,
 )
@@ -46,7 +47,7 @@ def flows(cluster: Cluster, node: Node) -> Iterator[Flow]:
     yield from _classifier(cluster, node, node_cookie)
     yield from _arp(node, node_cookie)
     for pod in cluster.pods_on(node.name):
-        yield from _pod(node, pod)
+        yield from _pod(cluster, node, pod)
     yield Flow(L3_FORWARDING, Priority.ROUTE_HOST, Match.of(eth_type=ETH_TYPE_IP, ipv4_dst=str(node.ip)),
                (SetField("eth_src", node.gateway_mac), SetField("eth_dst", node.mac), Output(OFPP_LOCAL)),
                cookie=node_cookie)
@@ -56,7 +57,7 @@ def flows(cluster: Cluster, node: Node) -> Iterator[Flow]:
     for table, nxt in ((UNSNAT, CONNTRACK), (CONNTRACK, SERVICE_LB), (SERVICE_LB, HAIRPIN_SNAT),
                        (HAIRPIN_SNAT, L3_FORWARDING)):
         yield Flow(table, Priority.DROP, Match(), (), goto=nxt, cookie=node_cookie)
-    for table in (SERVICE_AFFINITY, SERVICE_PICK, SERVICE_ENDPOINT, SERVICE_DNAT):
+    for table in (SERVICE_AFFINITY, SERVICE_PICK, SERVICE_ENDPOINT, SERVICE_DNAT, EGRESS, EGRESS_OUT):
         yield Flow(table, Priority.DROP, Match(), (), cookie=node_cookie)
 
 
@@ -106,7 +107,7 @@ def _arp(node: Node, c: int) -> Iterator[Flow]:
                (Output(OFPP_LOCAL),), cookie=c)
 
 
-def _pod(node: Node, pod: Pod) -> Iterator[Flow]:
+def _pod(cluster: Cluster, node: Node, pod: Pod) -> Iterator[Flow]:
     c = cookie(Feature.PODNET, pod_object(pod))
     ip = str(pod.ip)
     # Spoof guard: a pod port only accepts the pod's own MAC and IP.
@@ -128,6 +129,8 @@ def _pod(node: Node, pod: Pod) -> Iterator[Flow]:
                (SetField("eth_src", node.gateway_mac), SetField("eth_dst", pod.mac), Output(OFPP_IN_PORT)),
                cookie=c)
     # Routed to the pod (from the node, or from a peer node): gateway MAC, TTL - 1.
+    # (On VXLAN clusters through the egress check: from outside, a packet may exceed the pod MTU.)
+    actions, goto = egress.out(cluster, pod.ofport)
     yield Flow(L3_FORWARDING, Priority.ROUTE_HOST, Match.of(eth_type=ETH_TYPE_IP, ipv4_dst=ip),
-               (SetField("eth_src", node.gateway_mac), SetField("eth_dst", pod.mac), DecTtl(),
-                Output(pod.ofport)), cookie=c)
+               (SetField("eth_src", node.gateway_mac), SetField("eth_dst", pod.mac), DecTtl(), *actions),
+               goto=goto, cookie=c)

@@ -18,7 +18,8 @@ from __future__ import annotations
 import zlib
 from typing import Iterator
 
-from controllers.flows import ETH_TYPE_IP, DecTtl, Flow, Match, Output, SetField
+from controllers import egress
+from controllers.flows import ETH_TYPE_IP, DecTtl, Flow, Match, SetField
 from controllers.pipeline import (
     CLASSIFIER, IP_INGRESS, L3_FORWARDING, REG_SOURCE, Feature, Priority, Source, cookie,
 )
@@ -35,9 +36,10 @@ def node_flows(cluster: Cluster, node: Node) -> Iterator[Flow]:
 
 
 def peer_flows(cluster: Cluster, node: Node, peer: Node) -> Iterator[Flow]:
-    """``peer.pod_cidr`` through the tunnel to ``peer.ip``."""
+    """``peer.pod_cidr`` through the tunnel to ``peer.ip`` (through the egress check:
+    what would not fit the pod MTU is fragmented first, controllers/egress.py)."""
+    actions, goto = egress.out(cluster, TUNNEL_OFPORT)
     yield Flow(L3_FORWARDING, Priority.ROUTE_SUBNET, Match.of(eth_type=ETH_TYPE_IP, ipv4_dst=str(peer.pod_cidr)),
                (SetField("tun_ipv4_dst", str(peer.ip)), SetField("tunnel_id", cluster.vni),
-                SetField("eth_src", node.gateway_mac), SetField("eth_dst", peer.gateway_mac), DecTtl(),
-                Output(TUNNEL_OFPORT)),
-               cookie=cookie(Feature.VXLAN, zlib.crc32(f"node/{peer.name}".encode())))
+                SetField("eth_src", node.gateway_mac), SetField("eth_dst", peer.gateway_mac), DecTtl(), *actions),
+               goto=goto, cookie=cookie(Feature.VXLAN, zlib.crc32(f"node/{peer.name}".encode())))

@@ -134,11 +134,20 @@ class Trace:
         if self.final == "unchanged":
             first = re.search(r"^Flow: (.*)$", text, re.M)
             self.final = first.group(1) if first else ""
-        self.openflow_actions = re.findall(r"^\s+(output:\S+|IN_PORT|LOCAL|drop|dec_ttl)\s*$", text, re.M)
+        self.openflow_actions = re.findall(r"^\s+(output:\S+|IN_PORT|LOCAL|drop|dec_ttl|CONTROLLER:\d+)\s*$", text,
+                                           re.M)
 
     @property
     def outputs(self) -> list[str]:
-        return [a for a in self.openflow_actions if a.startswith("output:") or a in ("IN_PORT", "LOCAL")]
+        """Output actions, ``output:regN[]`` (the VXLAN egress check) resolved to its port."""
+        out = []
+        for action in self.openflow_actions:
+            reg = re.fullmatch(r"output:NXM_NX_REG(\d)\[\]", action)
+            if reg:
+                action = f"output:{int(self.final_field(f'reg{reg.group(1)}') or '0', 0)}"
+            if action.startswith("output:") or action in ("IN_PORT", "LOCAL"):
+                out.append(action)
+        return out
 
     def final_field(self, name: str) -> str | None:
         m = re.search(rf"(?:^|,){name}=([^,\s]+)", self.final)

@@ -275,6 +275,11 @@ class K8sNode(NsHost):
             args += ["--", "set", "port", UPLINK_IFNAME, "qos=@noop",
                      "--", "--id=@noop", "create", "qos", "type=linux-noop"]
         self.ovs.vsctl(*args, timeout=30)
+        if cluster.datapath_type == "netdev":
+            # The userspace reassembler takes a fragment other than the last as invalid below
+            # 1,200 bytes by default; a router (or k8snet's controller, on VXLAN) may make
+            # smaller ones, which a Linux node would take.  400 is OVS's lowest setting.
+            self.ovs.appctl("dpctl/ipf-set-min-frag", "v4", "400")
         # With VXLAN the pod network's MTU is the underlay's minus 50, as on flannel.1: the
         # node's kernel fragments (or answers "fragmentation needed") for it, as Flannel's would.
         route_mtu = f" mtu {cluster.pod_mtu}" if cluster.pod_mtu < mtu else ""

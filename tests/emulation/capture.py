@@ -52,8 +52,10 @@ def capture(host, iface: str, bpf: str, action: Callable[[], None], extra: tuple
             time.sleep(0.01)
     finally:
         proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=10)
-        reader.join(5)
+        err = proc.stderr.read()          # to its end: tcpdump's statistics, as it exits
+        proc.wait(timeout=10)
+        if reader.is_alive() or reader.ident is not None:
+            reader.join(10)               # the reader alone reads stdout, to its end
     stats = {k: int(v) for v, k in re.findall(r"(\d+) packets? (captured|received by filter|dropped by kernel)", err)}
     packets = _join(lines)
     assert stats.get("dropped by kernel", 0) == 0, err
