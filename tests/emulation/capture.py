@@ -3,8 +3,11 @@
 tcpdump runs in immediate mode, so every packet that crosses the interface is handed to
 its socket as it passes (synchronously, by the kernel's packet tap).  When the action has
 finished (a ping returns only after its replies arrived, so everything it caused has
-passed), tcpdump is interrupted and its own statistics are checked: every packet its
-filter received was printed and none was dropped.  ``expect`` waits, in addition, for that
+passed), tcpdump is given until its output has been quiet for ``QUIET`` seconds to read
+what is still in its ring (its filter has taken a packet before tcpdump itself gets to run,
+and an interrupt does not drain the ring: CI once saw "4 received by filter, 3 captured"),
+then interrupted, and its own statistics are checked: every packet its filter received was
+printed and none was dropped.  ``expect`` waits, in addition, for that
 many packets to be printed (for traffic that may still be on its way when the action
 returns).
 """
@@ -32,6 +35,18 @@ def _join(lines: list[str]) -> list[str]:
     return packets
 
 
+QUIET = 0.3
+
+
+def _settle(lines: list[str], deadline: float) -> None:
+    """Wait until no line has been added for ``QUIET`` seconds (or the deadline)."""
+    seen, since = len(lines), time.monotonic()
+    while time.monotonic() - since < QUIET and time.monotonic() < deadline:
+        time.sleep(0.02)
+        if len(lines) != seen:
+            seen, since = len(lines), time.monotonic()
+
+
 def capture(host, iface: str, bpf: str, action: Callable[[], None], extra: tuple[str, ...] = (),
             expect: Optional[int] = None, timeout: float = 10.0) -> list[str]:
     """Packets seen on ``iface`` of ``host`` matching ``bpf`` while ``action`` runs."""
@@ -50,6 +65,7 @@ def capture(host, iface: str, bpf: str, action: Callable[[], None], extra: tuple
         action()
         while expect is not None and len(_join(list(lines))) < expect and time.monotonic() < deadline:
             time.sleep(0.01)
+        _settle(lines, time.monotonic() + 3.0)
     finally:
         proc.send_signal(signal.SIGINT)
         err = proc.stderr.read()          # to its end: tcpdump's statistics, as it exits
