@@ -7,8 +7,9 @@ Conventions (so that every block either runs in a test or says why not):
   on ``PATH``; ``exit N`` in the line's trailing comment is the status it must end with
   (0 otherwise);
 * a ```` ```python ```` block runs as a script in the same folder;
-* ``<!-- file: PATH -->`` on the line before a block: the block is written to ``PATH`` in
-  that folder instead of being run (a scenario file, a test file a later block runs);
+* ``<!-- file: PATH -->`` on the line before a block (of any language): the block is
+  written to ``PATH`` in that folder instead of being run (a scenario file, a test file or a
+  spec a later block uses);
 * ``<!-- illustrative: WHY -->`` on the line before a block: not run; WHY names the file
   (a test, ``.ci/run``) that does cover what the block shows;
 * ```` ```yaml ```` blocks that start with ``apiVersion`` are cluster specs: they must load;
@@ -68,4 +69,4 @@ def blocks(text: Optional[str] = None) -> list[Block]:
 
 
 def runnable() -> list[Block]:
-    return [b for b in blocks() if b.lang in CODE and b.illustrative is None]
+    return [b for b in blocks() if (b.lang in CODE or b.file) and b.illustrative is None]

@@ -32,12 +32,13 @@ from mininet.log import setLogLevel
 from mininet.net import Mininet
 
 from controllers.api import ApiClient
+from controllers.compiler import refuse_unenforced
 from k8snet.procs import CommandError, OwnedProcess, deferred_signals, stop_all
 from k8snet.rundir import RunDir
 from k8snet.model.reach import Expected
 from k8snet.model.staging import stages
 from topos import checks
-from topos.agent import SCRIPT
+from topos.agent import SCRIPT as AGENT
 from topos.checks import HeldConnection, Reach
 from topos.datapath import settle
 from k8snet.model.dns import DNS_NAME, DNS_NAMESPACE, resolv_conf
@@ -46,13 +47,11 @@ from k8snet.model.cluster import BRIDGE_NAME, UPLINK_IFNAME, UPLINK_OFPORT, Clus
 from topos.nodes import (
     CoreRouter, ExternalClient, K8sNode, LoadBalancerHost, PodHost, RackGateway, Underlay, lb_targets,
 )
-from k8snet.model.underlay import CORE_HOST, FLAT_SEGMENT_HOST
+from k8snet.model.underlay import CORE_HOST, FLAT_SEGMENT_HOST as UNDERLAY_HOST
 from topos.ovs import wait_for
 from topos.probe import measure
 
 LOG = logging.getLogger("k8snet.cluster")
-UNDERLAY_HOST = FLAT_SEGMENT_HOST
-AGENT = SCRIPT
 
 Progress = Callable[[str], None]
 
@@ -114,6 +113,7 @@ class ClusterNet:
         self.stop()
 
     def start(self) -> "ClusterNet":
+        refuse_unenforced(self.cluster)
         if not self.cluster.datapath_note:
             # Not resolved by the caller (k8snet check/up/run do it, to exit 2 on a refusal).
             self.cluster = settle([self.cluster])[0]
@@ -375,6 +375,7 @@ class ClusterNet:
         so that a new pod serves before it is an endpoint; pods that are gone lose their
         flows first and their namespace after (so no new connection is sent to a pod
         being removed)."""
+        refuse_unenforced(cluster)
         with self._lock:
             before = {p.host_name: p for p in self.cluster.pods}
             after = {p.host_name: p for p in cluster.pods}

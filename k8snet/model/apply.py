@@ -10,9 +10,13 @@ Service its ClusterIP and NodePorts), so applying the same file twice changes no
 * ``Pod``: created, or updated in place (labels, ports, readiness; not its node); a Pod
   document that gives no labels or ports keeps the pod's own (so a two-line document
   with the readiness annotation flips readiness without touching the rest).
-* ``Service``: created or replaced.
+* ``Service``, ``NetworkPolicy``, ``Namespace``: created or replaced (a Namespace
+  document sets that namespace's labels, so policies whose namespaceSelector reads them
+  follow).
 * Readiness: the annotation ``k8snet.io/ready: "false"`` marks a pod not ready.
-* ``delete``: the named Pods, Deployments (with their pods) and Services go.
+* ``delete``: the named Pods, Deployments (with their pods), Services and NetworkPolicies
+  go; a deleted Namespace takes everything in it along, as the API server's namespace
+  controller does.
 * The Cluster document describes the machine and cannot be applied to a running one.
 """
 
@@ -49,7 +53,16 @@ def apply_text(current: Cluster, text: str, delete: bool = False) -> Cluster:
                 pods.pop((intent.namespace, intent.name), None)
         for _, _, doc in resolver.service_docs:
             services.pop(f"{doc.metadata.namespace}/{doc.metadata.name}", None)
-        return current.model_copy(update={"pods": _ordered(current, pods), "services": tuple(services.values())})
+        policies = {p.key: p for p in current.policies if (p.namespace, p.name) not in resolver.policies}
+        namespaces = {n.name: n for n in current.namespaces}
+        for (name,) in resolver.namespaces:
+            namespaces.pop(name, None)
+            pods = {k: p for k, p in pods.items() if p.namespace != name}
+            services = {k: v for k, v in services.items() if v.namespace != name}
+            policies = {k: v for k, v in policies.items() if v.namespace != name}
+        return current.model_copy(update={"pods": _ordered(current, pods), "services": tuple(services.values()),
+                                          "policies": tuple(policies.values()),
+                                          "namespaces": tuple(namespaces.values())})
 
     wanted = {(i.namespace, i.name) for i in intents}
     for ns, name in owned:
@@ -88,7 +101,13 @@ def apply_text(current: Cluster, text: str, delete: bool = False) -> Cluster:
             services[service.key] = service
     if resolver.problems:
         raise SpecError(resolver.problems)
-    return current.model_copy(update={"pods": _ordered(current, pods), "services": tuple(services.values())})
+    policies = {p.key: p for p in current.policies}
+    policies.update({p.key: p for p in resolver.policies.values()})
+    namespaces = {n.name: n for n in current.namespaces}
+    namespaces.update({n.name: n for n in resolver.namespaces.values()})
+    return current.model_copy(update={"pods": _ordered(current, pods), "services": tuple(services.values()),
+                                      "policies": tuple(policies.values()),
+                                      "namespaces": tuple(namespaces.values())})
 
 
 def _ordered(current: Cluster, pods: dict[tuple[str, str], Pod]) -> tuple[Pod, ...]:

@@ -26,6 +26,8 @@ from typing import Optional
 
 from pydantic import BaseModel, ConfigDict
 
+from k8snet.model.policy import Namespace, NetworkPolicy
+
 #: kube-apiserver's default Service CIDR; pods and nodes must stay out of it.
 SERVICE_CIDR = ipaddress.IPv4Network("10.96.0.0/12")
 #: OpenFlow port numbers on every node bridge, declared once.
@@ -279,6 +281,11 @@ class Cluster(_Frozen):
     service_cidr: ipaddress.IPv4Network = SERVICE_CIDR
     #: Cluster DNS (topos.dns): the kube-dns pod and Service are in pods/services.
     dns: bool = False
+    #: Namespaces declared by ``v1 Namespace`` documents (with their labels); one that
+    #: only pods name exists too, with the automatic label alone (:meth:`namespace`).
+    namespaces: tuple[Namespace, ...] = ()
+    #: ``networking.k8s.io/v1`` NetworkPolicies, defaulted (:mod:`k8snet.model.policy`).
+    policies: tuple[NetworkPolicy, ...] = ()
     #: kube-apiserver's --service-node-port-range (spec.serviceNodePortRange).
     node_port_range: tuple[int, int] = (30000, 32767)
     #: spec.datapath (topos.datapath): asked for (auto|tso|none, auto|netdev|system), then
@@ -368,6 +375,15 @@ class Cluster(_Frozen):
             if svc.name == name and svc.namespace == namespace:
                 return svc
         raise KeyError(f"{namespace}/{name}")
+
+    def namespace(self, name: str) -> Namespace:
+        """A namespace as policies see it: declared, or implicit with its name label."""
+        return next((n for n in self.namespaces if n.name == name), None) or Namespace.of(name)
+
+    def all_namespaces(self) -> tuple[Namespace, ...]:
+        """Declared namespaces, then those only pods (or ``default``) name, by name."""
+        names = {"default"} | {p.namespace for p in self.pods} | {n.name for n in self.namespaces}
+        return tuple(self.namespace(n) for n in sorted(names))
 
     def pod(self, name: str, namespace: str = "default") -> Pod:
         for pod in self.pods:

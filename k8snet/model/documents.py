@@ -17,7 +17,11 @@ from k8snet.model.schema import BACKENDS, BackendIn, NodeIn, Problem, SpecError,
 
 CLUSTER_API = "k8snet.io/v1alpha1"
 _MODEL_NAMES = {cls.__name__ for cls in (NodeIn, BackendIn)}
-KNOWN_KINDS = {(CLUSTER_API, "Cluster"), ("v1", "Pod"), ("apps/v1", "Deployment"), ("v1", "Service")}
+KNOWN_KINDS = {(CLUSTER_API, "Cluster"), ("v1", "Pod"), ("apps/v1", "Deployment"), ("v1", "Service"),
+               ("v1", "Namespace"), ("networking.k8s.io/v1", "NetworkPolicy")}
+#: The kinds, as the errors list them.
+KINDS_HELP = (f"Cluster ({CLUSTER_API}), Namespace (v1), Pod (v1), Deployment (apps/v1), Service (v1), "
+              "NetworkPolicy (networking.k8s.io/v1)")
 NOT_YET = {
     "Endpoints": "Endpoints are computed from Pods and Services; do not write them",
     "EndpointSlice": "EndpointSlices are computed from Pods and Services; do not write them",

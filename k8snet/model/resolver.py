@@ -20,7 +20,9 @@ from k8snet.model.cluster import (
     mac_from_ip,
 )
 from k8snet.model.dns import DNS_IP, DNS_NAME, DNS_NAMESPACE
-from k8snet.model.documents import CLUSTER_API, KNOWN_KINDS, NOT_YET, pydantic_problems, shown
+from k8snet.model.documents import CLUSTER_API, KINDS_HELP, KNOWN_KINDS, NOT_YET, pydantic_problems, shown
+from k8snet.model.policy import Namespace, NetworkPolicy
+from k8snet.model.policy_schema import NamespaceDoc, NetworkPolicyDoc
 from k8snet.model.schema import (
     MAX_NODES, MAX_PODS, ClusterDoc, ClusterSpecIn, DeploymentDoc, NodeIn, PodDoc, Problem, ServiceDoc, SpecError, _In,
     check_backend, parse_port_range,
@@ -85,6 +87,8 @@ class Resolver:
         self.service_docs: list[tuple[int, str, ServiceDoc]] = []
         self.deployments: list[tuple[str, str]] = []
         self.cluster_doc_index: Optional[int] = None
+        self.namespaces: dict[tuple[str, ...], Namespace] = {}
+        self.policies: dict[tuple[str, ...], NetworkPolicy] = {}
 
     def fail(self, doc: Optional[int], what: str, field: str, message: str) -> None:
         self.problems.append(Problem(doc, what, field, message))
@@ -115,6 +119,8 @@ class Resolver:
             raise SpecError(self.problems)
         return cluster.model_copy(update={"pods": pods, "services": tuple(services.services),
                                           "service_cidr": SERVICE_CIDR, "dns": dns,
+                                          "namespaces": tuple(self.namespaces.values()),
+                                          "policies": tuple(self.policies.values()),
                                           "node_port_range": node_port_range,
                                           "offload": self.overrides.offload or spec_in.datapath.offload,
                                           "datapath_type": self.overrides.datapath_type or spec_in.datapath.type})
@@ -132,12 +138,11 @@ class Resolver:
             name = raw.get("metadata", {}).get("name") if isinstance(raw.get("metadata"), dict) else None
             what = (f"{kind} {shown(name)}" if name else kind) if isinstance(kind, str) else ""
             if not kind:
-                self.fail(index, what, "kind", "required field is missing; allowed: Cluster, Pod, "
-                          "Deployment, Service")
+                self.fail(index, what, "kind", f"required field is missing; allowed: {KINDS_HELP}")
                 continue
             if not isinstance(kind, str):
                 self.fail(index, what, "kind", f"must be a kind name such as Pod (got {shown(kind)}); allowed: "
-                          "Cluster, Pod, Deployment, Service")
+                          f"{KINDS_HELP}")
                 continue
             if not api:
                 self.fail(index, what, "apiVersion", "required field is missing")
@@ -150,8 +155,7 @@ class Resolver:
                 continue
             known = {k: a for a, k in KNOWN_KINDS}
             if kind not in known:
-                self.fail(index, what, "kind", f"unknown kind {kind!r}; allowed: Cluster "
-                          f"({CLUSTER_API}), Pod (v1), Deployment (apps/v1), Service (v1)")
+                self.fail(index, what, "kind", f"unknown kind {kind!r}; allowed: {KINDS_HELP}")
                 continue
             if (api, kind) not in KNOWN_KINDS:
                 self.fail(index, what, "apiVersion", f"{api!r} is not served for {kind}; "
@@ -177,6 +181,15 @@ class Resolver:
                 svc = self._validate(index, what, ServiceDoc, raw)
                 if svc is not None:
                     self.service_docs.append((index, what, svc))
+            elif kind == "Namespace":
+                ns = self._validate(index, what, NamespaceDoc, raw)
+                if ns is not None:
+                    self._add_once(self.namespaces, (ns.metadata.name,), ns.model(), index, what)
+            elif kind == "NetworkPolicy":
+                policy = self._validate(index, what, NetworkPolicyDoc, raw)
+                if policy is not None:
+                    model = policy.model()
+                    self._add_once(self.policies, (model.namespace, model.name), model, index, what)
             else:
                 dep = self._validate(index, what, DeploymentDoc, raw)
                 if dep is not None:
@@ -186,6 +199,12 @@ class Resolver:
             cluster_doc = (0, ClusterDoc(apiVersion=CLUSTER_API, kind="Cluster"))
         self._check_duplicates(intents)
         return cluster_doc, intents
+
+    def _add_once(self, into: dict, key: tuple[str, ...], value: Any, index: int, what: str) -> None:
+        """One object per name (per namespace), as the API server keeps them."""
+        if key in into:
+            self.fail(index, what, "metadata.name", f"{'/'.join(key)!r} is defined twice in this file")
+        into[key] = value
 
     def _validate(self, index: int, what: str, model: type[_In], raw: dict) -> Any:
         try:

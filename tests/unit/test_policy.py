@@ -1,0 +1,493 @@
+"""NetworkPolicy: documents -> model, and the evaluator against hand-written truth tables.
+
+The model is sig-network's e2e one (``test/e2e/network/netpol``): namespaces x, y, z,
+pods a, b, c in each, servers on 80 and 81 over TCP and UDP with ports named
+``serve-80-tcp`` and so on.  A truth table is drawn as the e2e suite prints it: a row per
+source, a column per destination, ``.`` allowed, ``X`` denied, ``-`` a pod to itself
+(not judged), in the order x/a x/b x/c y/a y/b y/c z/a z/b z/c.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import textwrap
+
+import pytest
+
+from k8snet.model.apply import apply_text
+from k8snet.model.manifests import SpecError, load_text
+from k8snet.model.policy import NAME_LABEL
+from k8snet.model.policy_eval import endpoint, evaluate, truth_table
+
+NAMESPACES = ("x", "y", "z")
+PODS = ("a", "b", "c")
+
+
+def model_spec() -> str:
+    docs = ["apiVersion: k8snet.io/v1alpha1\nkind: Cluster\nmetadata: {name: netpol}\nspec: {nodes: 3}\n"]
+    for ns in NAMESPACES:
+        docs.append(f"apiVersion: v1\nkind: Namespace\nmetadata: {{name: {ns}, labels: {{ns: {ns}}}}}\n")
+    ports = ", ".join(f"{{name: serve-{p}-{proto.lower()}, containerPort: {p}, protocol: {proto}}}"
+                      for p in (80, 81) for proto in ("TCP", "UDP"))
+    for ns in NAMESPACES:
+        for pod in PODS:
+            docs.append(f"apiVersion: v1\nkind: Pod\nmetadata: {{name: {pod}, namespace: {ns}, "
+                        f"labels: {{pod: {pod}}}}}\nspec: {{containers: [{{name: c, ports: [{ports}]}}]}}\n")
+    return "---\n".join(docs)
+
+
+BASE = load_text(model_spec())
+
+
+def policy(body: str, name: str = "p", namespace: str = "x") -> str:
+    return (f"apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {{name: {name}, "
+            f"namespace: {namespace}}}\nspec:\n" + textwrap.indent(textwrap.dedent(body).strip("\n"), "  ") + "\n")
+
+
+def with_policies(*docs: str):
+    return apply_text(BASE, "---\n".join(docs))
+
+
+def grid(cluster, port=80, protocol="TCP") -> str:
+    order = [f"{ns}/{p}" for ns in NAMESPACES for p in PODS]
+    table = truth_table(cluster, port, protocol)
+    rows = []
+    for src in order:
+        rows.append("".join("-" if src == dst else "." if table[(src, dst)].allowed else "X" for dst in order))
+    return "\n".join(rows)
+
+
+def expect(text: str) -> str:
+    return "\n".join(line.split()[-1] for line in textwrap.dedent(text).strip().splitlines())
+
+
+ALL = expect("""
+    x/a -........
+    x/b .-.......
+    x/c ..-......
+    y/a ...-.....
+    y/b ....-....
+    y/c .....-...
+    z/a ......-..
+    z/b .......-.
+    z/c ........-
+""")
+
+DENY_ALL_INGRESS_X = policy("podSelector: {}")
+
+
+def test_no_policy_allows_everything_and_the_namespaces_carry_their_name_label():
+    assert grid(BASE) == ALL
+    assert BASE.namespace("x").labels == {"ns": "x", NAME_LABEL: "x"}
+    assert BASE.namespace("nowhere").labels == {NAME_LABEL: "nowhere"}  # implicit
+    assert [n.name for n in BASE.all_namespaces()] == ["default", "x", "y", "z"]
+
+
+CASES = {
+    # Deny all ingress to x: every column of x is denied (from x too).
+    "deny all ingress in x": ((DENY_ALL_INGRESS_X,), 80, "TCP", """
+        x/a -XX......
+        x/b X-X......
+        x/c XX-......
+        y/a XXX-.....
+        y/b XXX.-....
+        y/c XXX..-...
+        z/a XXX...-..
+        z/b XXX....-.
+        z/c XXX.....-
+    """),
+    # An empty rule allows everything; policies add up.
+    "deny all plus allow all": ((DENY_ALL_INGRESS_X, policy("podSelector: {}\ningress: [{}]", "open")), 80, "TCP",
+                                ALL),
+    # podSelector alone: pods of the policy's own namespace.
+    "x/a from pod b (same namespace only)": ((policy("""
+        podSelector: {matchLabels: {pod: a}}
+        ingress: [{from: [{podSelector: {matchLabels: {pod: b}}}]}]
+    """),), 80, "TCP", """
+        x/a -........
+        x/b .-.......
+        x/c X.-......
+        y/a X..-.....
+        y/b X...-....
+        y/c X....-...
+        z/a X.....-..
+        z/b X......-.
+        z/c X.......-
+    """),
+    "x/a from namespace y": ((policy("""
+        podSelector: {matchLabels: {pod: a}}
+        ingress: [{from: [{namespaceSelector: {matchLabels: {ns: y}}}]}]
+    """),), 80, "TCP", """
+        x/a -........
+        x/b X-.......
+        x/c X.-......
+        y/a ...-.....
+        y/b ....-....
+        y/c .....-...
+        z/a X.....-..
+        z/b X......-.
+        z/c X.......-
+    """),
+    # Both selectors in one peer: AND.
+    "x/a from pod b in namespace y": ((policy("""
+        podSelector: {matchLabels: {pod: a}}
+        ingress: [{from: [{namespaceSelector: {matchLabels: {ns: y}}, podSelector: {matchLabels: {pod: b}}}]}]
+    """),), 80, "TCP", """
+        x/a -........
+        x/b X-.......
+        x/c X.-......
+        y/a X..-.....
+        y/b ....-....
+        y/c X....-...
+        z/a X.....-..
+        z/b X......-.
+        z/c X.......-
+    """),
+    # Two peers: OR.
+    "x/a from namespace y or pod b": ((policy("""
+        podSelector: {matchLabels: {pod: a}}
+        ingress: [{from: [{namespaceSelector: {matchLabels: {ns: y}}}, {podSelector: {matchLabels: {pod: b}}}]}]
+    """),), 80, "TCP", """
+        x/a -........
+        x/b .-.......
+        x/c X.-......
+        y/a ...-.....
+        y/b ....-....
+        y/c .....-...
+        z/a X.....-..
+        z/b X......-.
+        z/c X.......-
+    """),
+    # matchExpressions: NotIn on the automatic name label; In on pods.
+    "x/a from outside x, pods b or c": ((policy(f"""
+        podSelector: {{matchExpressions: [{{key: pod, operator: In, values: [a]}}]}}
+        ingress:
+        - from:
+          - namespaceSelector: {{matchExpressions: [{{key: {NAME_LABEL}, operator: NotIn, values: [x]}}]}}
+            podSelector: {{matchExpressions: [{{key: pod, operator: In, values: [b, c]}}]}}
+    """),), 80, "TCP", """
+        x/a -........
+        x/b X-.......
+        x/c X.-......
+        y/a X..-.....
+        y/b ....-....
+        y/c .....-...
+        z/a X.....-..
+        z/b .......-.
+        z/c ........-
+    """),
+    # Exists / DoesNotExist: pods in namespaces with (without) a label.
+    "Exists and DoesNotExist": ((policy("""
+        podSelector: {matchLabels: {pod: a}}
+        ingress: [{from: [{namespaceSelector: {}, podSelector: {matchExpressions: [{key: pod, operator: Exists}]}}]}]
+    """), policy("""
+        podSelector: {matchLabels: {pod: b}}
+        ingress: [{from: [{namespaceSelector: {matchExpressions: [{key: ns, operator: DoesNotExist}]}}]}]
+    """, "b-from-unlabelled")), 80, "TCP", """
+        x/a -X.......
+        x/b .-.......
+        x/c .X-......
+        y/a .X.-.....
+        y/b .X..-....
+        y/c .X...-...
+        z/a .X....-..
+        z/b .X.....-.
+        z/c .X......-
+    """),
+    # ipBlock with except (pod IPs are matched too).
+    "x/a from 10.244.0.0/16 except y/b": ((policy(f"""
+        podSelector: {{matchLabels: {{pod: a}}}}
+        ingress: [{{from: [{{ipBlock: {{cidr: 10.244.0.0/16, except: ['{BASE.pod("b", "y").ip}/32']}}}}]}}]
+    """),), 80, "TCP", """
+        x/a -........
+        x/b .-.......
+        x/c ..-......
+        y/a ...-.....
+        y/b X...-....
+        y/c .....-...
+        z/a ......-..
+        z/b .......-.
+        z/c ........-
+    """),
+    # Ports: only 81 is opened, so 80 stays denied into x.
+    "x ingress on 81 only, probed on 80": ((policy("podSelector: {}\ningress: [{ports: [{port: 81}]}]"),), 80, "TCP",
+                                           "from deny all ingress in x"),
+    "x ingress on 81 only, probed on 81": ((policy("podSelector: {}\ningress: [{ports: [{port: 81}]}]"),), 81, "TCP",
+                                           ALL),
+    "x ingress on named port serve-81-tcp, probed on 81": ((policy(
+        "podSelector: {}\ningress: [{ports: [{port: serve-81-tcp}]}]"),), 81, "TCP", ALL),
+    "x ingress on named port serve-81-tcp, probed on 81/UDP": ((policy(
+        "podSelector: {}\ningress: [{ports: [{port: serve-81-tcp}]}]"),), 81, "UDP", "from deny all ingress in x"),
+    "x ingress on 80-81 UDP, probed on 81/UDP": ((policy(
+        "podSelector: {}\ningress: [{ports: [{protocol: UDP, port: 80, endPort: 81}]}]"),), 81, "UDP", ALL),
+    "x ingress on 80-81 UDP, probed on 81/TCP": ((policy(
+        "podSelector: {}\ningress: [{ports: [{protocol: UDP, port: 80, endPort: 81}]}]"),), 81, "TCP",
+        "from deny all ingress in x"),
+    "x ingress on every UDP port, probed on 80/TCP": ((policy(
+        "podSelector: {}\ningress: [{ports: [{protocol: UDP}]}]"),), 80, "TCP", "from deny all ingress in x"),
+    # Egress: deny all from x (its rows), Ingress untouched.
+    "deny all egress from x": ((policy("podSelector: {}\npolicyTypes: [Egress]"),), 80, "TCP", """
+        x/a -XXXXXXXX
+        x/b X-XXXXXXX
+        x/c XX-XXXXXX
+        y/a ...-.....
+        y/b ....-....
+        y/c .....-...
+        z/a ......-..
+        z/b .......-.
+        z/c ........-
+    """),
+    # Egress to namespace y on port 80 (egress rules imply policyTypes Egress as well as Ingress).
+    "x/a egress to y on 80": ((policy("""
+        podSelector: {matchLabels: {pod: a}}
+        egress: [{to: [{namespaceSelector: {matchLabels: {ns: y}}}], ports: [{port: 80}]}]
+    """),), 80, "TCP", """
+        x/a -XX...XXX
+        x/b X-.......
+        x/c X.-......
+        y/a X..-.....
+        y/b X...-....
+        y/c X....-...
+        z/a X.....-..
+        z/b X......-.
+        z/c X.......-
+    """),
+    "x/a egress to y on 80, probed on 81": ((policy("""
+        podSelector: {matchLabels: {pod: a}}
+        policyTypes: [Egress]
+        egress: [{to: [{namespaceSelector: {matchLabels: {ns: y}}}], ports: [{port: 80}]}]
+    """),), 81, "TCP", """
+        x/a -XXXXXXXX
+        x/b .-.......
+        x/c ..-......
+        y/a ...-.....
+        y/b ....-....
+        y/c .....-...
+        z/a ......-..
+        z/b .......-.
+        z/c ........-
+    """),
+    # A named port on egress is the destination pod's.
+    "x/a egress on named port serve-81-udp, probed on 81/UDP": ((policy("""
+        podSelector: {matchLabels: {pod: a}}
+        policyTypes: [Egress]
+        egress: [{ports: [{protocol: UDP, port: serve-81-udp}]}]
+    """),), 81, "UDP", ALL),
+    # policyTypes [Ingress, Egress] with no rules: isolated both ways.
+    "x/a isolated both ways": ((policy("podSelector: {matchLabels: {pod: a}}\npolicyTypes: [Ingress, Egress]"),),
+                               80, "TCP", """
+        x/a -XXXXXXXX
+        x/b X-.......
+        x/c X.-......
+        y/a X..-.....
+        y/b X...-....
+        y/c X....-...
+        z/a X.....-..
+        z/b X......-.
+        z/c X.......-
+    """),
+    # 'egress: []' without policyTypes does not isolate for egress (defaulting).
+    "empty egress list is not Egress": ((policy("podSelector: {}\ningress: [{}]\negress: []"),), 80, "TCP", ALL),
+    # A policy selects pods of its own namespace only.
+    "deny all in y leaves x alone": ((policy("podSelector: {}", namespace="y"),), 80, "TCP", """
+        x/a -..XXX...
+        x/b .-.XXX...
+        x/c ..-XXX...
+        y/a ...-XX...
+        y/b ...X-X...
+        y/c ...XX-...
+        z/a ...XXX-..
+        z/b ...XXX.-.
+        z/c ...XXX..-
+    """),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES), ids=list(CASES))
+def test_truth_tables(case: str):
+    docs, port, protocol, table = CASES[case]
+    if table.startswith("from "):
+        table = CASES[table.removeprefix("from ")][3]
+    assert grid(with_policies(*docs), port, protocol) == expect(table)
+
+
+def test_icmp_is_allowed_only_by_rules_without_ports():
+    with_ports = with_policies(policy("podSelector: {}\ningress: [{ports: [{port: 80}]}]"))
+    without = with_policies(policy("podSelector: {}\ningress: [{from: [{namespaceSelector: {}}]}]"))
+    a, b = BASE.pod("a", "y"), BASE.pod("a", "x")
+    assert not evaluate(with_ports, a, b, None, "ICMP").allowed
+    assert evaluate(without, a, b, None, "ICMP").allowed
+
+
+def test_own_node_always_reaches_its_pods_other_nodes_only_by_ip_block():
+    cluster = with_policies(DENY_ALL_INGRESS_X)
+    pod = cluster.pod("a", "x")
+    own = cluster.node(pod.node)
+    other = next(n for n in cluster.nodes if n.name != pod.node)
+    assert evaluate(cluster, own.ip, pod, 80).allowed
+    assert evaluate(cluster, own.gateway_ip, pod, 80).allowed
+    verdict = evaluate(cluster, other.ip, pod, 80)
+    assert not verdict.allowed and "x/p" in verdict.ingress.reason
+    opened = apply_text(cluster, policy(f"podSelector: {{}}\ningress: [{{from: [{{ipBlock: {{cidr: "
+                                        f"'{other.ip}/32'}}}}]}}]", "nodes"))
+    assert evaluate(opened, other.ip, pod, 80).allowed
+    # External addresses: ipBlock only; selectors never match them.
+    outside = ipaddress.IPv4Address("203.0.113.7")
+    assert not evaluate(opened, outside, pod, 80).allowed
+
+
+def test_the_verdict_names_the_deciding_policy_and_rule():
+    cluster = with_policies(DENY_ALL_INGRESS_X, policy("""
+        podSelector: {matchLabels: {pod: a}}
+        ingress:
+        - from: [{podSelector: {matchLabels: {pod: c}}}]
+        - from: [{namespaceSelector: {matchLabels: {ns: y}}}]
+          ports: [{port: 80}]
+    """, "web"))
+    yes = evaluate(cluster, endpoint(cluster, "y/b"), endpoint(cluster, "x/a"), 80)
+    assert yes.allowed and (yes.ingress.policy, yes.ingress.rule) == ("x/web", 1)
+    assert yes.as_dict()["deciding"] == "x/web ingress[1]"
+    no = evaluate(cluster, endpoint(cluster, "b.y"), endpoint(cluster, "x/a"), 81)
+    assert not no.allowed and no.deciding is no.ingress
+    assert no.ingress.reason == ("no rule of the 2 policies selecting x/a for ingress (x/p, x/web) allows y/b "
+                                 "on 81/TCP")
+    assert str(no).startswith("denied: egress: y/b is not isolated for egress")
+    assert evaluate(cluster, endpoint(cluster, "x/a"), endpoint(cluster, "x/a"), 80).allowed  # itself
+    with pytest.raises(ValueError, match="no pod 'q'"):
+        endpoint(cluster, "q")
+    with pytest.raises(ValueError, match="needs the destination port"):
+        evaluate(cluster, BASE.pods[0], BASE.pods[1])
+
+
+def test_defaulting_of_policy_types():
+    only_ingress = with_policies(policy("podSelector: {}\ningress: [{}]")).policies[0]
+    with_egress = with_policies(policy("podSelector: {}\negress: [{}]")).policies[0]
+    explicit = with_policies(policy("podSelector: {}\npolicyTypes: [Egress]")).policies[0]
+    assert only_ingress.policy_types == ("Ingress",)
+    assert with_egress.policy_types == ("Ingress", "Egress")
+    assert explicit.policy_types == ("Egress",)
+
+
+def test_run_time_changes_policies_pod_labels_and_namespace_labels():
+    cluster = with_policies(policy("""
+        podSelector: {matchLabels: {pod: a}}
+        ingress: [{from: [{namespaceSelector: {matchLabels: {team: blue}}}]}]
+    """))
+    yb, xa = cluster.pod("b", "y"), cluster.pod("a", "x")
+    assert not evaluate(cluster, yb, xa, 80).allowed
+    # Namespace y gets the label: its pods are let in.
+    blue = apply_text(cluster, "apiVersion: v1\nkind: Namespace\nmetadata: {name: y, labels: {team: blue}}\n")
+    assert evaluate(blue, blue.pod("b", "y"), blue.pod("a", "x"), 80).allowed
+    assert blue.namespace("y").labels == {"team": "blue", NAME_LABEL: "y"}
+    # x/a is relabelled: no policy selects it any more.
+    relabelled = apply_text(cluster, "apiVersion: v1\nkind: Pod\nmetadata: {name: a, namespace: x, "
+                                     "labels: {pod: z}}\n")
+    assert evaluate(relabelled, relabelled.pod("b", "y"), relabelled.pod("a", "x"), 80).allowed
+    # The policy changes, then goes.
+    changed = apply_text(cluster, policy("podSelector: {matchLabels: {pod: a}}\ningress: [{}]"))
+    assert len(changed.policies) == 1 and evaluate(changed, yb, xa, 80).allowed
+    gone = apply_text(cluster, policy("podSelector: {}"), delete=True)
+    assert gone.policies == () and evaluate(gone, yb, xa, 80).allowed
+    # A deleted namespace takes its pods and policies along.
+    emptied = apply_text(cluster, "apiVersion: v1\nkind: Namespace\nmetadata: {name: x}\n", delete=True)
+    assert emptied.policies == () and {p.namespace for p in emptied.pods} == {"y", "z"}
+    assert "x" not in {n.name for n in emptied.namespaces}
+
+
+def pol(spec: str) -> str:
+    return f"apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {{name: p}}\nspec: {spec}\n"
+
+
+BAD = {
+    "operator": (pol("{podSelector: {matchExpressions: [{key: app, operator: Has, values: [a]}]}}"),
+                 "spec.podSelector.matchExpressions.0.operator", "not a valid selector operator"),
+    "In without values": (pol("{podSelector: {matchExpressions: [{key: app, operator: In}]}}"),
+                          "spec.podSelector.matchExpressions.0", "values: must be non-empty when operator is In"),
+    "Exists with values": (pol("{podSelector: {matchExpressions: [{key: app, operator: Exists, values: [a]}]}}"),
+                           "spec.podSelector.matchExpressions.0", "may not be specified when operator is Exists"),
+    "label key": (pol("{podSelector: {matchLabels: {'-bad': x}}}"), "spec.podSelector.matchLabels",
+                  "label key '-bad' is invalid"),
+    "expression key": (pol("{podSelector: {matchExpressions: [{key: 'a b', operator: Exists}]}}"),
+                       "spec.podSelector.matchExpressions.0.key", "label key 'a b' is invalid"),
+    "label value": (pol("{podSelector: {matchExpressions: [{key: app, operator: In, values: ['a b']}]}}"),
+                    "spec.podSelector.matchExpressions.0", "value 'a b'"),
+    "policy type": (pol("{policyTypes: [Ingres]}"), "spec.policyTypes", "allowed: Ingress, Egress"),
+    "policy type twice": (pol("{policyTypes: [Ingress, Ingress]}"), "spec.policyTypes", "twice"),
+    "cidr": (pol("{ingress: [{from: [{ipBlock: {cidr: 10.0.0.300/8}}]}]}"), "spec.ingress.0.from.0.ipBlock.cidr",
+             "not a valid CIDR"),
+    "cidr without prefix": (pol("{ingress: [{from: [{ipBlock: {cidr: 10.0.0.1}}]}]}"),
+                            "spec.ingress.0.from.0.ipBlock.cidr", "a prefix length"),
+    "except outside cidr": (pol("{ingress: [{from: [{ipBlock: {cidr: 10.0.0.0/8, except: [11.0.0.0/16]}}]}]}"),
+                            "spec.ingress.0.from.0.ipBlock", "except[0]: '11.0.0.0/16' must be a strict subset"),
+    "except equal to cidr": (pol("{ingress: [{from: [{ipBlock: {cidr: 10.0.0.0/8, except: [10.0.0.0/8]}}]}]}"),
+                             "spec.ingress.0.from.0.ipBlock", "strict subset"),
+    "ipBlock with a selector": (pol("{ingress: [{from: [{ipBlock: {cidr: 10.0.0.0/8}, podSelector: {}}]}]}"),
+                                "spec.ingress.0.from.0", "may not be combined"),
+    "empty peer": (pol("{egress: [{to: [{}]}]}"), "spec.egress.0.to.0", "a peer must say"),
+    "SCTP": (pol("{ingress: [{ports: [{protocol: SCTP, port: 80}]}]}"), "spec.ingress.0.ports.0.protocol",
+             "SCTP is valid Kubernetes but not supported here"),
+    "protocol": (pol("{ingress: [{ports: [{protocol: ICMP}]}]}"), "spec.ingress.0.ports.0.protocol",
+                 "allowed: TCP, UDP"),
+    "port number": (pol("{ingress: [{ports: [{port: 70000}]}]}"), "spec.ingress.0.ports.0.port", "1-65535"),
+    "port name": (pol("{ingress: [{ports: [{port: Web_Port}]}]}"), "spec.ingress.0.ports.0.port",
+                  "neither a port number"),
+    "endPort without port": (pol("{ingress: [{ports: [{endPort: 90}]}]}"), "spec.ingress.0.ports.0",
+                             "endPort: may not be specified when port is not specified"),
+    "endPort below port": (pol("{ingress: [{ports: [{port: 90, endPort: 80}]}]}"), "spec.ingress.0.ports.0",
+                           "endPort: 80 must be at least port (90)"),
+    "endPort with a named port": (pol("{ingress: [{ports: [{port: http, endPort: 80}]}]}"),
+                                  "spec.ingress.0.ports.0", "when port is a name"),
+    "unknown field": (pol("{ingres: []}"), "spec.ingres", "allowed here: egress, ingress, podSelector, policyTypes"),
+    "from not a list": (pol("{ingress: [{from: {podSelector: {}}}]}"), "spec.ingress.0.from", "valid list"),
+    "namespace name": ("apiVersion: v1\nkind: Namespace\nmetadata: {name: X}\n", "metadata.name", "DNS-1123 label"),
+    "namespace in a namespace": ("apiVersion: v1\nkind: Namespace\nmetadata: {name: x, namespace: y}\n",
+                                 "metadata.namespace", "unknown field"),
+    "old apiVersion": ("apiVersion: extensions/v1beta1\nkind: NetworkPolicy\nmetadata: {name: p}\n", "apiVersion",
+                       "use apiVersion: networking.k8s.io/v1"),
+    "twice": (pol("{}") + "---\n" + pol("{}"), "metadata.name", "'default/p' is defined twice"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD), ids=list(BAD))
+def test_bad_policy_input_names_document_field_and_fix(case: str):
+    text, field, needle = BAD[case]
+    with pytest.raises(SpecError) as info:
+        load_text(text)
+    matching = [p for p in info.value.problems if p.field == field and needle in p.message]
+    assert matching, f"no problem at {field!r} mentioning {needle!r}: {info.value.problems}"
+    assert str(matching[0]).startswith("document ")
+
+
+def test_the_same_mistakes_are_refused_at_run_time():
+    with pytest.raises(SpecError, match="strict subset"):
+        apply_text(BASE, BAD["except outside cidr"][0])
+
+
+def test_a_cluster_with_policies_is_refused_before_anything_starts(tmp_path, capsys):
+    """Until the switches enforce policies, a spec with one is refused (exit 2), never run
+    as if the policy were there."""
+    from k8snet import cli
+
+    path = tmp_path / "spec.yaml"
+    path.write_text(model_spec() + "---\n" + DENY_ALL_INGRESS_X)
+    assert cli.main(["flows", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "NetworkPolicy x/p" in err and "do not enforce them yet" in err
+    path.write_text(model_spec())
+    assert cli.main(["flows", str(path), "--node", "node-0"]) == 0
+
+
+def test_selector_operators_follow_apimachinery():
+    """labels.Requirement.Matches: NotIn and DoesNotExist match a label set without the key."""
+    from k8snet.model.policy import Requirement, Selector
+
+    req = lambda op, *values: Requirement(key="k", operator=op, values=values)
+    cases = [(req("In", "a", "b"), {"k": "b"}, True), (req("In", "a"), {}, False), (req("In", "a"), {"k": "c"}, False),
+             (req("NotIn", "a"), {}, True), (req("NotIn", "a"), {"k": "a"}, False), (req("NotIn", "a"), {"k": "c"}, True),
+             (req("Exists"), {"k": ""}, True), (req("Exists"), {}, False),
+             (req("DoesNotExist"), {}, True), (req("DoesNotExist"), {"k": "a"}, False)]
+    for requirement, labels, matches in cases:
+        assert requirement.matches(labels) is matches, (requirement, labels)
+    both = Selector(match_labels={"app": "web"}, match_expressions=(req("NotIn", "x"),))
+    assert both.matches({"app": "web"}) and not both.matches({"app": "web", "k": "x"}) and not both.matches({})
+    assert Selector().matches({}) and Selector().empty
