@@ -37,7 +37,7 @@ FIELD_BITS = {
 }
 _INT_FIELDS = {"in_port", "eth_type", "arp_op", "ip_proto", "tcp_src", "tcp_dst",
                "udp_src", "udp_dst", "icmpv4_type", "icmpv4_code", "tunnel_id",
-               "ct_nw_proto", "ct_tp_src", "ct_tp_dst"}
+               "ct_nw_proto", "ct_tp_src", "ct_tp_dst", "conj_id"}
 _IP_FIELDS = {"ipv4_src", "ipv4_dst", "arp_spa", "arp_tpa", "tun_ipv4_src", "tun_ipv4_dst",
               "ct_nw_src", "ct_nw_dst"}
 #: ``ip_frag`` (ovs-ofctl's ``nw_frag``) by name: (value, mask) of its two bits.

@@ -11,8 +11,10 @@ categories live here too.
         └──IP──▶ unsnat ─▶ conntrack ─▶ service_lb ─▶ service_pick ─▶ service_endpoint ─▶ service_dnat ─▶ hairpin_snat ─▶ l3_forwarding
                 (ct zone 2)  (ct zone 1,  (resubmit to   (affinity hit,  (reg7 = endpoint    (ct commit,     (ct zone 2      │
                               nat)         service_       else multipath  IP [, learn it])    nat dst=reg7)   nat src=gw)     ▼
-                                           affinity)      -> reg3)
-                                 local pod / LOCAL / uplink (host-gw) / vxlan0 (VXLAN)
+                                           affinity)      -> reg3)                                        policy_egress ─▶ policy_ingress ─▶ policy_commit
+                                                                                                           (new connections only: NetworkPolicy)   │
+                                                                                                                                                   ▼
+                                 l3_forwarding ─▶ local pod / LOCAL / uplink (host-gw) / vxlan0 (VXLAN)
 
 * ``classifier``: where did the packet come from?  A pod port (only with the pod's
   own MAC and IP: a spoof guard), the uplink (the underlay), or LOCAL (the node's own
@@ -60,6 +62,12 @@ _ORDER = (
                      "that is gone goes back to service_pick for a fresh one"),
     ("hairpin_snat", "a pod that reached itself through a VIP is SNATed to the gateway IP; a "
                      "NodePort connection with externalTrafficPolicy Cluster to the node's IP"),
+    ("policy_egress", "NetworkPolicy: a new connection from a local pod, against the policies that "
+                      "isolate it for egress (conjunctive matches, controllers/policy.py)"),
+    ("policy_ingress", "NetworkPolicy: a new connection to a local pod (after DNAT), against the "
+                       "policies that isolate it for ingress"),
+    ("policy_commit", "an allowed new connection that no NAT committed is committed, so its "
+                      "replies pass as replies"),
     ("l3_forwarding", "routing by destination IP: local pod, own node, peer pods (host-gw or "
                       "VXLAN) and peer nodes"),
     ("egress", "VXLAN clusters: a packet into a pod or the tunnel, checked against the pod MTU"),
@@ -78,12 +86,17 @@ SERVICE_PICK = T["service_pick"]
 SERVICE_ENDPOINT = T["service_endpoint"]
 SERVICE_DNAT = T["service_dnat"]
 HAIRPIN_SNAT = T["hairpin_snat"]
+POLICY_EGRESS = T["policy_egress"]
+POLICY_INGRESS = T["policy_ingress"]
+POLICY_COMMIT = T["policy_commit"]
 L3_FORWARDING = T["l3_forwarding"]
 EGRESS = T["egress"]
 EGRESS_OUT = T["egress_out"]
 
 #: Where classified IP traffic enters the routing stages.
 IP_INGRESS = UNSNAT
+#: Where a packet goes once the Service stages are done with it: the policy stages, then routing.
+ROUTING = POLICY_EGRESS
 
 #: Conntrack zones: Service DNAT, and the hairpin and NodePort SNATs kept apart from it.
 ZONE_SERVICE = 1
@@ -160,6 +173,7 @@ class Feature(IntEnum):
     NODE_ROUTES = 0x04
     SERVICES = 0x05
     MTU = 0x06
+    POLICY = 0x07
 
 
 FEATURE_SHIFT = 56

@@ -16,7 +16,8 @@ from controllers.flows import (
     SetField,
 )
 from controllers.pipeline import (
-    ARP, CLASSIFIER, CONNTRACK, EGRESS, EGRESS_OUT, HAIRPIN_SNAT, IP_INGRESS, L3_FORWARDING, REG_SOURCE, SERVICE_AFFINITY,
+    ARP, CLASSIFIER, CONNTRACK, EGRESS, EGRESS_OUT, HAIRPIN_SNAT, IP_INGRESS, L3_FORWARDING, POLICY_COMMIT, POLICY_EGRESS,
+    POLICY_INGRESS, REG_SOURCE, ROUTING, SERVICE_AFFINITY,
     SERVICE_DNAT, SERVICE_ENDPOINT, SERVICE_LB, SERVICE_PICK, UNSNAT,
     Feature, Priority, Source, cookie, source_match,
 )
@@ -53,9 +54,10 @@ def flows(cluster: Cluster, node: Node) -> Iterator[Flow]:
                cookie=node_cookie)
     for table in (CLASSIFIER, ARP, L3_FORWARDING):
         yield Flow(table, Priority.DROP, Match(), (), cookie=node_cookie)
-    # The Service stages pass everything on unless the services feature says otherwise.
+    # The Service and policy stages pass everything on unless their features say otherwise.
     for table, nxt in ((UNSNAT, CONNTRACK), (CONNTRACK, SERVICE_LB), (SERVICE_LB, HAIRPIN_SNAT),
-                       (HAIRPIN_SNAT, L3_FORWARDING)):
+                       (HAIRPIN_SNAT, ROUTING), (POLICY_EGRESS, POLICY_INGRESS), (POLICY_INGRESS, POLICY_COMMIT),
+                       (POLICY_COMMIT, L3_FORWARDING)):
         yield Flow(table, Priority.DROP, Match(), (), goto=nxt, cookie=node_cookie)
     for table in (SERVICE_AFFINITY, SERVICE_PICK, SERVICE_ENDPOINT, SERVICE_DNAT, EGRESS, EGRESS_OUT):
         yield Flow(table, Priority.DROP, Match(), (), cookie=node_cookie)

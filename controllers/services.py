@@ -41,7 +41,7 @@ from controllers.flows import (
     ETH_TYPE_IP, OFPP_CONTROLLER, Ct, Flow, Learn, Match, Multipath, Nat, Output, Resubmit, SetField,
 )
 from controllers.pipeline import (
-    CONNTRACK, CT_MARK_MASQUERADE, CT_NEW, CT_RPL, CT_TRK, HAIRPIN_SNAT, L3_FORWARDING, MAX_OPENFLOW_TIMEOUT,
+    CONNTRACK, CT_MARK_MASQUERADE, CT_NEW, CT_RPL, CT_TRK, HAIRPIN_SNAT, MAX_OPENFLOW_TIMEOUT, ROUTING,
     REG_AFFINITY, REG_ENDPOINT, REG_ENDPOINT_IP, REG_SCRATCH, REG_SERVICE_PORT, REG_SOURCE, SERVICE_AFFINITY,
     SERVICE_DNAT, SERVICE_ENDPOINT, SERVICE_LB, SERVICE_PICK, UNSNAT, ZONE_HAIRPIN, ZONE_NODEPORT, ZONE_SERVICE,
     Feature, Priority, Source, cookie, ct_state, source_match,
@@ -70,8 +70,9 @@ def proxied(cluster: Cluster) -> list[Service]:
 
 
 def node_flows(cluster: Cluster, node: Node) -> Iterator[Flow]:
-    """Conntrack plumbing; only when there is a Service to proxy (it costs a recirculation)."""
-    if not proxied(cluster):
+    """Conntrack plumbing; only when there is a Service to proxy or a policy to keep state
+    for (it costs a recirculation)."""
+    if not proxied(cluster) and not cluster.policies:
         return
     c = cookie(Feature.SERVICES)
     yield Flow(UNSNAT, Priority.SPECIFIC, Match.of(eth_type=ETH_TYPE_IP, ipv4_dst=str(node.gateway_ip)),
@@ -83,7 +84,7 @@ def node_flows(cluster: Cluster, node: Node) -> Iterator[Flow]:
         yield Flow(HAIRPIN_SNAT, Priority.HAIRPIN,
                    Match.of(eth_type=ETH_TYPE_IP, ct_mark=f"{CT_MARK_MASQUERADE:#x}/{CT_MARK_MASQUERADE:#x}",
                             ct_state=ct_state(CT_TRK, clear=(CT_RPL,))),
-                   (Ct(zone=ZONE_NODEPORT, table=L3_FORWARDING, commit=True, nat=Nat("src", str(node.ip))),), cookie=c)
+                   (Ct(zone=ZONE_NODEPORT, table=ROUTING, commit=True, nat=Nat("src", str(node.ip))),), cookie=c)
     yield Flow(CONNTRACK, Priority.FALLBACK, Match.of(eth_type=ETH_TYPE_IP),
                (Ct(zone=ZONE_SERVICE, table=SERVICE_LB, nat=Nat()),), cookie=c)
     # A connection the node itself opens (not to a Service) is committed, so that its
@@ -96,7 +97,7 @@ def node_flows(cluster: Cluster, node: Node) -> Iterator[Flow]:
     for pod in cluster.pods_on(node.name):
         yield Flow(HAIRPIN_SNAT, Priority.SPECIFIC,
                    Match.of(eth_type=ETH_TYPE_IP, ipv4_src=str(pod.ip), ipv4_dst=str(pod.ip)),
-                   (Ct(zone=ZONE_HAIRPIN, table=L3_FORWARDING, commit=True, nat=Nat("src", str(node.gateway_ip))),),
+                   (Ct(zone=ZONE_HAIRPIN, table=ROUTING, commit=True, nat=Nat("src", str(node.gateway_ip))),),
                    cookie=c)
 
 

@@ -20,7 +20,9 @@ from topos.probe import Matrix, measure
 
 
 def cmd_check(cluster: Cluster, framework: str = "os-ken", json_path: Optional[str] = None) -> int:
-    """Build, probe the matrix once, tear down; print it; exit 1 if a pair is unreachable."""
+    """Build, probe the matrix once, tear down; print it; exit 1 if a pair that no policy
+    denies is unreachable, or a pair does other than predicted (a policy not enforced,
+    a backend carrying what it cannot)."""
     datapath_line(cluster)
     with ClusterNet(cluster, framework=framework, progress=progress) as net:
         progress(f"probing {len(pairs(cluster))} pairs in parallel")
@@ -34,12 +36,19 @@ def cmd_check(cluster: Cluster, framework: str = "os-ken", json_path: Optional[s
     print_reasons(failed)
     if surprises:
         console.print(f"[bold red]{len(surprises)} pairs differ from what {cluster.backend.value} on this "
-                      "underlay should do (an emulation bug):[/] "
+                      "underlay and the policies should do (an emulation bug):[/] "
                       + ", ".join(f"{r.pair.src}->{r.pair.dst}" for r in surprises[:10]))
     if failed:
         console.print(f"[bold red]{len(failed)} of {len(results)} pairs are unreachable; the Kubernetes "
-                      "network model needs every pod to reach every pod and node[/]")
+                      "network model needs every pod to reach every pod and node that no policy denies[/]")
         return EXIT_UNREACHABLE
+    if surprises:
+        return EXIT_UNREACHABLE
+    denied = [r for r in results if not r.pair.required]
+    if denied:
+        out.print(f"all {len(results) - len(denied)} required pairs reachable; {len(denied)} denied by "
+                  f"NetworkPolicy, as predicted ({cluster.summary()}; probe {matrix.probe_s:.2f}s)")
+        return EXIT_OK
     out.print(f"all {len(results)} pairs reachable ({cluster.summary()}; probe {matrix.probe_s:.2f}s)")
     return EXIT_OK
 
@@ -78,15 +87,19 @@ def print_matrix(matrix: Matrix) -> None:
                 cells.append("")
             elif r.reachable:
                 cells.append("[green]✓[/]" if r.as_predicted else "[bold red]✓![/]")
+            elif not r.pair.required and r.as_predicted:
+                cells.append("[yellow]⊘[/]")
             else:
                 cells.append("[red]✗[/]" if r.as_predicted else "[bold red]✗![/]")
         table.add_row(src, *cells)
     out.print(table)
-    summary = Table(title="by path (predicted: what the backend can carry on this underlay)")
+    summary = Table(title="by path (predicted: what the backend can carry on this underlay"
+                    + (" and the policies allow)" if cluster.policies else ")"))
     for col in ("path", "pairs", "reachable", "predicted", "as predicted"):
         summary.add_column(col)
     for kind, row in matrix.summary().items():
         summary.add_row(kind, str(row["pairs"]), str(row["reachable"]), str(row["predicted"]),
                         str(row["as_predicted"]))
     out.print(summary)
-    out.print("✓ reachable  ✗ unreachable  ! differs from the backend's prediction")
+    legend = "✓ reachable  ✗ unreachable  ! differs from the prediction"
+    out.print(legend + ("  ⊘ denied by NetworkPolicy, as predicted" if cluster.policies else ""))

@@ -21,6 +21,8 @@ from typing import Any, Iterable, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from k8snet.model.cluster import to_json
+
 SCHEMA_VERSION = "k8snet.scenario/1"
 SCHEMA_PATH = Path(__file__).resolve().parent / "schema" / "scenario-result.schema.json"
 
@@ -153,7 +155,7 @@ def write(result: ScenarioResult, directory: Path) -> tuple[Path, Path]:
     directory.mkdir(parents=True, exist_ok=True)
     jpath, cpath = directory / f"{result.scenario}.json", directory / f"{result.scenario}.csv"
     tmp = jpath.with_suffix(".json.tmp")
-    tmp.write_text(result.model_dump_json(indent=1))
+    tmp.write_text(to_json(result, indent=1))
     tmp.replace(jpath)
     with open(cpath, "w", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, fieldnames=CSV_COLUMNS)

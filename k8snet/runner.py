@@ -34,7 +34,7 @@ from rich.progress import (
 from k8snet import results
 from topos.environment import environment
 from k8snet.procs import run as run_cmd
-from k8snet.model.cluster import Cluster
+from k8snet.model.cluster import Cluster, to_json
 from k8snet.model.manifests import Overrides, SpecError
 from k8snet.scenario import Options, Recorder, Scenario, Target
 from topos import specs
@@ -235,7 +235,7 @@ def run_scenarios(scenarios: list[Scenario], clusters: list[Cluster], options: O
 def _result(scenario: Scenario, rec: Recorder, run_id: str, status: str, reason: Optional[str], started: str,
             command: list[str], env: dict, options: Options, targets: list[Target]) -> results.ScenarioResult:
     clusters = [results.ClusterInfo(label=t.label, backend=t.backend, underlay=t.underlay,
-                                    spec=json.loads(t.cluster.model_dump_json()), workloads=list(t.workloads))
+                                    spec=json.loads(to_json(t.cluster)), workloads=list(t.workloads))
                 for t in targets]
     summary = scenario.summarize(rec.measurements)
     return results.ScenarioResult(

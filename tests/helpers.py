@@ -109,8 +109,11 @@ class FlowSim:
     def dump(self) -> list[str]:
         return normalized_dump(self.ovs.ofctl("dump-flows", self.BRIDGE, "--no-stats"))
 
-    def trace(self, flow: str) -> "Trace":
-        return Trace(self.ovs.appctl("ofproto/trace", self.BRIDGE, flow))
+    def trace(self, flow: str, *ct_next: str) -> "Trace":
+        """Trace ``flow``; each ``ct_next`` (``"trk,est"``) is the state the next ``ct``
+        action resumes with (OVS assumes ``trk,new`` for those not given)."""
+        options = [arg for flags in ct_next for arg in ("--ct-next", flags)]
+        return Trace(self.ovs.appctl("ofproto/trace", self.BRIDGE, flow, *options))
 
 
 def normalized_dump(text: str) -> list[str]:

@@ -32,7 +32,6 @@ from mininet.log import setLogLevel
 from mininet.net import Mininet
 
 from controllers.api import ApiClient
-from controllers.compiler import refuse_unenforced
 from k8snet.procs import CommandError, OwnedProcess, deferred_signals, stop_all
 from k8snet.rundir import RunDir
 from k8snet.model.reach import Expected
@@ -43,12 +42,12 @@ from topos.checks import HeldConnection, Reach
 from topos.datapath import settle
 from k8snet.model.dns import DNS_NAME, DNS_NAMESPACE, resolv_conf
 from topos.dns import unbound_conf
-from k8snet.model.cluster import BRIDGE_NAME, UPLINK_IFNAME, UPLINK_OFPORT, Cluster, Pod, UnderlayType
+from k8snet.model.cluster import BRIDGE_NAME, UPLINK_IFNAME, UPLINK_OFPORT, Cluster, Pod, UnderlayType, to_json
 from topos.nodes import (
     CoreRouter, ExternalClient, K8sNode, LoadBalancerHost, PodHost, RackGateway, Underlay, lb_targets,
 )
 from k8snet.model.underlay import CORE_HOST, FLAT_SEGMENT_HOST as UNDERLAY_HOST
-from topos.ovs import wait_for
+from topos.ovs import purge_datapath_flows, wait_for
 from topos.probe import measure
 
 LOG = logging.getLogger("k8snet.cluster")
@@ -113,7 +112,6 @@ class ClusterNet:
         self.stop()
 
     def start(self) -> "ClusterNet":
-        refuse_unenforced(self.cluster)
         if not self.cluster.datapath_note:
             # Not resolved by the caller (k8snet check/up/run do it, to exit 2 on a refusal).
             self.cluster = settle([self.cluster])[0]
@@ -129,7 +127,7 @@ class ClusterNet:
         with deferred_signals():
             self.run = RunDir.create()
         self.run.sub("controller")
-        (self.run.path / "cluster.json").write_text(self.cluster.model_dump_json(indent=1))
+        (self.run.path / "cluster.json").write_text(to_json(self.cluster, indent=1))
         self.progress(f"run directory {self.run.path}")
         self.start_controller()
         self._build_hosts()
@@ -282,7 +280,7 @@ class ClusterNet:
         assert self.run is not None
         state = self.controller_dir / "state.json"
         if not state.exists():
-            state.write_text(self.cluster.model_dump_json())
+            state.write_text(to_json(self.cluster))
         env = {**os.environ, "PYTHONPATH": _project_root() + os.pathsep + os.environ.get("PYTHONPATH", "")}
         with deferred_signals(), open(self.controller_dir / "controller.log", "ab") as log:
             self._controller_popen = subprocess.Popen(
@@ -375,7 +373,6 @@ class ClusterNet:
         so that a new pod serves before it is an endpoint; pods that are gone lose their
         flows first and their namespace after (so no new connection is sent to a pod
         being removed)."""
-        refuse_unenforced(cluster)
         with self._lock:
             before = {p.host_name: p for p in self.cluster.pods}
             after = {p.host_name: p for p in cluster.pods}
@@ -390,9 +387,10 @@ class ClusterNet:
             # Pods coming or going: two steps, each on every switch before the next
             # (k8snet/model/staging.py says why).
             for step in stages(self.cluster, cluster):
-                self.api.apply(json.loads(step.model_dump_json()))
+                self.api.apply(json.loads(to_json(step)))
                 if wait or step is not cluster:
                     self.api.wait_synced([n.name for n in cluster.nodes], wait or 30.0)
+                    purge_datapath_flows([self.node(n.name).ovs for n in cluster.nodes])
             self.cluster = cluster
             self.program_lb()
             if cluster.dns:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -114,3 +115,15 @@ def ovs_version() -> str:
 
 def is_root() -> bool:
     return os.geteuid() == 0
+
+
+def purge_datapath_flows(instances: "list[Optional[OvsInstance]]") -> None:
+    """Make each switch's datapath forward by the flow tables it holds now.
+
+    A flow table change reaches the userspace datapath's cached flows only when a
+    revalidator thread has gone over them: within milliseconds on an idle machine, but CI
+    saw a loaded one still drop new connections by a NetworkPolicy already replaced.
+    ``revalidator/purge`` drops the cache at once (the next packets are classified
+    afresh), so a change that returns from ``ClusterNet.apply`` is in force."""
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        list(pool.map(lambda ovs: ovs.appctl("revalidator/purge") if ovs is not None else "", instances))

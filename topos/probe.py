@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Optional
 
-from k8snet.model.cluster import Cluster
+from k8snet.model.cluster import Cluster, to_json
 from k8snet.model.reach import Pair, pairs
 from k8snet.procs import run
 from topos.environment import environment
@@ -45,15 +45,16 @@ class Result:
 
     @property
     def ok(self) -> bool:
-        """Meets the Kubernetes network model (every pair must be reachable)."""
-        return self.reachable
+        """Meets the Kubernetes network model: every pair must be reachable, except what
+        a NetworkPolicy denies."""
+        return self.reachable or not self.pair.required
 
     @property
     def as_predicted(self) -> bool:
         return self.reachable == self.pair.predicted
 
     def as_dict(self) -> dict[str, Any]:
-        return {**asdict(self.pair), "required": True, "sent": self.sent, "received": self.received,
+        return {**asdict(self.pair), "required": self.pair.required, "sent": self.sent, "received": self.received,
                 "reachable": self.reachable, "ok": self.ok, "as_predicted": self.as_predicted,
                 "rtt_avg_ms": self.rtt_avg_ms}
 
@@ -131,7 +132,8 @@ class Matrix:
 
     @property
     def failed(self) -> list[Result]:
-        """Pairs that break the Kubernetes network model (every pair must be reachable)."""
+        """Pairs that break the Kubernetes network model (every pair that no policy denies
+        must be reachable)."""
         return [r for r in self.results if not r.ok]
 
     @property
@@ -158,7 +160,7 @@ class Matrix:
                 "started": self.started.isoformat(), "finished": self.finished.isoformat(),
                 "environment": environment(self.cluster, fping=fping[0] if fping else "not installed",
                                            framework=self.framework),
-                "cluster": json.loads(self.cluster.model_dump_json()),
+                "cluster": json.loads(to_json(self.cluster)),
                 "timings_s": {**self.timings, "probe": self.probe_s}, "summary": self.summary(),
                 "ok": not self.failed, "as_predicted": not self.surprises,
                 "results": [r.as_dict() for r in self.results]}

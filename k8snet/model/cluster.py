@@ -25,6 +25,7 @@ from enum import Enum
 from typing import Optional
 
 from pydantic import BaseModel, ConfigDict
+from pydantic_core import PydanticSerializationError
 
 from k8snet.model.policy import Namespace, NetworkPolicy
 
@@ -404,3 +405,16 @@ class Cluster(_Frozen):
         racks = f" ({len(self.underlay.racks)} racks)" if self.underlay.type is UnderlayType.ROUTED else ""
         return (f"{len(self.nodes)} nodes, {len(self.pods)} pods, backend {self.backend.value}, "
                 f"underlay {self.underlay.type.value}{racks} {self.underlay.cidr}, pod CIDR {self.pod_cidr}")
+
+
+def to_json(model: BaseModel, **kwargs: object) -> str:
+    """``model.model_dump_json(**kwargs)``, with a Ctrl-C that lands during it raised as
+    the KeyboardInterrupt it is: pydantic's serializer wraps any exception raised inside
+    it, a signal handler's included, in PydanticSerializationError (CI saw ``k8snet check``
+    end in that traceback instead of exit 130)."""
+    try:
+        return model.model_dump_json(**kwargs)  # type: ignore[arg-type]
+    except PydanticSerializationError as exc:
+        if "KeyboardInterrupt" in str(exc):
+            raise KeyboardInterrupt(str(exc)) from None
+        raise

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Callable, Mapping, Union
 
 from k8snet.model.cluster import Cluster, RouteKind
+from k8snet.model.policy_eval import Endpoint, evaluate
 
 #: The path kinds of the matrix, in the order they are reported.
 KINDS = ("pod-pod-cross-node", "pod-pod-same-node", "pod-node", "node-pod")
@@ -29,8 +30,15 @@ class Pair:
     dst: str
     dst_ip: str
     kind: str          # pod-pod-same-node | pod-pod-cross-node | node-pod | pod-node
-    predicted: bool    # what the backend on this underlay can do
+    predicted: bool    # what the backend on this underlay can do, and the policies allow
     reason: str = ""   # why not, when predicted is False
+    #: The NetworkPolicy verdict that denies the pair (ICMP, as probed); empty when none does.
+    denied_by: str = ""
+
+    @property
+    def required(self) -> bool:
+        """Must be reachable: the network model requires every pair that no policy denies."""
+        return not self.denied_by
 
     @property
     def id(self) -> str:
@@ -56,6 +64,17 @@ def node_to_pod(cluster: Cluster, node: str, pod_node: str) -> tuple[bool, str]:
     return route.kind is not RouteKind.NONE, route.reason
 
 
+def _pair(cluster: Cluster, src: str, dst: str, dst_ip: str, kind: str, route: tuple[bool, str],
+          src_end: Endpoint, dst_end: Endpoint) -> Pair:
+    """A pair with the backend's prediction and, with policies, their ICMP verdict."""
+    carried, reason = route
+    denied = ""
+    if cluster.policies:
+        verdict = evaluate(cluster, src_end, dst_end, None, "ICMP")
+        denied = "" if verdict.allowed else f"NetworkPolicy: {verdict.deciding.reason}"
+    return Pair(src, dst, dst_ip, kind, carried and not denied, reason or denied, denied)
+
+
 def pairs(cluster: Cluster) -> list[Pair]:
     """Every ordered pair the matrix probes, with what the network model expects."""
     out = []
@@ -64,16 +83,16 @@ def pairs(cluster: Cluster) -> list[Pair]:
             if src is dst:
                 continue
             kind = "pod-pod-same-node" if src.node == dst.node else "pod-pod-cross-node"
-            out.append(Pair(src.host_name, dst.host_name, str(dst.ip), kind,
-                            *round_trip(cluster, src.node, dst.node)))
+            out.append(_pair(cluster, src.host_name, dst.host_name, str(dst.ip), kind,
+                             round_trip(cluster, src.node, dst.node), src, dst))
     for node in cluster.nodes:
         for pod in cluster.pods:
-            out.append(Pair(node.name, pod.host_name, str(pod.ip), "node-pod",
-                            *node_to_pod(cluster, node.name, pod.node)))
+            out.append(_pair(cluster, node.name, pod.host_name, str(pod.ip), "node-pod",
+                             node_to_pod(cluster, node.name, pod.node), node.ip, pod))
     for pod in cluster.pods:
         for node in cluster.nodes:
-            out.append(Pair(pod.host_name, node.name, str(node.ip), "pod-node",
-                            *node_to_pod(cluster, node.name, pod.node)))
+            out.append(_pair(cluster, pod.host_name, node.name, str(node.ip), "pod-node",
+                             node_to_pod(cluster, node.name, pod.node), pod, node.ip))
     return out
 
 

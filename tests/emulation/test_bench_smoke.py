@@ -55,3 +55,15 @@ def test_services_bench_runs(tmp_path, no_leaks):
     assert len(conv["add_ms"]) == 2 and conv["failed"] == 0 and conv["add_unobserved"] == conv["remove_unobserved"] == 0
     assert doc["programming"]["services"] == 20 and all(v > 20 * 7 for v in doc["programming"]["flows_per_node"].values())
     assert doc["spread"]["served"] == 60 and 0 <= doc["spread"]["p_value"] <= 1
+
+
+def test_policy_bench_runs(tmp_path, no_leaks):
+    doc = bench("policy", "--seconds", "1", "--repeat", "1", "--rules", "10", "--policies", "20", "--changes", "4",
+                tmp_path=tmp_path)
+    tp = doc["throughput"]
+    assert tp["ratio"] > 0 and len(tp["ratio_rounds"]) == 1 and tp["rules_per_direction"] == 10
+    prog = doc["programming"]
+    assert prog["policies"] == 20 and prog["pods"] == 64
+    assert sum(prog["flows_per_node"].values()) > sum(prog["flows_per_node_before"].values()) + 20
+    enf = doc["enforcement"]
+    assert enf["deny_unobserved"] == enf["allow_unobserved"] == 0 and enf["deny_p95_ms"] is not None

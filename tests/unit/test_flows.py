@@ -163,8 +163,33 @@ def test_what_the_switch_receives_is_what_the_ofctl_text_says(spec, backend):
     import re
     import subprocess
 
-    cluster = load_file(spec, Overrides(backend=backend))
-    flows = [dataclasses.replace(f, cookie=0) for f in compile_node(cluster, cluster.nodes[0].name).flows]
+    assert_switch_receives_the_ofctl_text(load_file(spec, Overrides(backend=backend)))
+
+
+def test_what_the_switch_receives_with_network_policies():
+    """The same for NetworkPolicy's conjunctive matches, port ranges and commit."""
+    from k8snet.model.apply import apply_text
+    from tests.unit.test_policy import BASE, policy
+
+    cluster = apply_text(BASE, policy("""
+        podSelector: {matchLabels: {pod: a}}
+        ingress:
+        - from: [{namespaceSelector: {matchLabels: {ns: y}}}, {ipBlock: {cidr: 10.0.0.0/8, except: [10.244.2.0/24]}}]
+          ports: [{port: 80}, {protocol: UDP, port: 80, endPort: 90}, {port: serve-81-tcp}]
+        egress:
+        - to: [{podSelector: {matchLabels: {pod: b}}}]
+          ports: [{port: serve-80-udp, protocol: UDP}]
+    """))
+    flows = assert_switch_receives_the_ofctl_text(cluster, cluster.pod("a", "x").node)
+    assert any("conjunction(" in f.action_text() for f in flows)
+
+
+def assert_switch_receives_the_ofctl_text(cluster, node=None):
+    import dataclasses
+    import re
+    import subprocess
+
+    flows = [dataclasses.replace(f, cookie=0) for f in compile_node(cluster, node or cluster.nodes[0].name).flows]
     assert len(flows) > 30
     dp = datapath()
     decoded = []
@@ -179,6 +204,7 @@ def test_what_the_switch_receives_is_what_the_ofctl_text_says(spec, backend):
     expected = [line for line in parsed.splitlines() if line.startswith("OFPT_FLOW_MOD")]
     normal = lambda line: re.sub(r"\(xid=0x[0-9a-f]+\)", "", line).strip()  # noqa: E731
     assert sorted(map(normal, decoded)) == sorted(map(normal, expected))
+    return flows
 
 
 def test_every_compiled_flow_serializes_as_openflow_13(cluster):

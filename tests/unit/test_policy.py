@@ -463,18 +463,16 @@ def test_the_same_mistakes_are_refused_at_run_time():
         apply_text(BASE, BAD["except outside cidr"][0])
 
 
-def test_a_cluster_with_policies_is_refused_before_anything_starts(tmp_path, capsys):
-    """Until the switches enforce policies, a spec with one is refused (exit 2), never run
-    as if the policy were there."""
+def test_k8snet_flows_shows_the_policy_flows(tmp_path, capsys):
+    """``k8snet flows`` prints what each switch holds, policies included."""
     from k8snet import cli
 
     path = tmp_path / "spec.yaml"
     path.write_text(model_spec() + "---\n" + DENY_ALL_INGRESS_X)
-    assert cli.main(["flows", str(path)]) == 2
-    err = capsys.readouterr().err
-    assert "NetworkPolicy x/p" in err and "do not enforce them yet" in err
-    path.write_text(model_spec())
-    assert cli.main(["flows", str(path), "--node", "node-0"]) == 0
+    node = BASE.pod("a", "x").node
+    assert cli.main(["flows", str(path), "--node", node]) == 0
+    out = capsys.readouterr().out
+    assert f"nw_dst={BASE.pod('a', 'x').ip} actions=drop" in out.replace("\n", " ")
 
 
 def test_selector_operators_follow_apimachinery():
