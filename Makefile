@@ -42,6 +42,7 @@ bench: setup
 	$(VENV)/bin/python bench/bringup.py
 	$(VENV)/bin/python bench/throughput.py
 	$(VENV)/bin/python bench/services.py
+	$(VENV)/bin/python bench/policy.py
 
 clean:
 	-$(VENV)/bin/k8snet clean

@@ -67,3 +67,5 @@ def test_policy_bench_runs(tmp_path, no_leaks):
     assert sum(prog["flows_per_node"].values()) > sum(prog["flows_per_node_before"].values()) + 20
     enf = doc["enforcement"]
     assert enf["deny_unobserved"] == enf["allow_unobserved"] == 0 and enf["deny_p95_ms"] is not None
+    assert len(enf["delays_ms"]["deny"]) == len(enf["delays_ms"]["allow"]) == 2
+    assert tp["ratio_to_one_rule"] > 0
