@@ -73,6 +73,27 @@ def isolation_cookie(pod: Pod, direction: str) -> int:
     return cookie(Feature.POLICY, zlib.crc32(f"isolated/{pod.namespace}/{pod.name}/{direction}".encode()))
 
 
+def drop_cookie(pod: Pod, direction: str) -> int:
+    """The cookie of an isolated pod's drop flow: its packet count is what no rule allowed."""
+    return cookie(Feature.POLICY, zlib.crc32(f"dropped/{pod.namespace}/{pod.name}/{direction}".encode()))
+
+
+def counter_names(cluster: Cluster) -> dict[int, dict[str, Any]]:
+    """Cookie (feature and object bits) -> what its flows count: a policy's rule, or what
+    an isolated pod's policies refused.  For reading flow statistics after a run."""
+    names: dict[int, dict[str, Any]] = {}
+    for policy in cluster.policies:
+        for direction in ("ingress", "egress"):
+            for index, _ in enumerate(policy.rules(direction)):
+                names[rule_cookie(policy, direction, index)] = {"policy": policy.key, "direction": direction,
+                                                                "rule": index, "verdict": "allowed"}
+    for pod in cluster.pods:
+        for direction in ("ingress", "egress"):
+            names[drop_cookie(pod, direction)] = {"pod": f"{pod.namespace}/{pod.name}", "direction": direction,
+                                                  "verdict": "dropped"}
+    return names
+
+
 def port_masks(low: int, high: int) -> list[tuple[int, int]]:
     """The (value, mask) pairs that cover ``low..high`` exactly (16-bit ports)."""
     out = []
@@ -217,5 +238,5 @@ def node_flows(cluster: Cluster, node: Node) -> Iterator[Flow]:
             for policy in policies:
                 for index, rule in enumerate(policy.rules(direction)):
                     _rule_flows(b, cluster, policy, index, rule, pod, direction)
-            b.add(Flow(table, Priority.FALLBACK, Match.of(**ip, **mine), (), cookie=isolation_cookie(pod, direction)))
+            b.add(Flow(table, Priority.FALLBACK, Match.of(**ip, **mine), (), cookie=drop_cookie(pod, direction)))
     yield from b.flows(c)

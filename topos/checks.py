@@ -21,10 +21,13 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import re
 from dataclasses import dataclass
 from typing import Any, Optional
 
-from k8snet.model.cluster import Cluster, Service
+from controllers.pipeline import FEATURE_MASK, FEATURE_SHIFT, OBJECT_MASK, Feature
+from controllers.policy import counter_names
+from k8snet.model.cluster import BRIDGE_NAME, Cluster, Service
 from k8snet.model.reach import Expected, expectation, mismatch_line, pairs
 from k8snet.procs import CommandError
 from topos.agent import SCRIPT
@@ -235,3 +238,27 @@ class HeldConnection:
         if not lines:
             raise AssertionError(f"the held connection said nothing: {err!r}")
         return json.loads(lines[-1])
+
+
+def policy_counters(net: Any) -> list[dict[str, Any]]:
+    """NetworkPolicy flow statistics of every node, by what they count: per node, each
+    policy rule's ``allowed`` packets and each isolated pod's ``dropped`` ones (only the
+    first packet of a connection is judged, so these are connection attempts).  Read from
+    the switches (``ovs-ofctl dump-flows``), named from the running model."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    names = counter_names(net.cluster)
+    # A datapath flow's packets reach the OpenFlow rules it was made from when a revalidator
+    # next goes over it (up to 500 ms later): wait for that round on every node first.
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        list(pool.map(lambda n: net.node(n.name).ovs.appctl("revalidator/wait"), net.cluster.nodes))
+    feature = f"{int(Feature.POLICY) << FEATURE_SHIFT:#x}/{FEATURE_MASK:#x}"
+    rows: dict[tuple[str, int], dict[str, Any]] = {}
+    for node in net.cluster.nodes:
+        dump = net.node(node.name).ovs.ofctl("dump-flows", BRIDGE_NAME, f"cookie={feature}")
+        for cookie, packets in re.findall(r"cookie=(0x[0-9a-f]+),.*?n_packets=(\d+)", dump):
+            key = int(cookie, 16) & (FEATURE_MASK | OBJECT_MASK)
+            if key in names:
+                row = rows.setdefault((node.name, key), {"node": node.name, **names[key], "packets": 0})
+                row["packets"] += int(packets)
+    return list(rows.values())

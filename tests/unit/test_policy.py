@@ -15,7 +15,7 @@ import textwrap
 import pytest
 
 from k8snet.model.apply import apply_text
-from k8snet.model.manifests import SpecError, load_text
+from k8snet.model.manifests import load_text
 from k8snet.model.policy import NAME_LABEL
 from k8snet.model.policy_eval import endpoint, evaluate, truth_table
 
@@ -394,75 +394,6 @@ def test_run_time_changes_policies_pod_labels_and_namespace_labels():
     assert "x" not in {n.name for n in emptied.namespaces}
 
 
-def pol(spec: str) -> str:
-    return f"apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {{name: p}}\nspec: {spec}\n"
-
-
-BAD = {
-    "operator": (pol("{podSelector: {matchExpressions: [{key: app, operator: Has, values: [a]}]}}"),
-                 "spec.podSelector.matchExpressions.0.operator", "not a valid selector operator"),
-    "In without values": (pol("{podSelector: {matchExpressions: [{key: app, operator: In}]}}"),
-                          "spec.podSelector.matchExpressions.0", "values: must be non-empty when operator is In"),
-    "Exists with values": (pol("{podSelector: {matchExpressions: [{key: app, operator: Exists, values: [a]}]}}"),
-                           "spec.podSelector.matchExpressions.0", "may not be specified when operator is Exists"),
-    "label key": (pol("{podSelector: {matchLabels: {'-bad': x}}}"), "spec.podSelector.matchLabels",
-                  "label key '-bad' is invalid"),
-    "expression key": (pol("{podSelector: {matchExpressions: [{key: 'a b', operator: Exists}]}}"),
-                       "spec.podSelector.matchExpressions.0.key", "label key 'a b' is invalid"),
-    "label value": (pol("{podSelector: {matchExpressions: [{key: app, operator: In, values: ['a b']}]}}"),
-                    "spec.podSelector.matchExpressions.0", "value 'a b'"),
-    "policy type": (pol("{policyTypes: [Ingres]}"), "spec.policyTypes", "allowed: Ingress, Egress"),
-    "policy type twice": (pol("{policyTypes: [Ingress, Ingress]}"), "spec.policyTypes", "twice"),
-    "cidr": (pol("{ingress: [{from: [{ipBlock: {cidr: 10.0.0.300/8}}]}]}"), "spec.ingress.0.from.0.ipBlock.cidr",
-             "not a valid CIDR"),
-    "cidr without prefix": (pol("{ingress: [{from: [{ipBlock: {cidr: 10.0.0.1}}]}]}"),
-                            "spec.ingress.0.from.0.ipBlock.cidr", "a prefix length"),
-    "except outside cidr": (pol("{ingress: [{from: [{ipBlock: {cidr: 10.0.0.0/8, except: [11.0.0.0/16]}}]}]}"),
-                            "spec.ingress.0.from.0.ipBlock", "except[0]: '11.0.0.0/16' must be a strict subset"),
-    "except equal to cidr": (pol("{ingress: [{from: [{ipBlock: {cidr: 10.0.0.0/8, except: [10.0.0.0/8]}}]}]}"),
-                             "spec.ingress.0.from.0.ipBlock", "strict subset"),
-    "ipBlock with a selector": (pol("{ingress: [{from: [{ipBlock: {cidr: 10.0.0.0/8}, podSelector: {}}]}]}"),
-                                "spec.ingress.0.from.0", "may not be combined"),
-    "empty peer": (pol("{egress: [{to: [{}]}]}"), "spec.egress.0.to.0", "a peer must say"),
-    "SCTP": (pol("{ingress: [{ports: [{protocol: SCTP, port: 80}]}]}"), "spec.ingress.0.ports.0.protocol",
-             "SCTP is valid Kubernetes but not supported here"),
-    "protocol": (pol("{ingress: [{ports: [{protocol: ICMP}]}]}"), "spec.ingress.0.ports.0.protocol",
-                 "allowed: TCP, UDP"),
-    "port number": (pol("{ingress: [{ports: [{port: 70000}]}]}"), "spec.ingress.0.ports.0.port", "1-65535"),
-    "port name": (pol("{ingress: [{ports: [{port: Web_Port}]}]}"), "spec.ingress.0.ports.0.port",
-                  "neither a port number"),
-    "endPort without port": (pol("{ingress: [{ports: [{endPort: 90}]}]}"), "spec.ingress.0.ports.0",
-                             "endPort: may not be specified when port is not specified"),
-    "endPort below port": (pol("{ingress: [{ports: [{port: 90, endPort: 80}]}]}"), "spec.ingress.0.ports.0",
-                           "endPort: 80 must be at least port (90)"),
-    "endPort with a named port": (pol("{ingress: [{ports: [{port: http, endPort: 80}]}]}"),
-                                  "spec.ingress.0.ports.0", "when port is a name"),
-    "unknown field": (pol("{ingres: []}"), "spec.ingres", "allowed here: egress, ingress, podSelector, policyTypes"),
-    "from not a list": (pol("{ingress: [{from: {podSelector: {}}}]}"), "spec.ingress.0.from", "valid list"),
-    "namespace name": ("apiVersion: v1\nkind: Namespace\nmetadata: {name: X}\n", "metadata.name", "DNS-1123 label"),
-    "namespace in a namespace": ("apiVersion: v1\nkind: Namespace\nmetadata: {name: x, namespace: y}\n",
-                                 "metadata.namespace", "unknown field"),
-    "old apiVersion": ("apiVersion: extensions/v1beta1\nkind: NetworkPolicy\nmetadata: {name: p}\n", "apiVersion",
-                       "use apiVersion: networking.k8s.io/v1"),
-    "twice": (pol("{}") + "---\n" + pol("{}"), "metadata.name", "'default/p' is defined twice"),
-}
-
-
-@pytest.mark.parametrize("case", list(BAD), ids=list(BAD))
-def test_bad_policy_input_names_document_field_and_fix(case: str):
-    text, field, needle = BAD[case]
-    with pytest.raises(SpecError) as info:
-        load_text(text)
-    matching = [p for p in info.value.problems if p.field == field and needle in p.message]
-    assert matching, f"no problem at {field!r} mentioning {needle!r}: {info.value.problems}"
-    assert str(matching[0]).startswith("document ")
-
-
-def test_the_same_mistakes_are_refused_at_run_time():
-    with pytest.raises(SpecError, match="strict subset"):
-        apply_text(BASE, BAD["except outside cidr"][0])
-
-
 def test_k8snet_flows_shows_the_policy_flows(tmp_path, capsys):
     """``k8snet flows`` prints what each switch holds, policies included."""
     from k8snet import cli
@@ -489,3 +420,22 @@ def test_selector_operators_follow_apimachinery():
     both = Selector(match_labels={"app": "web"}, match_expressions=(req("NotIn", "x"),))
     assert both.matches({"app": "web"}) and not both.matches({"app": "web", "k": "x"}) and not both.matches({})
     assert Selector().matches({}) and Selector().empty
+
+
+def test_every_counter_has_a_cookie_of_its_own():
+    """Rules and refusals are told apart by cookie alone (``topos.checks.policy_counters``)."""
+    from controllers.compiler import compile_node
+    from controllers.pipeline import FEATURE_MASK, OBJECT_MASK
+    from controllers.policy import counter_names
+
+    cluster = with_policies(DENY_ALL_INGRESS_X, *[d for docs, *_ in CASES.values() for d in docs
+                                                  if "name: p," not in d])
+    names = counter_names(cluster)
+    rules = sum(len(p.ingress) + len(p.egress) for p in cluster.policies)
+    assert len(names) == rules + 2 * len(cluster.pods)  # no two share a cookie
+    counted = {f.cookie & (FEATURE_MASK | OBJECT_MASK) for n in cluster.nodes
+               for f in compile_node(cluster, n.name).flows if f.cookie in names}
+    dropping = {k for k, v in names.items() if v["verdict"] == "dropped"}
+    isolated = {(p.namespace, p.name) for p in cluster.pods for p2 in cluster.policies
+                if p2.namespace == p.namespace and p2.pod_selector.matches(p.labels)}
+    assert len(counted & dropping) >= len(isolated) > 0
