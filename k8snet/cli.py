@@ -343,6 +343,9 @@ def cmd_apply(args: argparse.Namespace) -> int:
         out.print(f"pod/{name} created", markup=False)
     for name in reply["pods_removed"]:
         out.print(f"pod/{name} deleted", markup=False)
+    for word, key in (("created", "policies_added"), ("configured", "policies_changed"), ("deleted", "policies_removed")):
+        for name in reply.get(key, []):
+            out.print(f"networkpolicy/{name} {word}", markup=False)
     for key, svc in reply["services"].items():
         ports = ", ".join(f"{p['port']}/{p['protocol']}" + (f" (nodePort {p['nodePort']})" if p["nodePort"] else "")
                           + f" -> {len(p['endpoints'])} endpoints" for p in svc["ports"])

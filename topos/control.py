@@ -24,7 +24,10 @@ SOCKET_NAME = "cluster.sock"
 def summarize(before: Any, after: Any) -> dict[str, Any]:
     old, new = {p.host_name for p in before.pods}, {p.host_name for p in after.pods}
     services = {s.key: s for s in after.services}
+    was, now = {p.key: p for p in before.policies}, {p.key: p for p in after.policies}
     return {"pods_added": sorted(new - old), "pods_removed": sorted(old - new),
+            "policies_added": sorted(now.keys() - was.keys()), "policies_removed": sorted(was.keys() - now.keys()),
+            "policies_changed": sorted(k for k in now.keys() & was.keys() if now[k] != was[k]),
             "load_balancers": {k: str(s.load_balancer_ip) for k, s in services.items() if s.load_balancer_ip},
             "pods": len(new), "not_ready": sorted(p.host_name for p in after.pods if not p.ready),
             "services": {k: {"clusterIP": str(s.cluster_ip) if s.cluster_ip else None,

@@ -215,6 +215,13 @@ def test_apply_and_delete_against_a_running_up(tmp_path, no_leaks):
         addr = subprocess.run(["mnexec", "-a", str(shells["PodHost web-4 shell"]), "ip", "-4", "-o", "addr", "show",
                                "eth0"], capture_output=True, text=True, timeout=10).stdout
         assert "10.244." in addr
+        deny = tmp_path / "deny.yaml"
+        deny.write_text("apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: deny-web}\n"
+                        "spec: {podSelector: {matchLabels: {app: web}}}\n")
+        created = k8snet("apply", "-f", str(deny))
+        assert created.returncode == 0 and "networkpolicy/default/deny-web created" in created.stdout, created
+        gone = k8snet("delete", "-f", str(deny))
+        assert gone.returncode == 0 and "networkpolicy/default/deny-web deleted" in gone.stdout, gone
         bad = tmp_path / "bad.yaml"
         bad.write_text("apiVersion: v1\nkind: Pod\nmetadata: {name: x}\nspec: {nodeName: node-9}\n")
         refused = k8snet("apply", "-f", str(bad))
