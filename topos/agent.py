@@ -28,6 +28,14 @@
         (nothing is sent); UDP, a datagram is sent and any answer comes back.  Stops at
         the first success; prints {"ok": true, "tries": N, "ms": 0.3} or
         {"ok": false, "tries": N, "error": "ConnectionRefusedError"}.
+    python3 agent.py serve-ports --name NAME --listen 80/tcp [--listen 81/udp ...]
+        ``serve`` on several ports in one process (a port something else already holds is
+        skipped, with a line on stderr).
+    python3 agent.py sweep --target IP:PORT/PROTO [--target ...] [--timeout S] [--tries N] [--sport-base P]
+        one connection (TCP) or datagram (UDP) to every target at once, each retried up to
+        N times while it fails; prints one JSON list, in the targets' order, of
+        {"ok": true, "ms": 0.4, "tries": 1} | {"ok": false, "error": ..., "ms": ..., "tries": N}
+        (as ``connect``: any server counts; a UDP probe of port 53 is a DNS query).
     python3 agent.py dns --server IP --name NAME [--count N] [--timeout S]
         N DNS queries (type A, over UDP) one after another, timed to the microsecond
         (dig reports whole milliseconds); prints [{"ok": true, "ms": 0.21, "a": [IPs]} |
@@ -66,6 +74,83 @@ def serve(name: str, port: int, proto: str) -> None:
     while True:
         conn, addr = sock.accept()
         threading.Thread(target=_echo, args=(conn, f"{name} {addr[0]} {port}\n".encode()), daemon=True).start()
+
+
+def serve_ports(name: str, listen: list) -> None:
+    threads = []
+    for item in listen:
+        port, proto = item.split("/")
+        thread = threading.Thread(target=_serve_or_say, args=(name, int(port), proto), daemon=True)
+        thread.start()
+        threads.append(thread)
+    for thread in threads:
+        thread.join()
+    # Keep serving while any port does; if every bind failed, exit with an error.
+    sys.exit(1)
+
+
+def _serve_or_say(name: str, port: int, proto: str) -> None:
+    try:
+        serve(name, port, proto)
+    except OSError as exc:
+        print(f"{port}/{proto}: {exc}", file=sys.stderr, flush=True)
+
+
+#: A DNS query (type A for the root), what a UDP probe of port 53 sends: a DNS server
+#: ignores a datagram that is not one.
+DNS_PROBE = b"\x6b\x38\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\x00\x00\x01\x00\x01"
+
+
+def reach_once(ip: str, port: int, proto: str, timeout: float, sport: int = 0) -> dict:
+    """Can a new connection be made, whatever serves the port: TCP, the handshake
+    completes; UDP, a datagram gets any answer (a DNS query on port 53), sent from
+    ``sport`` when given (so the caller can make every probe a new 5-tuple)."""
+    t0 = time.monotonic()
+    try:
+        if proto == "udp":
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+                sock.settimeout(timeout)
+                if sport:
+                    try:
+                        sock.bind(("0.0.0.0", sport))
+                    except OSError:
+                        pass  # held here: the kernel picks one (connect)
+                sock.connect((ip, port))
+                sock.send(DNS_PROBE if port == 53 else b"?")
+                sock.recv(65535)
+        else:
+            socket.create_connection((ip, port), timeout=timeout).close()
+        return {"ok": True, "ms": round((time.monotonic() - t0) * 1000, 3)}
+    except OSError as exc:
+        return {"ok": False, "error": type(exc).__name__, "ms": round((time.monotonic() - t0) * 1000, 3)}
+
+
+def sweep(targets: list, timeout: float, tries: int, sport_base: int = 0) -> list:
+    """Every target at once (threads), so a sweep of many denied targets takes one timeout,
+    not one per target.  ``sport_base``: UDP try k of target i is sent from port
+    ``sport_base + i * tries + k``; a UDP "connection" is its 5-tuple, and one that an
+    earlier probe left in conntrack would be let through as established."""
+    results: list = [None] * len(targets)
+
+    def one(i: int, target: str) -> None:
+        address, proto = target.rsplit("/", 1)
+        ip, port = address.rsplit(":", 1)
+        for attempt in range(1, tries + 1):
+            sport = sport_base + i * tries + attempt - 1 if sport_base and proto == "udp" else 0
+            result = reach_once(ip, int(port), proto, timeout, sport)
+            result["tries"] = attempt
+            if result["ok"]:
+                break
+            if result["ms"] < timeout * 1000:
+                time.sleep(min(0.2, timeout))  # refused at once: give a cold path a moment
+        results[i] = result
+
+    threads = [threading.Thread(target=one, args=(i, t), daemon=True) for i, t in enumerate(targets)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return results
 
 
 def _echo(conn: socket.socket, greeting: bytes) -> None:
@@ -239,6 +324,14 @@ def main() -> int:
     c.add_argument("--proto", choices=["tcp", "udp"], default="tcp")
     c.add_argument("--count", type=int, default=2)
     c.add_argument("--timeout", type=float, default=1.0)
+    sp = sub.add_parser("serve-ports")
+    sp.add_argument("--name", required=True)
+    sp.add_argument("--listen", action="append", required=True, help="PORT/tcp or PORT/udp, repeated")
+    sw = sub.add_parser("sweep")
+    sw.add_argument("--target", action="append", required=True, help="IP:PORT/tcp or IP:PORT/udp, repeated")
+    sw.add_argument("--timeout", type=float, default=1.0)
+    sw.add_argument("--tries", type=int, default=1)
+    sw.add_argument("--sport-base", type=int, default=0, help="UDP: send from ports counted up from this one")
     d = sub.add_parser("dns")
     d.add_argument("--server", required=True)
     d.add_argument("--name", required=True)
@@ -258,6 +351,11 @@ def main() -> int:
         return 0
     if args.cmd == "hold":
         json.dump(hold(args.ip, args.port, args.seconds), sys.stdout)
+        return 0
+    if args.cmd == "serve-ports":
+        serve_ports(args.name, args.listen)
+    if args.cmd == "sweep":
+        json.dump(sweep(args.target, args.timeout, args.tries, args.sport_base), sys.stdout)
         return 0
     if args.cmd == "serve":
         serve(args.name, args.port, args.proto)

@@ -22,15 +22,17 @@ from __future__ import annotations
 import ipaddress
 import json
 import re
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any, Iterator, Optional
 
 from controllers.pipeline import FEATURE_MASK, FEATURE_SHIFT, OBJECT_MASK, Feature
 from controllers.policy import counter_names
 from k8snet.model.cluster import BRIDGE_NAME, Cluster, Service
-from k8snet.model.reach import Expected, expectation, mismatch_line, pairs
+from k8snet.model.reach import Expected, declared_ports, expectation, mismatch_line, pairs
 from k8snet.procs import CommandError
 from topos.agent import SCRIPT
+from topos.ovs import wait_for
 from topos.probe import Matrix, fping, measure
 
 PROTOCOLS = ("icmp", "tcp", "udp")
@@ -174,6 +176,38 @@ def reachable(net: Any, src: str, dst: str, port: Optional[int] = None, proto: s
         detail += "; the Service has no ready endpoint"
     return Reach(src, dst, where.ip, where.port, proto, bool(answer.get("ok")), detail, predicted, reason,
                  answer.get("ms"))
+
+
+@contextmanager
+def declared_servers(net: Any, only: Optional[set[str]] = None) -> Iterator[int]:
+    """Answer on every port a pod declares where nothing listens yet (one ``agent.py
+    serve-ports`` per pod, started and stopped by PID), for as long as the block runs;
+    yields how many ports it serves.  A declared port is where a Kubernetes workload
+    listens; ``k8snet check`` probes it, so it must answer whatever the workload runs.
+    ``only``: the pods (host names) to serve, when not all."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def missing(pod: Any) -> list[str]:
+        return [f"{port}/{proto.lower()}" for port, proto, _ in declared_ports(pod)
+                if not _listening(net, pod.host_name, port, proto.lower())]
+
+    pods = [p for p in net.cluster.pods if declared_ports(p) and (only is None or p.host_name in only)]
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        wanted = {pod.host_name: ports for pod, ports in zip(pods, pool.map(missing, pods)) if ports}
+    started = []
+    try:
+        for host, ports in wanted.items():
+            args = ["/usr/bin/python3", SCRIPT, "serve-ports", "--name", host]
+            for item in ports:
+                args += ["--listen", item]
+            started.append((host, net.spawn(host, args, f"agent serve-ports {host} {' '.join(ports)}")))
+        for (host, proc), ports in zip(started, wanted.values()):
+            wait_for(lambda: all(_listening(net, host, int(i.split("/")[0]), i.split("/")[1]) for i in ports)
+                     or proc.poll() is not None, 10, f"{host} to listen on {', '.join(ports)}")
+        yield sum(len(p) for p in wanted.values())
+    finally:
+        for host, proc in started:
+            net.stop_spawned(host, proc)
 
 
 def _connect(net: Any, src: str, ip: str, port: int, proto: str, timeout: float) -> dict[str, Any]:

@@ -442,7 +442,8 @@ class ClusterNet:
     def matrix(self) -> dict:
         """Probe the full reachability matrix once: the document ``k8snet check --json`` writes."""
         assert self.net is not None
-        return measure(self.net, self.cluster, self.timings, self.framework).document()
+        with checks.declared_servers(self):
+            return measure(self.net, self.cluster, self.timings, self.framework, ports=True).document()
 
     def assert_matrix(self, expected: Expected = "all", default: bool = True) -> dict:
         """Probe the matrix and fail with a readable diff where a pair differs from

@@ -14,8 +14,10 @@ model is caught.
 from __future__ import annotations
 
 import json
+import random
 import re
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -23,8 +25,9 @@ from datetime import datetime, timezone
 from typing import Any, Optional
 
 from k8snet.model.cluster import Cluster, to_json
-from k8snet.model.reach import Pair, pairs
-from k8snet.procs import run
+from k8snet.model.reach import Pair, PortPair, pairs, port_pairs, verdict
+from k8snet.procs import CommandError, run
+from topos.agent import SCRIPT as AGENT
 from topos.environment import environment
 
 _FPING_LINE = re.compile(
@@ -57,6 +60,102 @@ class Result:
         return {**asdict(self.pair), "required": self.pair.required, "sent": self.sent, "received": self.received,
                 "reachable": self.reachable, "ok": self.ok, "as_predicted": self.as_predicted,
                 "rtt_avg_ms": self.rtt_avg_ms}
+
+
+@dataclass(frozen=True)
+class PortResult:
+    """One L4 probe: a new TCP connection (or a UDP datagram) to a port the destination
+    pod declares, answered or not."""
+
+    probe: PortPair
+    reachable: bool
+    error: str = ""
+    ms: Optional[float] = None
+
+    @property
+    def ok(self) -> bool:
+        return self.reachable or not self.probe.required
+
+    @property
+    def as_predicted(self) -> bool:
+        return self.reachable == self.probe.predicted
+
+    def as_dict(self) -> dict[str, Any]:
+        p = self.probe
+        return {"port": p.port, "protocol": p.protocol, "name": p.name, "predicted": p.predicted,
+                "reason": p.reason, "denied_by": p.denied_by, "required": p.required,
+                "reachable": self.reachable, "ok": self.ok, "as_predicted": self.as_predicted,
+                "error": self.error, "ms": self.ms}
+
+
+#: UDP probes are sent from ports of this range, below Linux's ephemeral range (32768 up)
+#: and the NodePort range (30000 up), taken in turn (:func:`fresh_ports`) so that no probe
+#: repeats a recent one's 5-tuple.
+PROBE_PORTS = (10000, 30000)
+_next_port = [random.randrange(*PROBE_PORTS)]
+_port_lock = threading.Lock()
+
+
+def fresh_ports(count: int) -> int:
+    """The first of ``count`` consecutive UDP source ports no recent probe used.  A UDP
+    "connection" is its 5-tuple: a datagram that repeats one a NetworkPolicy allowed
+    earlier is let through as established after the policy changed (measured: the same
+    source port got through a new deny-egress, a new one did not), which made a probe
+    report a denied pair reachable when the kernel happened to pick the same port."""
+    with _port_lock:
+        if _next_port[0] + count > PROBE_PORTS[1]:
+            _next_port[0] = PROBE_PORTS[0]
+        first = _next_port[0]
+        _next_port[0] += count
+    return first
+
+
+def sweep(pid: int, targets: list[str], timeout: float, tries: int) -> list[dict[str, Any]]:
+    """``agent.py sweep`` in a namespace: every ``IP:PORT/proto`` target at once, each UDP
+    try from a fresh source port."""
+    args = ["mnexec", "-a", str(pid), "/usr/bin/python3", AGENT, "sweep", "--timeout", str(timeout),
+            "--tries", str(tries), "--sport-base", str(fresh_ports(len(targets) * tries))]
+    for target in targets:
+        args += ["--target", target]
+    out = run(args, timeout=15 + tries * (timeout + 0.2) * 2)
+    return json.loads(out.stdout)
+
+
+def probe_ports(net: Any, cluster: Cluster, timeout: float = 0.6,
+                only: Optional[set[str]] = None) -> list[PortResult]:
+    """The L4 half of the matrix (:func:`k8snet.model.reach.port_pairs`): from each source,
+    every declared port of every destination pod at once.  Something must answer on those
+    ports (:func:`topos.checks.declared_servers`).  A predicted-reachable probe that fails
+    is tried again with a longer timeout, as the ICMP matrix retries (a first packet can
+    wait on ARP or a cold datapath).  ``only``: the pairs whose both ends (pod host names,
+    node names) are in it, when not all."""
+    by_src: dict[str, list[PortPair]] = {}
+    for probe_ in port_pairs(cluster):
+        if only is not None and not {probe_.pair.src, probe_.pair.dst} <= only:
+            continue
+        by_src.setdefault(probe_.pair.src, []).append(probe_)
+
+    def one(src: str, probes: list[PortPair], wait: float, tries: int) -> list[PortResult]:
+        targets = [f"{p.pair.dst_ip}:{p.port}/{p.protocol.lower()}" for p in probes]
+        try:
+            answers = sweep(net[src].pid, targets, wait, tries)
+        except (CommandError, ValueError) as exc:
+            raise RuntimeError(f"L4 probe from {src} failed: {exc}") from exc
+        return [PortResult(p, bool(a["ok"]), a.get("error", ""), a.get("ms")) for p, a in zip(probes, answers)]
+
+    with ThreadPoolExecutor(max_workers=min(32, len(by_src) or 1)) as pool:
+        results = [r for chunk in pool.map(lambda kv: one(kv[0], kv[1], timeout, 1), by_src.items())
+                   for r in chunk]
+    again: dict[str, list[PortPair]] = {}
+    for r in results:
+        if not r.reachable and r.probe.predicted:
+            again.setdefault(r.probe.pair.src, []).append(r.probe)
+    if again:
+        with ThreadPoolExecutor(max_workers=min(32, len(again))) as pool:
+            retried = {r.probe.id: r for chunk in pool.map(lambda kv: one(kv[0], kv[1], 1.5, 2), again.items())
+                       for r in chunk}
+        results = [retried.get(r.probe.id, r) for r in results]
+    return results
 
 
 def fping(pid: int, targets: list[str], count: int, timeout_ms: int) -> dict[str, tuple[int, int, Optional[float]]]:
@@ -129,6 +228,30 @@ class Matrix:
     timings: dict[str, float] = field(default_factory=dict)
     #: The controller's framework (os-ken or Ryu), recorded with the environment.
     framework: str = "os-ken"
+    #: The L4 probes (declared container ports), empty when none was asked for.
+    ports: list[PortResult] = field(default_factory=list)
+
+    @property
+    def port_failed(self) -> list[PortResult]:
+        """Declared ports no policy denies that did not answer."""
+        return [r for r in self.ports if not r.ok]
+
+    @property
+    def port_surprises(self) -> list[PortResult]:
+        """Declared ports that did other than the backend and the policies predict."""
+        return [r for r in self.ports if not r.as_predicted]
+
+    def port_summary(self) -> dict[str, dict[str, int]]:
+        """Per declared port and protocol (``80/TCP``): probes, reachable, predicted, as predicted."""
+        out: dict[str, dict[str, int]] = {}
+        for r in sorted(self.ports, key=lambda r: (r.probe.protocol, r.probe.port)):
+            key = f"{r.probe.port}/{r.probe.protocol}"
+            row = out.setdefault(key, {"probes": 0, "reachable": 0, "predicted": 0, "as_predicted": 0})
+            row["probes"] += 1
+            row["reachable"] += r.reachable
+            row["predicted"] += r.probe.predicted
+            row["as_predicted"] += r.as_predicted
+        return out
 
     @property
     def failed(self) -> list[Result]:
@@ -154,22 +277,44 @@ class Matrix:
 
     def document(self, command: Optional[list[str]] = None) -> dict[str, Any]:
         """The JSON document (``kind: k8snet.check``): environment, the resolved cluster,
-        build and probe timings, the summary, and one row per pair."""
+        build and probe timings, the summary, and one row per pair; with policies each row
+        carries the evaluator's verdict (deciding policy and rule), and each declared port
+        of the destination its own probe and verdict."""
         fping = run(["fping", "--version"], check=False).stdout.strip().splitlines()
+        by_pair: dict[str, list[PortResult]] = {}
+        for p in self.ports:
+            by_pair.setdefault(p.probe.pair.id, []).append(p)
         return {"kind": "k8snet.check", "command": list(command if command is not None else sys.argv),
                 "started": self.started.isoformat(), "finished": self.finished.isoformat(),
                 "environment": environment(self.cluster, fping=fping[0] if fping else "not installed",
                                            framework=self.framework),
                 "cluster": json.loads(to_json(self.cluster)),
                 "timings_s": {**self.timings, "probe": self.probe_s}, "summary": self.summary(),
-                "ok": not self.failed, "as_predicted": not self.surprises,
-                "results": [r.as_dict() for r in self.results]}
+                "port_summary": self.port_summary(),
+                "ok": not self.failed and not self.port_failed,
+                "as_predicted": not self.surprises and not self.port_surprises,
+                "results": [self._row(r, by_pair.get(r.pair.id, [])) for r in self.results]}
+
+    def _row(self, result: Result, ports: list[PortResult]) -> dict[str, Any]:
+        row = result.as_dict()
+        policies = bool(self.cluster.policies)
+        if policies:
+            row["verdict"] = verdict(self.cluster, result.pair).as_dict()
+        row["ports"] = []
+        for p in ports:
+            port_row = p.as_dict()
+            if policies:
+                port_row["verdict"] = verdict(self.cluster, result.pair, p.probe.port, p.probe.protocol).as_dict()
+            row["ports"].append(port_row)
+        return row
 
 
 def measure(net: Any, cluster: Cluster, timings: Optional[dict[str, float]] = None,
-            framework: str = "os-ken") -> Matrix:
-    """Probe the full matrix once (``net`` maps host names to Mininet hosts)."""
+            framework: str = "os-ken", ports: bool = False) -> Matrix:
+    """Probe the full matrix once (``net`` maps host names to Mininet hosts); ``ports``:
+    also every port the destination pods declare (L4, :func:`probe_ports`)."""
     started, t0 = datetime.now(timezone.utc), time.monotonic()
     results = probe(net, cluster)
+    l4 = probe_ports(net, cluster) if ports else []
     return Matrix(cluster, results, started, datetime.now(timezone.utc), time.monotonic() - t0, dict(timings or {}),
-                  framework)
+                  framework, l4)

@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import fnmatch
 from dataclasses import dataclass
-from typing import Callable, Mapping, Union
+from typing import Callable, Mapping, Optional, Union
 
-from k8snet.model.cluster import Cluster, RouteKind
-from k8snet.model.policy_eval import Endpoint, evaluate
+from k8snet.model.cluster import Cluster, Pod, RouteKind
+from k8snet.model.policy_eval import Endpoint, Verdict, evaluate
 
 #: The path kinds of the matrix, in the order they are reported.
 KINDS = ("pod-pod-cross-node", "pod-pod-same-node", "pod-node", "node-pod")
@@ -34,6 +34,8 @@ class Pair:
     reason: str = ""   # why not, when predicted is False
     #: The NetworkPolicy verdict that denies the pair (ICMP, as probed); empty when none does.
     denied_by: str = ""
+    #: Can the backend carry the pair on this underlay at all (whatever the policies say)?
+    carried: bool = True
 
     @property
     def required(self) -> bool:
@@ -72,7 +74,7 @@ def _pair(cluster: Cluster, src: str, dst: str, dst_ip: str, kind: str, route: t
     if cluster.policies:
         verdict = evaluate(cluster, src_end, dst_end, None, "ICMP")
         denied = "" if verdict.allowed else f"NetworkPolicy: {verdict.deciding.reason}"
-    return Pair(src, dst, dst_ip, kind, carried and not denied, reason or denied, denied)
+    return Pair(src, dst, dst_ip, kind, carried and not denied, reason or denied, denied, carried)
 
 
 def pairs(cluster: Cluster) -> list[Pair]:
@@ -93,6 +95,69 @@ def pairs(cluster: Cluster) -> list[Pair]:
         for node in cluster.nodes:
             out.append(_pair(cluster, pod.host_name, node.name, str(node.ip), "pod-node",
                              node_to_pod(cluster, node.name, pod.node), pod, node.ip))
+    return out
+
+
+@dataclass(frozen=True)
+class PortPair:
+    """One L4 probe of the matrix: a pair whose destination pod declares ``port`` (a
+    container port), with what the backend can carry and what the policies allow there."""
+
+    pair: Pair
+    port: int
+    protocol: str      # TCP | UDP
+    name: str          # the container port's name ("" when unnamed)
+    predicted: bool
+    reason: str = ""
+    #: The NetworkPolicy verdict that denies this port; empty when none does.
+    denied_by: str = ""
+
+    @property
+    def required(self) -> bool:
+        return not self.denied_by
+
+    @property
+    def id(self) -> str:
+        return f"{self.pair.id}:{self.port}/{self.protocol.lower()}"
+
+
+def ends(cluster: Cluster, pair: Pair) -> tuple[Endpoint, Endpoint]:
+    """A pair's source and destination as the policy evaluator sees them: a pod, or a
+    node's underlay address (host-network traffic)."""
+    def one(name: str) -> Endpoint:
+        pod = next((p for p in cluster.pods if p.host_name == name), None)
+        return pod if pod is not None else cluster.node(name).ip
+    return one(pair.src), one(pair.dst)
+
+
+def verdict(cluster: Cluster, pair: Pair, port: Optional[int] = None, protocol: str = "ICMP") -> Verdict:
+    """The policy evaluator's verdict on a pair (ICMP, or a port), with the deciding rule."""
+    return evaluate(cluster, *ends(cluster, pair), port, protocol)
+
+
+def declared_ports(pod: Pod) -> list[tuple[int, str, str]]:
+    """The distinct (port, protocol, name) a pod's containers declare, sorted."""
+    return sorted({(p.port, p.protocol, p.name or "") for p in pod.ports if p.protocol in ("TCP", "UDP")})
+
+
+def port_pairs(cluster: Cluster, matrix_pairs: Optional[list[Pair]] = None) -> list[PortPair]:
+    """The L4 probes: for every pair whose destination is a pod (pod->pod, node->pod),
+    each port that pod declares (TCP and UDP), predicted from the route and the policies'
+    verdict for that port (a pod's ports are where a Kubernetes workload listens; the
+    ICMP row says nothing about them when a policy names ports)."""
+    out = []
+    for pair in pairs(cluster) if matrix_pairs is None else matrix_pairs:
+        src, dst = ends(cluster, pair)
+        if not isinstance(dst, Pod):
+            continue
+        for port, protocol, name in declared_ports(dst):
+            denied = ""
+            if cluster.policies:
+                verdict = evaluate(cluster, src, dst, port, protocol)
+                denied = "" if verdict.allowed else f"NetworkPolicy: {verdict.deciding.reason}"
+            route_reason = "" if pair.carried else pair.reason
+            out.append(PortPair(pair, port, protocol, name, pair.carried and not denied, route_reason or denied,
+                                denied))
     return out
 
 

@@ -16,6 +16,7 @@ from k8snet.model.apply import apply_text
 from k8snet.model.policy_eval import evaluate
 from tests.unit.test_policy import BASE, CASES, DENY_ALL_INGRESS_X, NAMESPACES, PODS, expect, policy
 from topos.cluster import ClusterNet
+from topos.probe import fresh_ports
 
 PORTS = ((80, "tcp"), (81, "tcp"), (80, "udp"), (81, "udp"))
 
@@ -36,7 +37,9 @@ def probe(net: ClusterNet, port: int, proto: str) -> dict[tuple[str, str], bool]
 
     def one(pair):
         a, b = pair
-        result = net.ask(a.host_name, str(b.ip), port, proto, count=1, timeout=0.6)[0]
+        # A fresh UDP source port each time: a repeated 5-tuple is an established connection.
+        sport = fresh_ports(1) if proto == "udp" else 0
+        result = net.ask(a.host_name, str(b.ip), port, proto, count=1, timeout=0.6, sport=sport)[0]
         return (f"{a.namespace}/{a.name}", f"{b.namespace}/{b.name}"), bool(result["ok"])
 
     with ThreadPoolExecutor(max_workers=12) as pool:
@@ -202,22 +205,100 @@ def test_policies_hold_across_racks(backend, no_leaks):
         assert_as_predicted(running, 80, "tcp")
 
 
-def test_k8snet_check_counts_a_denied_pair_as_predicted(tmp_path, no_leaks):
+def test_a_udp_flow_allowed_before_a_deny_stays_allowed_a_new_one_is_denied(net):
+    """UDP is judged per 5-tuple, as conntrack sees it: datagrams repeating one that a
+    policy allowed pass after a deny as an established flow, a new source port does not.
+    (Why every probe here sends from a fresh port: topos.probe.fresh_ports.)"""
+    set_policies(net, policy("podSelector: {matchLabels: {pod: a}}\ningress: [{ports: [{port: 81}]}]", "unrelated"))
+    src, dst = net.cluster.pod("c", "x"), net.cluster.pod("b", "z")
+    old = fresh_ports(2)
+    new = old + 1
+    assert net.ask(src.host_name, str(dst.ip), 80, "udp", timeout=0.6, sport=old)[0]["ok"]
+    set_policies(net, policy("podSelector: {}\npolicyTypes: [Egress]", "deny-out"))
+    assert not net.ask(src.host_name, str(dst.ip), 80, "udp", timeout=0.6, sport=new)[0]["ok"]
+    assert net.ask(src.host_name, str(dst.ip), 80, "udp", timeout=0.6, sport=old)[0]["ok"]
+
+
+def test_k8snet_check_probes_every_declared_port_and_names_the_deciding_rule(tmp_path, no_leaks):
+    """Deny all into x, then let y into x/a on 80/TCP only: ping from y to x/a is denied
+    while 80/TCP gets through, which only an L4 probe can show."""
     from tests.emulation.test_cli import k8snet
     from tests.unit.test_policy import model_spec
 
     spec, out = tmp_path / "netpol.yaml", tmp_path / "check.json"
-    spec.write_text(model_spec() + "---\n" + DENY_ALL_INGRESS_X)
+    spec.write_text(model_spec() + "---\n" + DENY_ALL_INGRESS_X + "---\n" + FROM_Y)
     result = k8snet("check", str(spec), "--json", str(out))
     assert result.returncode == 0, result.stdout + result.stderr
     doc = json.loads(out.read_text())
-    denied = [r for r in doc["results"] if not r["required"]]
+    assert doc["ok"] and doc["as_predicted"], doc["port_summary"]
+    rows = doc["results"]
+    denied = [r for r in rows if not r["required"]]
     # Into x: from the 6 pods of y and z, from x's other two pods, from the 2 other nodes.
     assert len(denied) == 3 * (6 + 2 + 2), len(denied)
     assert all(not r["reachable"] and r["as_predicted"] and r["ok"] and r["denied_by"].startswith("NetworkPolicy")
-               for r in denied)
-    assert all(r["reachable"] for r in doc["results"] if r["required"])
-    assert f"{len(denied)} denied by NetworkPolicy, as predicted" in result.stdout
+               and r["verdict"]["ingress"]["selecting"] for r in denied)
+    assert all(r["reachable"] for r in rows if r["required"])
+    ports = [(r, p) for r in rows for p in r["ports"]]
+    assert len(ports) == (9 * 8 + 3 * 9) * 4  # every pair into a pod (pods and nodes), 4 ports each
+    assert all(p["as_predicted"] and "verdict" in p for _, p in ports)
+    from_y = {(r["src"], p["port"], p["protocol"]): p for r, p in ports
+              if r["src"].endswith(".y") and r["dst"] == "a.x"}
+    assert len(from_y) == 12
+    for (src, port, proto), p in from_y.items():
+        if (port, proto) == (80, "TCP"):
+            assert p["reachable"] and p["verdict"]["deciding"] == "x/a-from-y ingress[0]", (src, p)
+        else:
+            assert not p["reachable"] and p["verdict"]["deciding"] is None and f"{port}/{proto}" in p["reason"]
+    denied_ports = sum(not p["required"] for _, p in ports)
+    assert denied_ports == 3 * (6 + 2 + 2) * 4 - 3, denied_ports
+    assert f"the other {len(denied) + denied_ports} denied by NetworkPolicy, as predicted" in result.stdout
+    assert "declared ports" in result.stdout
+
+
+def test_k8snet_check_three_tier_example(tmp_path, no_leaks):
+    """The shipped example, with the real cluster DNS (unbound answers the UDP and TCP
+    probes of port 53): every declared port as predicted, 37 of 63 allowed."""
+    from tests.emulation.test_cli import k8snet
+
+    out = tmp_path / "check.json"
+    result = k8snet("check", "three-tier", "--json", str(out))
+    assert result.returncode == 0, result.stdout + result.stderr
+    doc = json.loads(out.read_text())
+    ports = [(r["src"], r["dst"], p) for r in doc["results"] for p in r["ports"]]
+    assert len(ports) == 63 and all(p["as_predicted"] for _, _, p in ports)
+    assert sum(p["reachable"] for _, _, p in ports) == 37
+    dns = [p for _, dst, p in ports if dst == "kube-dns.kube-system" and p["protocol"] == "UDP"]
+    assert len(dns) == 9 and all(p["reachable"] for p in dns)   # every pod and node asks the DNS
+    assert "◐" in result.stdout and "declared ports" in result.stdout
+
+
+def test_the_matrix_flags_a_port_the_switch_lets_through_against_the_policy(net):
+    """The check can fail: a flow slipped into one switch ahead of the ingress rules (a
+    policy not enforced) makes every denied probe into x/a a surprise, ping and ports."""
+    from controllers.pipeline import POLICY_COMMIT, POLICY_INGRESS
+    from k8snet.model.cluster import BRIDGE_NAME
+
+    set_policies(net, DENY_ALL_INGRESS_X)
+    target = net.cluster.pod("a", "x")
+    ovs = net.node(target.node).ovs
+    bypass = f"table={POLICY_INGRESS},priority=65000,ip,nw_dst={target.ip}"
+    ovs.ofctl("add-flow", BRIDGE_NAME, f"{bypass},actions=goto_table:{POLICY_COMMIT}")
+    try:
+        ovs.appctl("revalidator/purge")
+        doc = net.matrix()
+    finally:
+        ovs.ofctl("del-flows", "--strict", BRIDGE_NAME, bypass)
+        ovs.appctl("revalidator/purge")
+    assert not doc["as_predicted"]
+    wrong = {(r["src"], p["port"], p["protocol"]) for r in doc["results"] for p in r["ports"]
+             if not p["as_predicted"]}
+    wrong_icmp = {r["src"] for r in doc["results"] if not r["as_predicted"]}
+    sources = {p.host_name for p in net.cluster.pods if p is not target}
+    others = {n.name for n in net.cluster.nodes if n.name != target.node}
+    assert {src for src, _, _ in wrong} == sources | others
+    assert len(wrong) == len(sources | others) * 4
+    assert wrong_icmp == sources | others
+    assert all(dst == "a.x" for dst in {r["dst"] for r in doc["results"] if not r["as_predicted"]})
 
 
 def test_every_rule_and_every_refusal_is_counted(net):

@@ -1,4 +1,4 @@
-"""The cluster specs shipped as examples, by name: ``default``, ``racks``, ``services``.
+"""The cluster specs shipped as examples, by name: ``default``, ``racks``, ``services``, ``three-tier``.
 
 Each is a Kubernetes-style YAML file beside this module.  A SPEC given on the command
 line (or to the pytest plugin) is a file path, or the name of one of these.
