@@ -41,6 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.common import environment, write  # noqa: E402
 from k8snet.model.apply import apply_text  # noqa: E402
 from k8snet.model.manifests import load_text  # noqa: E402
+from k8snet.model.policy_gen import policy_doc, rules_for_the_pair as rules_for_pair  # noqa: E402
 from topos.cluster import AGENT, ClusterNet  # noqa: E402
 from topos.datapath import settle  # noqa: E402
 from topos.iperf import iperf  # noqa: E402
@@ -68,25 +69,13 @@ spec: {nodeName: node-1, containers: [{name: s, ports: [{name: iperf, containerP
 
 
 def policy(name: str, body: str, namespace: str = "bench") -> str:
-    return (f"apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {{name: {name}, "
-            f"namespace: {namespace}}}\nspec: {body}\n")
+    return policy_doc(name, body, namespace)
 
 
 def rules_for_the_pair(count: int) -> str:
-    """``count`` ingress policies on the server and ``count`` egress policies on the client,
-    each with one rule; the last of each allows the pair, the others name addresses and
-    ports nobody uses."""
-    docs = []
-    for i in range(count):
-        other = f"172.16.{i // 250}.{i % 250 + 1}/32"
-        allow_in = "{podSelector: {matchLabels: {app: client}}}" if i == count - 1 else f"{{ipBlock: {{cidr: {other}}}}}"
-        allow_out = "{podSelector: {matchLabels: {app: server}}}" if i == count - 1 else f"{{ipBlock: {{cidr: {other}}}}}"
-        port = 5201 if i == count - 1 else 10000 + i
-        docs.append(policy(f"in-{i}", f"{{podSelector: {{matchLabels: {{app: server}}}}, ingress: [{{from: "
-                                      f"[{allow_in}], ports: [{{port: {port}}}]}}]}}"))
-        docs.append(policy(f"out-{i}", f"{{podSelector: {{matchLabels: {{app: client}}}}, policyTypes: [Egress], "
-                                       f"egress: [{{to: [{allow_out}], ports: [{{port: {port}}}]}}]}}"))
-    return "---\n".join(docs)
+    """``count`` ingress policies on the server and as many egress ones on the client; the
+    last of each allows the pair (:func:`k8snet.model.policy_gen.rules_for_the_pair`)."""
+    return rules_for_pair(count, ("bench", {"app": "client"}), ("bench", {"app": "server"}), 5201)
 
 
 def throughput(seconds: int, repeat: int, rules: int) -> dict[str, Any]:

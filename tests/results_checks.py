@@ -65,6 +65,10 @@ def check_figures(directory: Path, result: results.ScenarioResult) -> int:
             compared += _check_churn(d.figure, result)
         elif name == "ingress-hops":
             compared += _check_ingress(d.figure, result)
+        elif name.startswith("policy-cases-") or name == "policy-three-tier":
+            compared += _check_policy_tables(d.figure, result, three_tier=name == "policy-three-tier")
+        elif name == "policy-cost":
+            compared += _check_policy_cost(d.figure, result)
         for ax in _axes(d.figure):
             if ax.images:
                 continue
@@ -105,6 +109,47 @@ def _check_reachability(fig, result) -> int:
         for m in mine:
             assert grid[srcs.index(m.src), dsts.index(m.dst)] == m.value
             n += 1
+    return n
+
+
+def _check_policy_tables(fig, result, three_tier: bool) -> int:
+    """Each panel is one truth table: expected cells are the measurements' predictions,
+    observed cells their values (for the case's stated port, or every declared port)."""
+    n = 0
+    for ax in _axes(fig):
+        title = ax.get_title()
+        grid = np.ma.filled(ax.images[0].get_array().astype(float), np.nan)
+        srcs = [t.get_text() for t in ax.get_yticklabels()]
+        dsts = [t.get_text() for t in ax.get_xticklabels()]
+        if three_tier:                                                  # "host-gw/flat: expected"
+            label, kind = title.split(": ")[0], title.split(": ")[1].split(" ")[0]
+            mine = [m for m in result.measurements if m.metric == "reachable" and m.path == "three-tier"
+                    and plots.label_of(m) == label]
+            cell = lambda m: (srcs.index(m.src), dsts.index(f"{m.dst}:{m.protocol}"))
+        else:                                                           # "slug (tcp:80): expected"
+            slug, port, kind = re.match(r"(\S+) \((\S+)\): (\w+)", title).groups()
+            mine = [m for m in result.measurements if m.metric == "reachable" and m.path == slug
+                    and m.protocol == port]
+            cell = lambda m: (srcs.index(m.src), dsts.index(m.dst))
+        assert mine and int(np.sum(~np.isnan(grid))) == len(mine), title
+        for m in mine:
+            want = m.value if kind == "observed" else float(m.note.startswith("predicted reachable"))
+            assert grid[cell(m)] == want, (title, m.src, m.dst)
+            n += 1
+    return n
+
+
+def _check_policy_cost(fig, result) -> int:
+    n = 0
+    for ax in _axes(fig):
+        for label, heights in plots.bars_of(ax).items():
+            if ax.get_ylabel().startswith("throughput"):
+                rows = [r for r in result.summary if r.metric == "throughput" and plots.label_of(r) == label]
+            else:
+                who, metric = label.rsplit(" ", 1)
+                rows = [r for r in result.summary if r.metric == metric and plots.label_of(r) == who]
+            assert sorted(heights) == sorted(r.median for r in rows if r.median is not None), label
+            n += len(heights)
     return n
 
 

@@ -39,10 +39,10 @@ def test_run_all_writes_a_valid_result_per_scenario(all_run):
     proc, directory = all_run
     found = results_checks.check_run(directory)
     # read back in the order the run ran them (its run.json), which is the scenarios' order
-    assert list(found) == ["reachability", "throughput", "latency", "services", "ingress"]
+    order = ["reachability", "throughput", "latency", "services", "ingress", "policy"]
+    assert list(found) == order
     run = json.loads((directory / "run.json").read_text())
-    assert run["status"] == "complete" and run["written"] == ["reachability", "throughput", "latency", "services",
-                                                               "ingress"]
+    assert run["status"] == "complete" and run["written"] == order
     for r in found.values():
         assert r.status == "complete", (r.scenario, r.status_reason)
         env = r.metadata.environment
@@ -126,6 +126,35 @@ def test_ingress_end_to_end_hop_by_hop(all_run):
     hops = {s.path for s in r.summary if s.metric == "throughput" and s.median}
     assert hops == {"loadbalancer", "nodeport", "ingress-clusterip", "ingress-pod"}
     assert all(m.ok for m in r.measurements), [m.error for m in r.measurements if not m.ok]
+
+
+def test_policy_cases_three_tier_and_cost(all_run):
+    """Every case probed on all four ports of all 72 pairs, as the evaluator predicts; the
+    three-tier example (with cluster DNS: the ingress scenario asks for it) likewise; a
+    flipped pair timed per case; throughput with 0, 100 and 1000 rules, every repeat."""
+    r = results_checks.validate_json(all_run[1] / "policy.json")
+    reach = [m for m in r.measurements if m.metric == "reachable"]
+    slugs = list(dict.fromkeys(m.path for m in reach if m.path != "three-tier"))
+    assert len(slugs) == 11 and slugs[0] == "none"
+    for slug in slugs:
+        assert len([m for m in reach if m.path == slug]) == 72 * 4, slug
+    wrong = [(m.path, m.src, m.dst, m.protocol) for m in reach
+             if bool(m.value) != m.note.startswith("predicted reachable")]
+    assert not wrong, wrong
+    assert {m.path: m.value for m in r.measurements if m.metric == "mismatches"} == dict.fromkeys(
+        [*slugs, "three-tier"], 0.0)
+    tier = [m for m in reach if m.path == "three-tier"]
+    assert ("client", "frontend-0.shop", "tcp:80") in {(m.src, m.dst, m.protocol) for m in tier if m.value}
+    assert any(m.dst == "kube-dns.kube-system" and m.protocol == "udp:53" and m.value for m in tier)
+    assert not any(m.src == "client" and m.dst.startswith(("api-", "db.")) and m.value for m in tier)
+    enforced = [m for m in r.measurements if m.metric == "enforced"]
+    assert {m.path for m in enforced} == set(slugs[1:]) and all(m.ok and 0 < m.value < 5000 for m in enforced)
+    tput = [m for m in r.measurements if m.metric == "throughput"]
+    assert sorted((m.path, m.repeat) for m in tput) == sorted((f"rules-{n}", i) for n in (0, 100, 1000)
+                                                              for i in range(2))
+    assert all(m.ok for m in tput), [m.error for m in tput]
+    ratios = {row.path: row.ratios.get("rules-0") for row in r.summary if row.metric == "throughput"}
+    assert ratios["rules-0"] == 1.0 and ratios["rules-1000"] > 0
 
 
 def test_plot_redraws_a_real_run(all_run, tmp_path):
