@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import time
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Optional
 
+from topos.agent import SCRIPT as AGENT
 from topos.environment import environment  # noqa: F401  (benchmarks import it from here)
 
 RESULTS = Path(__file__).resolve().parent.parent / "results"
@@ -20,3 +24,28 @@ def write(name: str, doc: dict[str, Any], out: Optional[str]) -> Path:
     print(f"\nwrote {path}")
     return path
 
+
+
+def ask_through_changes(net: Any, host: str, ip: str, port: int, timeout: float, plan: list[tuple[str, Any]],
+                        gap: float) -> tuple[list[dict[str, Any]], list[tuple[str, float]]]:
+    """A client in ``host`` connects to ``ip:port`` back to back (``timeout`` each) while
+    ``net.apply`` goes through ``plan`` (a label and a cluster per change), ``gap``
+    seconds apart; returns every connection the client made (``agent.py ask``: ok, server,
+    t) and each change's label with the time its apply call started.  The client is
+    stopped (SIGTERM: it reports what it saw) a second after the last change."""
+    asker = net.net[host].popen(["/usr/bin/python3", AGENT, "ask", "--ip", ip, "--port", str(port),
+                                 "--duration", "86400", "--timeout", str(timeout)],
+                                stdout=subprocess.PIPE, text=True)
+    events = []
+    try:
+        time.sleep(0.5)
+        for label, cluster in plan:
+            t = time.time()
+            net.apply(cluster)
+            events.append((label, t))
+            time.sleep(gap)
+        time.sleep(1.0)
+    finally:
+        asker.send_signal(signal.SIGTERM)
+        out, _ = asker.communicate(timeout=60)
+    return json.loads(out or "[]"), events

@@ -27,9 +27,7 @@ Printed, and written as JSON (raw samples included).
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
-import subprocess
 import sys
 import time
 from datetime import datetime, timezone
@@ -38,11 +36,11 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import environment, write  # noqa: E402
+from bench.common import ask_through_changes, environment, write  # noqa: E402
 from k8snet.model.apply import apply_text  # noqa: E402
 from k8snet.model.manifests import load_text  # noqa: E402
 from k8snet.model.policy_gen import policy_doc, rules_for_the_pair as rules_for_pair  # noqa: E402
-from topos.cluster import AGENT, ClusterNet  # noqa: E402
+from topos.cluster import ClusterNet  # noqa: E402
 from topos.datapath import settle  # noqa: E402
 from topos.iperf import iperf  # noqa: E402
 
@@ -132,21 +130,9 @@ def enforcement(changes: int, gap: float = 0.5) -> dict[str, Any]:
     server = base.pod("server", "bench")
     with ClusterNet(base, progress=lambda m: None) as net:
         net.serve(server.host_name, 8080)
-        # Each change also waits for the apply (tens of ms): the client outlives them all.
-        duration = changes * (gap + 0.35) + 2
-        asker = net.net[base.pod("client", "bench").host_name].popen(
-            ["/usr/bin/python3", AGENT, "ask", "--ip", str(server.ip), "--port", "8080", "--duration", str(duration),
-             "--timeout", "0.05"], stdout=subprocess.PIPE, text=True)
-        time.sleep(0.5)
-        events = []
-        for i in range(changes):
-            state = "deny" if i % 2 == 0 else "allow"
-            t = time.time()
-            net.apply(denied if state == "deny" else base)
-            events.append((state, t))
-            time.sleep(gap)
-        out, _ = asker.communicate(timeout=duration + 30)
-    samples = json.loads(out)
+        plan = [("deny", denied) if i % 2 == 0 else ("allow", base) for i in range(changes)]
+        samples, events = ask_through_changes(net, base.pod("client", "bench").host_name, str(server.ip), 8080,
+                                              0.05, plan, gap)
     delays: dict[str, list[float | None]] = {"deny": [], "allow": []}
     flaps: dict[str, list[dict[str, Any]]] = {"deny": [], "allow": []}
     for n, (state, t) in enumerate(events):

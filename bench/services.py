@@ -27,11 +27,9 @@ Printed, and written as JSON (raw samples included).
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import statistics
-import subprocess
 import sys
 import time
 from datetime import datetime, timezone
@@ -40,10 +38,10 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import environment, write  # noqa: E402
+from bench.common import ask_through_changes, environment, write  # noqa: E402
 from topos.iperf import iperf  # noqa: E402
 
-from topos.cluster import AGENT, ClusterNet  # noqa: E402
+from topos.cluster import ClusterNet  # noqa: E402
 from topos.datapath import settle  # noqa: E402
 from k8snet.model.manifests import load_text  # noqa: E402
 from k8snet.model.cluster import Service, ServicePort  # noqa: E402
@@ -121,20 +119,8 @@ def convergence(changes: int, gap: float = 0.5) -> dict[str, Any]:
             if pod.name.startswith("web"):
                 net.serve(pod.host_name, 8080)
         without = cluster.with_pods(tuple(p.model_copy(update={"ready": p.name != toggled}) for p in cluster.pods))
-        duration = changes * gap + 2
-        asker = net.net["client"].popen(["/usr/bin/python3", AGENT, "ask", "--ip", vip, "--port", "80",
-                                         "--duration", str(duration), "--timeout", "0.5"],
-                                        stdout=subprocess.PIPE, text=True)
-        time.sleep(0.5)
-        events = []
-        for i in range(changes):
-            state = "removed" if i % 2 == 0 else "added"
-            t = time.time()
-            net.apply(without if state == "removed" else cluster)
-            events.append((state, t))
-            time.sleep(gap)
-        out, _ = asker.communicate(timeout=duration + 30)
-    samples = json.loads(out)
+        plan = [("removed", without) if i % 2 == 0 else ("added", cluster) for i in range(changes)]
+        samples, events = ask_through_changes(net, "client", vip, 80, 0.5, plan, gap)
     served = [(r["t"], r["server"]) for r in samples if r.get("ok")]
     added: list[float | None] = []
     removed: list[float | None] = []

@@ -42,8 +42,8 @@ from controllers.framework import (
     ofproto_v1_3, set_ev_cls,
 )
 from controllers.pipeline import (
-    FEATURE_MASK, FEATURE_SHIFT, OBJECT_MASK, SERVICE_AFFINITY, SERVICE_LB, Feature, generation_of,
-    with_generation,
+    FEATURE_MASK, FEATURE_SHIFT, FRAG_NX_MATCH, MISS_SEND_LEN, OBJECT_MASK, SERVICE_AFFINITY, SERVICE_LB, Feature,
+    generation_of, with_generation,
 )
 from controllers.reject import packet_out, reject
 from k8snet.model.cluster import Cluster
@@ -245,13 +245,15 @@ class K8snetController(BaseApp):
 
     @set_ev_cls(ofp_event.EventOFPSwitchFeatures, CONFIG_DISPATCHER)
     def on_switch_features(self, ev: Any) -> None:
-        """Replay, step 1: ask which groups the switch already has (an earlier run's)."""
+        """Replay, step 1: set how fragments are matched (``pipeline.FRAG_NX_MATCH``), then
+        ask which groups the switch already has (an earlier run's)."""
         dp = ev.msg.datapath
         with self.lock:
             switch = Switch(self.node_name(dp.id) or f"dpid-{dp.id:x}", dp)
             self.switches[dp.id] = switch
             switch.dump = []
             LOG.info("switch %s (dpid %#x) connected", switch.name, dp.id)
+            self._send(switch, dp.ofproto_parser.OFPSetConfig(dp, FRAG_NX_MATCH, MISS_SEND_LEN))
             self._send(switch, dp.ofproto_parser.OFPGroupDescStatsRequest(dp, 0))
 
     @set_ev_cls(ofp_event.EventOFPGroupDescStatsReply, MAIN_DISPATCHER)

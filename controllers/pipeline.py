@@ -148,6 +148,14 @@ REG_ENDPOINT_IP = "reg7"
 REG_OUT_PORT = "reg6"
 #: REG_SOURCE bit set by check_pkt_larger when a packet exceeds the pod MTU.
 OVERSIZE_BIT = 8
+#: The switch's fragment handling (OFPT_SET_CONFIG flags), sent when a switch connects:
+#: OVS's ``nx-match`` (``ovs-ofctl set-frags``), under which a first fragment's L4 ports
+#: are matchable (later fragments' are 0).  Under the default ``normal`` every fragment's
+#: ports read 0, so a NetworkPolicy port rule could never allow a datagram larger than the
+#: MTU (measured: 4,000 bytes to an allowed UDP port were dropped, answered after this).
+FRAG_NX_MATCH = 3
+#: The switch's miss_send_len, set with the flags (OpenFlow 1.3's default).
+MISS_SEND_LEN = 128
 #: OpenFlow timeouts are 16-bit; longer affinity timeouts are enforced by the controller.
 MAX_OPENFLOW_TIMEOUT = 0xFFFF
 

@@ -22,6 +22,10 @@ needs no conjunction.  Every isolated pod ends with a drop flow per direction, w
 count is what the policies refused it.  Named ports are resolved on the destination pod
 (for egress: clause 2 matches destination address and port together).  Traffic between
 a pod and its own node is always allowed.
+
+IP fragments: a datagram's first fragment carries its ports and is judged like any
+packet; later fragments (``ip_frag=later``, no ports) pass, since without the first
+fragment the receiver can never reassemble them (the first-fragment rule of RFC 1858).
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ from __future__ import annotations
 import ipaddress
 import zlib
 from dataclasses import dataclass
-from typing import Any, Iterator, Optional
+from typing import Any, Iterator, NamedTuple, Optional
 
 from controllers.flows import ETH_TYPE_IP, Ct, Flow, Match
 from controllers.pipeline import (
@@ -38,7 +42,7 @@ from controllers.pipeline import (
 )
 from k8snet.model.cluster import Cluster, Node, Pod
 from k8snet.model.policy import NetworkPolicy, Peer, PolicyPort, Rule
-from k8snet.model.policy_eval import selecting
+from k8snet.model.policy_eval import peer_matches, selecting
 
 IP_PROTO = {"TCP": 6, "UDP": 17}
 #: ct_state bits: +dnat / +snat (a Service's NAT has committed the connection already).
@@ -117,8 +121,6 @@ def peer_networks(cluster: Cluster, policy: NetworkPolicy, peer: Peer) -> list[i
             nets = [part for net in nets for part in
                     (net.address_exclude(hole) if hole.subnet_of(net) else [net])]
         return sorted(nets)
-    from k8snet.model.policy_eval import peer_matches
-
     return [ipaddress.IPv4Network(f"{p.ip}/32") for p in cluster.pods if peer_matches(cluster, policy, peer, p)]
 
 
@@ -163,12 +165,26 @@ class _Builder:
                        cookie=c)
 
 
+class _Side(NamedTuple):
+    """Where one pod's one direction is judged: the table, the table after it, the match
+    on the pod's own end, and the field that holds the other end."""
+
+    table: int
+    next_table: int
+    own: dict[str, Any]
+    peer_field: str
+
+
+def _side(pod: Pod, direction: str) -> _Side:
+    if direction == "egress":
+        return _Side(POLICY_EGRESS, POLICY_INGRESS, {"ipv4_src": str(pod.ip), REG_SOURCE: source_match(Source.POD)},
+                     "ipv4_dst")
+    return _Side(POLICY_INGRESS, POLICY_COMMIT, {"ipv4_dst": str(pod.ip)}, "ipv4_src")
+
+
 def _rule_flows(b: _Builder, cluster: Cluster, policy: NetworkPolicy, index: int, rule: Rule, pod: Pod,
                 direction: str) -> None:
-    table, nxt = (POLICY_EGRESS, POLICY_INGRESS) if direction == "egress" else (POLICY_INGRESS, POLICY_COMMIT)
-    own = {"ipv4_src": str(pod.ip), REG_SOURCE: source_match(Source.POD)} if direction == "egress" else \
-        {"ipv4_dst": str(pod.ip)}
-    peer_field = "ipv4_dst" if direction == "egress" else "ipv4_src"
+    table, nxt, own, peer_field = _side(pod, direction)
     c = rule_cookie(policy, direction, index)
     peers: Optional[list[ipaddress.IPv4Network]] = None
     if rule.peers is not None:
@@ -221,20 +237,22 @@ def node_flows(cluster: Cluster, node: Node) -> Iterator[Flow]:
     b = _Builder()
     own_node = [str(node.ip), str(node.gateway_ip)]
     for pod in cluster.pods_on(node.name):
-        for direction, table, nxt in (("egress", POLICY_EGRESS, POLICY_INGRESS), ("ingress", POLICY_INGRESS,
-                                                                                 POLICY_COMMIT)):
+        for direction in ("egress", "ingress"):
             policies = selecting(cluster, pod, direction)
             if not policies:
                 continue
-            mine = {"ipv4_src": str(pod.ip), REG_SOURCE: source_match(Source.POD)} if direction == "egress" \
-                else {"ipv4_dst": str(pod.ip)}
-            other = "ipv4_dst" if direction == "egress" else "ipv4_src"
+            table, nxt, mine, other = _side(pod, direction)
             # A pod talking to itself is not judged (the e2e suite leaves those pairs out).
             b.add(Flow(table, Priority.SPECIFIC, Match.of(**ip, **mine, **{other: str(pod.ip)}), (), goto=nxt,
                        cookie=isolation_cookie(pod, direction)))
             for address in own_node:
                 b.add(Flow(table, Priority.SPECIFIC, Match.of(**ip, **mine, **{other: address}), (), goto=nxt,
                            cookie=isolation_cookie(pod, direction)))
+            # Only a datagram's first fragment carries its ports: it is judged; the later
+            # ones pass (alone they can never be reassembled), as a packet filter that
+            # judges the first fragment does (RFC 1858).
+            b.add(Flow(table, Priority.FRAGMENT, Match.of(**ip, **mine, ip_frag="later"), (), goto=nxt,
+                       cookie=isolation_cookie(pod, direction)))
             for policy in policies:
                 for index, rule in enumerate(policy.rules(direction)):
                     _rule_flows(b, cluster, policy, index, rule, pod, direction)

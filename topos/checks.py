@@ -32,7 +32,7 @@ from k8snet.model.cluster import BRIDGE_NAME, Cluster, Service
 from k8snet.model.reach import Expected, declared_ports, expectation, mismatch_line, pairs
 from k8snet.procs import CommandError
 from topos.agent import SCRIPT
-from topos.ovs import wait_for
+from topos.ovs import appctl_all, wait_for
 from topos.probe import Matrix, fping, measure
 
 PROTOCOLS = ("icmp", "tcp", "udp")
@@ -279,13 +279,10 @@ def policy_counters(net: Any) -> list[dict[str, Any]]:
     policy rule's ``allowed`` packets and each isolated pod's ``dropped`` ones (only the
     first packet of a connection is judged, so these are connection attempts).  Read from
     the switches (``ovs-ofctl dump-flows``), named from the running model."""
-    from concurrent.futures import ThreadPoolExecutor
-
     names = counter_names(net.cluster)
     # A datapath flow's packets reach the OpenFlow rules it was made from when a revalidator
     # next goes over it (up to 500 ms later): wait for that round on every node first.
-    with ThreadPoolExecutor(max_workers=8) as pool:
-        list(pool.map(lambda n: net.node(n.name).ovs.appctl("revalidator/wait"), net.cluster.nodes))
+    appctl_all([net.node(n.name).ovs for n in net.cluster.nodes], "revalidator/wait")
     feature = f"{int(Feature.POLICY) << FEATURE_SHIFT:#x}/{FEATURE_MASK:#x}"
     rows: dict[tuple[str, int], dict[str, Any]] = {}
     for node in net.cluster.nodes:

@@ -125,5 +125,10 @@ def purge_datapath_flows(instances: "list[Optional[OvsInstance]]") -> None:
     saw a loaded one still drop new connections by a NetworkPolicy already replaced.
     ``revalidator/purge`` drops the cache at once (the next packets are classified
     afresh), so a change that returns from ``ClusterNet.apply`` is in force."""
+    appctl_all(instances, "revalidator/purge")
+
+
+def appctl_all(instances: "list[Optional[OvsInstance]]", *args: str) -> list[str]:
+    """One ``ovs-appctl`` command on every switch at once (None: a node without one)."""
     with ThreadPoolExecutor(max_workers=8) as pool:
-        list(pool.map(lambda ovs: ovs.appctl("revalidator/purge") if ovs is not None else "", instances))
+        return list(pool.map(lambda ovs: ovs.appctl(*args) if ovs is not None else "", instances))

@@ -219,6 +219,25 @@ def test_a_udp_flow_allowed_before_a_deny_stays_allowed_a_new_one_is_denied(net)
     assert net.ask(src.host_name, str(dst.ip), 80, "udp", timeout=0.6, sport=old)[0]["ok"]
 
 
+def test_a_fragmented_datagram_is_judged_by_its_first_fragment(net):
+    """Only the first fragment of a UDP datagram carries its ports: it is judged, and the
+    later fragments pass the policy tables (alone they can never be reassembled), so a
+    datagram larger than the MTU reaches an allowed port, and nothing of it reaches a
+    denied one.  The answer, as large, comes back fragmented as a reply."""
+    set_policies(net, policy("podSelector: {matchLabels: {pod: a}}\ningress: [{ports: [{port: 81, protocol: UDP}]}]",
+                             "udp-81"))
+    from k8snet.model.cluster import BRIDGE_NAME
+
+    # The controller asked every switch to parse first fragments' ports (pipeline.FRAG_NX_MATCH).
+    assert {net.node(n.name).ovs.ofctl("get-frags", BRIDGE_NAME).strip() for n in net.cluster.nodes} == {"nx-match"}
+    src, dst = net.cluster.pod("b", "y"), net.cluster.pod("a", "x")
+    for size in (1000, 4000, 12000):
+        allowed = net.ask(src.host_name, str(dst.ip), 81, "udp", timeout=1.0, size=size, sport=fresh_ports(1))[0]
+        assert allowed["ok"] and allowed["bytes"] == size, (size, allowed)
+        denied = net.ask(src.host_name, str(dst.ip), 80, "udp", timeout=0.6, size=size, sport=fresh_ports(1))[0]
+        assert not denied["ok"], (size, denied)
+
+
 def test_k8snet_check_probes_every_declared_port_and_names_the_deciding_rule(tmp_path, no_leaks):
     """Deny all into x, then let y into x/a on 80/TCP only: ping from y to x/a is denied
     while 80/TCP gets through, which only an L4 probe can show."""

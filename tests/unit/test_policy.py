@@ -404,6 +404,8 @@ def test_k8snet_flows_shows_the_policy_flows(tmp_path, capsys):
     assert cli.main(["flows", str(path), "--node", node]) == 0
     out = capsys.readouterr().out
     assert f"nw_dst={BASE.pod('a', 'x').ip} actions=drop" in out.replace("\n", " ")
+    # A later fragment has no ports to judge: it passes (its first fragment was judged).
+    assert f"priority=150,eth_type=0x0800,nw_frag=later,nw_dst={BASE.pod('a', 'x').ip} actions=goto_table" in out, out
 
 
 def test_selector_operators_follow_apimachinery():
