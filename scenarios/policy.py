@@ -15,7 +15,9 @@ UDP and SCTP; no SCTP here).  Then, on the same cluster:
   pair and port, its note the prediction and the deciding rule; per case, the
   ``mismatches`` on all ports, the ``apply`` time (until every switch holds the change)
   and ``enforced``: a client asking back to back (50 ms timeout) on a pair whose verdict
-  the case flips, the time from the apply call to the first answer that shows it;
+  the case flips, the time from the apply call to the first answer that shows it; and
+  ``policy_packets``: what the probes did to the switches' policy counters, per rule
+  (allowed) and per isolated pod (dropped), per node;
 * three-tier: ``topos/specs/three-tier.yaml``'s app and policies applied to the same
   cluster, every declared port of every pair predicted and probed (as ``k8snet check``);
 * cost: iperf3 TCP from x/a to y/b with 0, 100 and 1,000 rules each way selecting the
@@ -38,7 +40,7 @@ from k8snet import results
 from k8snet.results import Measurement, SummaryRow
 from k8snet.scenario import Recorder, Scenario, Target
 from topos.agent import SCRIPT as AGENT
-from topos.checks import declared_servers
+from topos.checks import declared_servers, policy_counters
 from topos.iperf import iperf
 from topos.probe import probe_ports
 from topos.specs import embedded_spec_text
@@ -118,8 +120,8 @@ class Policy(Scenario):
     def summarize(self, measurements: list[Measurement]) -> list[SummaryRow]:
         """Per case its mismatches, apply and enforcement times; throughput per rule count
         with its ratio to no policy (same cluster, same run).  The per-pair rows are in the
-        measurements and the figures, not summarised."""
-        rows = results.summarize([m for m in measurements if m.metric != "reachable"])
+        measurements and the figures, not summarised, nor are the counters."""
+        rows = results.summarize([m for m in measurements if m.metric not in ("reachable", "policy_packets")])
         base = {(r.backend, r.underlay): r.median for r in rows if r.metric == "throughput" and r.path == "rules-0"}
         return [r.model_copy(update={"ratios": {"rules-0": r.median / base[(r.backend, r.underlay)]}})
                 if r.metric == "throughput" and r.median and base.get((r.backend, r.underlay)) else r for r in rows]
@@ -178,7 +180,9 @@ class Policy(Scenario):
                     protocol=where["protocol"], value=delay,
                     error=None if delay is not None else "no connection showed the change",
                     note=f"{'allowed' if flip.predicted else 'denied'} by the change", raw=samples)
+        counted_before = self.counters(target)
         results = probe_ports(target.net.net, target.cluster, only=hosts)
+        self.record_counters(target, rec, slug, counted_before, self.counters(target))
         wrong = 0
         for r in results:
             p = r.probe
@@ -190,6 +194,26 @@ class Policy(Scenario):
         rec.add(target, slug, "mismatches", "pairs", **where, value=float(wrong),
                 note=f"{what}; {len(results)} probes on 4 ports; documents: {json.dumps(docs)}")
         return cluster
+
+    @staticmethod
+    def counters(target: Target) -> dict[tuple[str, ...], dict[str, Any]]:
+        """The switches' policy counters (:func:`topos.checks.policy_counters`), by what they count."""
+        return {(r["node"], r.get("policy") or r.get("pod", ""), r["direction"], str(r.get("rule", "")),
+                 r["verdict"]): r for r in policy_counters(target.net)}
+
+    @staticmethod
+    def record_counters(target: Target, rec: Recorder, slug: str, before: dict, after: dict) -> None:
+        """What the case's probes did to each rule and each isolated pod's drop flow: packets
+        a rule allowed (one per new connection: only first packets are judged) and packets
+        the policies refused, per node, as the switches counted them."""
+        for key, row in after.items():
+            packets = row["packets"] - before.get(key, {}).get("packets", 0)
+            if packets <= 0:
+                continue
+            node, who, direction, rule, verdict = key
+            what = f"{who} {direction}[{rule}]" if rule else f"{who} {direction}"
+            rec.add(target, slug, "policy_packets", "packets", src=what, dst=node, protocol="-", value=float(packets),
+                    note=verdict)
 
     @staticmethod
     def ask_back_to_back(target: Target, src: str, ip: str, port: int, proto: str) -> Any:

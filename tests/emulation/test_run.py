@@ -147,6 +147,10 @@ def test_policy_cases_three_tier_and_cost(all_run):
     assert ("client", "frontend-0.shop", "tcp:80") in {(m.src, m.dst, m.protocol) for m in tier if m.value}
     assert any(m.dst == "kube-dns.kube-system" and m.protocol == "udp:53" and m.value for m in tier)
     assert not any(m.src == "client" and m.dst.startswith(("api-", "db.")) and m.value for m in tier)
+    # The switches counted each rule's connections: y's 3 pods x 4 ports let into x/a.
+    counted = [m for m in r.measurements if m.metric == "policy_packets" and m.path == "x-a-from-y"]
+    assert sum(m.value for m in counted if m.src == "x/from-y ingress[0]" and m.note == "allowed") == 12, counted
+    assert sum(m.value for m in counted if m.src == "x/a ingress" and m.note == "dropped") >= 5 * 4, counted
     enforced = [m for m in r.measurements if m.metric == "enforced"]
     assert {m.path for m in enforced} == set(slugs[1:]) and all(m.ok and 0 < m.value < 5000 for m in enforced)
     tput = [m for m in r.measurements if m.metric == "throughput"]
