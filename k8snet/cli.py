@@ -2,7 +2,7 @@
 
     k8snet up    [SPEC] [--backend B] [--nodes N] [--pods-per-node M]   cluster + Mininet CLI
     k8snet check [SPEC] [--json FILE] [...same options]                 reachability matrix
-    k8snet flows [SPEC] [--node NAME]                                   the compiled flows
+    k8snet flows [SPEC] [--node NAME] [--explain]                       the compiled flows
     k8snet clean                                                        remove a crashed run's remains
     k8snet run SCENARIO... [--spec SPEC] [--backend B1,B2] [--out DIR]  scenarios -> results/<run-id>/
     k8snet plot DIR... [--out DIR]                                      redraw / compare results
@@ -64,6 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
     flows = sub.add_parser("flows", help="print the flows the controller would install")
     _cluster_args(flows)
     flows.add_argument("--node", help="only this node")
+    flows.add_argument("--explain", action="store_true",
+                       help="a '# ...' line naming the Kubernetes object before each run of flows about it")
     sub.add_parser("clean", help="remove what a crashed k8snet run left behind (only ours)")
     runp = sub.add_parser("run", help="run scenarios and write results, figures and a report",
                           description=_scenario_list(), formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -140,7 +142,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         except DatapathError as exc:
             return _bad_datapath(exc)
         if args.command == "flows":
-            return cmd_flows(cluster, args.node)
+            return cmd_flows(cluster, args.node, args.explain)
         if not _preflight():
             return EXIT_USAGE
         if args.command == "up":
@@ -355,7 +357,10 @@ def cmd_apply(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def cmd_flows(cluster: Cluster, node: Optional[str]) -> int:
+def cmd_flows(cluster: Cluster, node: Optional[str], explain: bool = False) -> int:
+    """The flows each switch would hold, in ``ovs-ofctl`` syntax; ``explain`` adds comment
+    lines (``ovs-ofctl add-flows`` skips them) saying what each run of flows is about."""
+    from controllers import cookies
     from controllers.compiler import compile_node
 
     names = [node] if node else [n.name for n in cluster.nodes]
@@ -366,7 +371,12 @@ def cmd_flows(cluster: Cluster, node: Optional[str]) -> int:
             console.print(f"--node: no node {name!r}; nodes are: {', '.join(n.name for n in cluster.nodes)}")
             return EXIT_USAGE
         out.print(f"# {name}: {len(desired.flows)} flows", markup=False)
-        for line in desired.ofctl_lines():
+        known = cookies.names(cluster) if explain else {}
+        previous = None
+        for flow, line in zip(desired.flows, desired.ofctl_lines()):
+            if explain and cookies.key(flow.cookie) != previous:
+                previous = cookies.key(flow.cookie)
+                out.print(f"# {cookies.describe(cluster, flow.cookie, known)}", markup=False, soft_wrap=True)
             out.print(line, markup=False, soft_wrap=True)
     return EXIT_OK
 
