@@ -268,4 +268,6 @@ class Policy(Scenario):
                 protocol="tcp", streams=1, repeat=repeat,
                 value=result["bits_per_second"] / 1e9 if result.get("ok") else None,
                 error=None if result.get("ok") else result.get("error", "iperf3 failed"),
-                note=f"{path}; {rules} rules each way selecting the pair", raw=result)
+                note=f"{path}; {rules} rules each way selecting the pair"
+                + (f"; the first run hung and was retried: {result['retried']}" if result.get("retried") else ""),
+                raw=result)

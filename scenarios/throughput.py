@@ -98,6 +98,8 @@ class Throughput(Scenario):
         if result.get("ok"):
             note = (f"retransmits={result['retransmits']}" if protocol == "tcp"
                     else f"lost_percent={result['lost_percent']:.2f}")
+            if result.get("retried"):
+                note += f"; the first run hung and was retried: {result['retried']}"
         rec.add(cell.target, cell.path, "throughput", "Gbit/s", **where,
                 value=result["bits_per_second"] / 1e9 if result.get("ok") else None,
                 error=None if result.get("ok") else result["error"], note=note, raw=result.get("doc"))
