@@ -43,6 +43,7 @@ bench: setup
 	$(VENV)/bin/python bench/throughput.py
 	$(VENV)/bin/python bench/services.py
 	$(VENV)/bin/python bench/policy.py
+	$(VENV)/bin/python bench/trace.py
 
 clean:
 	-$(VENV)/bin/k8snet clean

@@ -3,6 +3,7 @@
     k8snet up    [SPEC] [--backend B] [--nodes N] [--pods-per-node M]   cluster + Mininet CLI
     k8snet check [SPEC] [--json FILE] [...same options]                 reachability matrix
     k8snet flows [SPEC] [--node NAME] [--explain]                       the compiled flows
+    k8snet trace SRC DST[:PORT] [--proto P] [--json FILE] [--spec SPEC] one packet, hop by hop
     k8snet clean                                                        remove a crashed run's remains
     k8snet run SCENARIO... [--spec SPEC] [--backend B1,B2] [--out DIR]  scenarios -> results/<run-id>/
     k8snet plot DIR... [--out DIR]                                      redraw / compare results
@@ -88,6 +89,9 @@ def build_parser() -> argparse.ArgumentParser:
     plot.add_argument("dirs", nargs="+", metavar="DIR", help="run folders written by `k8snet run`")
     plot.add_argument("--out", metavar="DIR", help="where to write (default: the folder itself, or "
                       "./results/compare-<time> for several)")
+    from k8snet.trace_cmd import add_parser as add_trace
+
+    add_trace(sub, _datapath_args)
     for verb, what in (("apply", "create or update Pods, Deployments and Services in a running cluster"),
                        ("delete", "delete Pods, Deployments and Services from a running cluster")):
         cmd = sub.add_parser(verb, help=what)
@@ -135,6 +139,8 @@ def main(argv: Optional[list[str]] = None) -> int:
             return cmd_plot(args)
         if args.command == "run":
             return cmd_run(args)
+        if args.command == "trace":
+            return _trace(args)
         try:
             cluster = load_cluster(args)
         except SpecError as exc:
@@ -158,6 +164,22 @@ def main(argv: Optional[list[str]] = None) -> int:
         # Everything was torn down on the way out; say what failed, without a traceback.
         console.print(f"[bold red]k8snet {args.command} failed:[/] {exc}", markup=True)
         return EXIT_UNREACHABLE
+
+
+def _trace(args: argparse.Namespace) -> int:
+    from k8snet.trace_cmd import cmd_trace
+
+    def prepare(a: argparse.Namespace) -> Optional[Cluster]:
+        """The cluster to build for the trace, or None when this machine cannot."""
+        cluster = load_cluster(a)
+        return cluster if _preflight() else None
+
+    try:
+        return cmd_trace(args, prepare)
+    except SpecError as exc:
+        return _bad_spec(args.spec, exc)
+    except DatapathError as exc:
+        return _bad_datapath(exc)
 
 
 def _preflight() -> bool:

@@ -6,7 +6,8 @@ Only that process can add or remove pod namespaces (they are its Mininet hosts),
 against the running model (:func:`k8snet.model.apply.apply_text`) and applied through
 :meth:`topos.cluster.ClusterNet.apply`, the same path the Python API uses.
 
-Requests: ``{"op": "apply"|"delete", "text": YAML}`` and ``{"op": "status"}``.
+Requests: ``{"op": "apply"|"delete", "text": YAML}``, ``{"op": "status"}`` and ``{"op": "trace",
+"src", "dst", "proto", "sport", "ttl", "observe"}`` (:mod:`topos.trace`).
 """
 
 from __future__ import annotations
@@ -43,6 +44,9 @@ class ClusterControl:
         assert net.run is not None
         self.server = ApiServer(str(net.run.path / SOCKET_NAME), self.handle)
 
+    def trace(self, request: dict[str, Any]) -> dict[str, Any]:
+        return _trace(self.net, request)
+
     def start(self) -> "ClusterControl":
         self.server.start()
         return self
@@ -51,8 +55,10 @@ class ClusterControl:
         op = request.get("op")
         if op == "status":
             return {"ok": True, **summarize(self.net.cluster, self.net.cluster)}
+        if op == "trace":
+            return self.trace(request)
         if op not in ("apply", "delete"):
-            return {"ok": False, "error": f"unknown op {op!r}; allowed: apply, delete, status"}
+            return {"ok": False, "error": f"unknown op {op!r}; allowed: apply, delete, status, trace"}
         before = self.net.cluster
         try:
             after = apply_text(before, request.get("text", ""), delete=op == "delete")
@@ -64,3 +70,15 @@ class ClusterControl:
 
 def dumps(reply: dict[str, Any]) -> str:
     return json.dumps(reply, indent=1)
+
+
+def _trace(net: Any, request: dict[str, Any]) -> dict[str, Any]:
+    from k8snet.model.trace_ends import TraceInputError
+    from topos.trace import trace
+
+    try:
+        result = trace(net, str(request.get("src", "")), str(request.get("dst", "")), str(request.get("proto", "icmp")),
+                       request.get("sport"), int(request.get("ttl", 64)), bool(request.get("observe", True)))
+    except TraceInputError as exc:
+        return {"ok": False, "error": str(exc), "argument": exc.argument}
+    return {"ok": True, "trace": result.to_json()}

@@ -69,3 +69,11 @@ def test_policy_bench_runs(tmp_path, no_leaks):
     assert enf["deny_unobserved"] == enf["allow_unobserved"] == 0 and enf["deny_p95_ms"] is not None
     assert len(enf["delays_ms"]["deny"]) == len(enf["delays_ms"]["allow"]) == 2
     assert tp["ratio_to_one_rule"] > 0
+
+
+def test_trace_bench_runs(tmp_path, no_leaks):
+    doc = bench("trace", "--repeat", "2", tmp_path=tmp_path)
+    assert doc["kind"] == "k8snet.bench.trace" and len(doc["traces"]) == 6
+    for row in doc["traces"]:
+        assert len(row["samples_s"]) == 2 and row["verdicts"] == ["delivered"]
+        assert row["agreed"] in (None, 2), row
