@@ -48,7 +48,7 @@ def cmd_check(cluster: Cluster, framework: str = "os-ken", json_path: Optional[s
     if surprises:
         console.print(f"[bold red]{len(surprises)} pairs differ from what {cluster.backend.value} on this "
                       "underlay and the policies should do (an emulation bug):[/] "
-                      + ", ".join(_name(r) for r in surprises[:10]))
+                      + ", ".join(r.name for r in surprises[:10]))
     if failed:
         console.print(f"[bold red]{len(failed)} of {len(results) + len(matrix.ports)} pairs and ports are "
                       "unreachable; the Kubernetes network model needs every pod to reach every pod and node "
@@ -67,18 +67,12 @@ def cmd_check(cluster: Cluster, framework: str = "os-ken", json_path: Optional[s
     return EXIT_OK
 
 
-def _name(result) -> str:
-    """``src->dst`` for a pair, ``src->dst:80/tcp`` for a port."""
-    return result.probe.id if hasattr(result, "probe") else result.pair.id
-
-
 def print_reasons(failed: list) -> None:
     """Unreachable pairs, grouped by why the backend cannot carry them."""
     by_reason: dict[str, list[str]] = {}
     for r in failed:
-        what = r.probe if hasattr(r, "probe") else r.pair
-        by_reason.setdefault(what.reason or "unexpected: the backend should carry this pair",
-                             []).append(_name(r))
+        by_reason.setdefault(r.expected.reason or "unexpected: the backend should carry this pair",
+                             []).append(r.name)
     for n, (reason, names) in enumerate(by_reason.items()):
         if n == 6:
             out.print(f"... and {len(by_reason) - 6} more reasons (all pairs are in --json)")
@@ -146,7 +140,7 @@ def _cell(probes: list) -> str:
     """One cell for a pair's ping and its ports: all reachable ✓, all denied as predicted
     ⊘, a mix of both ◐; ``!`` when any of them differs from the prediction."""
     wrong = any(not p.as_predicted for p in probes)
-    required = [p.pair.required if hasattr(p, "pair") else p.probe.required for p in probes]
+    required = [p.expected.required for p in probes]
     if all(p.reachable for p in probes):
         return "[bold red]✓![/]" if wrong else "[green]✓[/]"
     if wrong:

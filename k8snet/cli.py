@@ -223,7 +223,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         if out.exists() and not out.is_dir():
             raise UsageError(f"--out {out}: exists and is not a folder; give a folder (created if missing)")
     except (UsageError, ScenarioError) as exc:
-        console.print(f"[bold red]k8snet run:[/] {exc}", markup=True)
+        console.print(f"[bold red]k8snet run:[/] {exc}", markup=True, soft_wrap=True)
         return EXIT_USAGE
     options = Options(seconds=args.seconds, repeat=args.repeat, pings=args.pings, connections=args.connections)
     scenarios = [found[n](options) for n in names]

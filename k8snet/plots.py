@@ -25,6 +25,7 @@ from k8snet.plot_base import (  # noqa: E402, F401  (bars_of: re-exported for us
     PALETTE, Drawn, bars_of, colour, grouped_bars, label_of, style,
 )
 from k8snet.plots_policy import policy  # noqa: E402
+from k8snet.trace_figure import walks  # noqa: E402
 
 
 # ---------------------------------------------------------------------- scenarios
@@ -247,7 +248,7 @@ def generic(result: ScenarioResult) -> list[Drawn]:
 
 
 DRAWERS = {"reachability": reachability, "throughput": throughput, "latency": latency, "services": services,
-           "ingress": ingress, "policy": policy}
+           "ingress": ingress, "policy": policy, "walks": walks}
 
 
 def figures(result: ScenarioResult) -> list[Drawn]:

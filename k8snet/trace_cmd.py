@@ -30,6 +30,7 @@ def add_parser(sub: Any, datapath_args: Any) -> None:
     p.add_argument("--proto", choices=["icmp", "tcp", "udp"], default="icmp", help="default icmp (an echo request)")
     p.add_argument("--sport", type=int, help="source port (tcp, udp; default: a fresh one)")
     p.add_argument("--ttl", type=int, default=64, help="the TTL the packet leaves with (default 64)")
+    p.add_argument("--size", type=int, help="the IP packet's length in bytes, Don't Fragment set (icmp, udp)")
     p.add_argument("--no-observe", action="store_true", help="predict only: send nothing, capture nothing")
     p.add_argument("--json", metavar="FILE", help="write the trace as JSON")
     p.add_argument("--svg", metavar="FILE", help="draw the walk as a sequence diagram (SVG; .png works too)")
@@ -107,6 +108,13 @@ def print_trace(doc: dict[str, Any]) -> None:
             bad = [str(i) for i, h in enumerate(doc["hops"], 1) if h["mismatch"]]
             out.print(f"[bold red]observed: differs from the prediction at hop {', '.join(bad)}[/] "
                       f"(last seen at {doc['seen_last'] or 'nowhere'})")
+    reply = doc.get("reply")
+    if doc["kind"] == "observed" and reply:
+        port = f":{reply['sport']}" if reply["sport"] is not None else ""
+        out.print(f"answer: {doc['reply_kind']} from {reply['ip_src']}{port}, ttl {reply['ttl']}, seen at "
+                  f"{doc['hops'][0]['host']} {doc['hops'][0]['out_if']}", soft_wrap=True)
+    elif doc["kind"] == "observed":
+        out.print("answer: none seen at the source")
     for note in doc["notes"]:
         out.print(f"note: {note}", markup=False, soft_wrap=True)
 
@@ -141,7 +149,7 @@ def cmd_trace(args: argparse.Namespace, load_cluster: Any) -> int:
 
         reply = ApiClient(str(runs[0] / SOCKET_NAME), timeout=60).call_raw(
             {"op": "trace", "src": args.src, "dst": args.dst, "proto": args.proto, "sport": args.sport,
-             "ttl": args.ttl, "observe": not args.no_observe})
+             "ttl": args.ttl, "size": args.size, "observe": not args.no_observe})
         if not reply.get("ok"):
             console.print(f"[bold red]k8snet trace:[/] {reply.get('error')}", soft_wrap=True)
             return EXIT_USAGE
@@ -150,7 +158,7 @@ def cmd_trace(args: argparse.Namespace, load_cluster: Any) -> int:
     if cluster is None:
         return EXIT_USAGE
     try:
-        question(cluster, args.src, args.dst, args.proto, args.sport, args.ttl)
+        question(cluster, args.src, args.dst, args.proto, args.sport, args.ttl, args.size)
     except TraceInputError as exc:
         console.print(f"[bold red]k8snet trace:[/] {exc}", soft_wrap=True)
         return EXIT_USAGE
@@ -160,7 +168,8 @@ def cmd_trace(args: argparse.Namespace, load_cluster: Any) -> int:
 
     with ClusterNet(cluster, progress=progress) as net:
         try:
-            result = trace(net, args.src, args.dst, args.proto, args.sport, args.ttl, not args.no_observe)
+            result = trace(net, args.src, args.dst, args.proto, args.sport, args.ttl, not args.no_observe,
+                           args.size)
         except TraceInputError as exc:
             error: Optional[TraceInputError] = exc
         else:

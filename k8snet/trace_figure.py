@@ -38,7 +38,9 @@ def draw(doc: dict[str, Any]) -> "plt.Figure":
         x = columns.index(_label(hop))
         mark = "!" if hop.get("mismatch") else ""
         ax.plot([x], [i], "o", color=PALETTE[0] if not mark else "#D55E00", ms=6, zorder=3)
-        changes = hop.get("changes") or []
+        # What matters most first: tunnel header added or removed, NAT; then MACs and TTL.
+        changes = sorted(hop.get("changes") or [], key=lambda c: (not c.startswith(("+", "-", "ip_", "sport", "dport")),
+                                                                  c.startswith("outer eth")))
         text = "; ".join(changes[:3]) + (f" (+{len(changes) - 3})" if len(changes) > 3 else "")
         if mark:
             text = f"! {hop['mismatch'][0]}" + (f"   {text}" if text else "")
@@ -63,3 +65,22 @@ def save(doc: dict[str, Any], path: Path) -> Path:
     fig.savefig(path)
     plt.close(fig)
     return path
+
+
+def walks(result: Any) -> list[Any]:
+    """The ``walks`` scenario's figures: one sequence diagram per traced path and backend,
+    drawn from the raw walk each ``hops`` measurement keeps."""
+    from k8snet.plot_base import Drawn
+
+    out = []
+    for m in result.measurements:
+        doc = result.raw.get(m.raw) if m.raw else None
+        if m.metric != "hops" or not doc:
+            continue
+        name = f"walk-{m.backend}-{m.underlay}-{m.path}".replace("/", "-")
+        caption = (f"{doc['question']}: one packet, hop by hop, as OVS's ofproto/trace and the kernels predict it "
+                   f"({m.backend}, {m.underlay} underlay). Columns are the places it passes, arrows its steps, "
+                   "the text what changed there; '!' marks a hop where the capture differed from the prediction. "
+                   f"Ends: {doc['verdict']}.")
+        out.append(Drawn(name, f"walk: {m.path} ({m.backend}/{m.underlay})", caption, draw(doc)))
+    return out

@@ -69,8 +69,10 @@ def check_figures(directory: Path, result: results.ScenarioResult) -> int:
             compared += _check_policy_tables(d.figure, result, three_tier=name == "policy-three-tier")
         elif name == "policy-cost":
             compared += _check_policy_cost(d.figure, result)
+        elif name.startswith("walk-"):
+            compared += _check_walk(d.figure, result, name)
         for ax in _axes(d.figure):
-            if ax.images:
+            if ax.images or not ax.axison:          # a heatmap, or a diagram (no axes drawn)
                 continue
             assert ax.get_ylabel(), f"{name}: a y axis without a label"
             assert ax.get_xlabel() or ax.get_xticklabels(), f"{name}: an x axis without a label"
@@ -137,6 +139,18 @@ def _check_policy_tables(fig, result, three_tier: bool) -> int:
             assert grid[cell(m)] == want, (title, m.src, m.dst)
             n += 1
     return n
+
+
+def _check_walk(fig, result, name: str) -> int:
+    """A walk's diagram: its title is the traced question, one marker per hop of the JSON."""
+    m = next(m for m in result.measurements if m.metric == "hops" and
+             f"walk-{m.backend}-{m.underlay}-{m.path}".replace("/", "-") == name)
+    doc = result.raw[m.raw]
+    ax = _axes(fig)[0]
+    assert ax.get_title(loc="left").startswith(doc["question"])
+    markers = [line for line in ax.lines if line.get_marker() == "o"]
+    assert len(markers) == len(doc["hops"]) == m.value
+    return len(markers)
 
 
 def _check_policy_cost(fig, result) -> int:

@@ -7,7 +7,7 @@ against the running model (:func:`k8snet.model.apply.apply_text`) and applied th
 :meth:`topos.cluster.ClusterNet.apply`, the same path the Python API uses.
 
 Requests: ``{"op": "apply"|"delete", "text": YAML}``, ``{"op": "status"}`` and ``{"op": "trace",
-"src", "dst", "proto", "sport", "ttl", "observe"}`` (:mod:`topos.trace`).
+"src", "dst", "proto", "sport", "ttl", "size", "observe"}`` (:mod:`topos.trace`).
 """
 
 from __future__ import annotations
@@ -77,8 +77,10 @@ def _trace(net: Any, request: dict[str, Any]) -> dict[str, Any]:
     from topos.trace import trace
 
     try:
+        size = request.get("size")
         result = trace(net, str(request.get("src", "")), str(request.get("dst", "")), str(request.get("proto", "icmp")),
-                       request.get("sport"), int(request.get("ttl", 64)), bool(request.get("observe", True)))
+                       request.get("sport"), int(request.get("ttl", 64)), bool(request.get("observe", True)),
+                       int(size) if size is not None else None)
     except TraceInputError as exc:
         return {"ok": False, "error": str(exc), "argument": exc.argument}
     return {"ok": True, "trace": result.to_json()}

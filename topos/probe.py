@@ -35,26 +35,59 @@ _FPING_LINE = re.compile(
     r"(?:, min/avg/max = (?P<min>[\d.]+)/(?P<avg>[\d.]+)/(?P<max>[\d.]+))?")
 
 
+class Judged:
+    """What a ping of a pair and a probe of a port share: the expectation they are judged
+    against (``required``: the Kubernetes model needs it; ``predicted``: the backend and the
+    policies say it is reachable), and how they fared."""
+
+    reachable: bool
+
+    @property
+    def expected(self) -> "Pair | PortPair":
+        raise NotImplementedError
+
+    @property
+    def name(self) -> str:
+        """``src->dst`` for a pair, ``src->dst:80/tcp`` for a port."""
+        return self.expected.id
+
+    @property
+    def ok(self) -> bool:
+        """Meets the Kubernetes network model: everything must be reachable, except what a
+        NetworkPolicy denies."""
+        return self.reachable or not self.expected.required
+
+    @property
+    def as_predicted(self) -> bool:
+        return self.reachable == self.expected.predicted
+
+
+def tally(results: "list[Result] | list[PortResult]", key: Any, counted: str) -> dict[str, dict[str, int]]:
+    """Per ``key(result)``: how many, reachable, predicted reachable, as predicted."""
+    out: dict[str, dict[str, int]] = {}
+    for r in results:
+        row = out.setdefault(key(r), {counted: 0, "reachable": 0, "predicted": 0, "as_predicted": 0})
+        row[counted] += 1
+        row["reachable"] += r.reachable
+        row["predicted"] += r.expected.predicted
+        row["as_predicted"] += r.as_predicted
+    return out
+
+
 @dataclass(frozen=True)
-class Result:
+class Result(Judged):
     pair: Pair
     sent: int
     received: int
     rtt_avg_ms: Optional[float]
 
     @property
-    def reachable(self) -> bool:
+    def expected(self) -> Pair:
+        return self.pair
+
+    @property
+    def reachable(self) -> bool:  # type: ignore[override]
         return self.received > 0
-
-    @property
-    def ok(self) -> bool:
-        """Meets the Kubernetes network model: every pair must be reachable, except what
-        a NetworkPolicy denies."""
-        return self.reachable or not self.pair.required
-
-    @property
-    def as_predicted(self) -> bool:
-        return self.reachable == self.pair.predicted
 
     def as_dict(self) -> dict[str, Any]:
         return {**asdict(self.pair), "required": self.pair.required, "sent": self.sent, "received": self.received,
@@ -63,7 +96,7 @@ class Result:
 
 
 @dataclass(frozen=True)
-class PortResult:
+class PortResult(Judged):
     """One L4 probe: a new TCP connection (or a UDP datagram) to a port the destination
     pod declares, answered or not."""
 
@@ -73,12 +106,8 @@ class PortResult:
     ms: Optional[float] = None
 
     @property
-    def ok(self) -> bool:
-        return self.reachable or not self.probe.required
-
-    @property
-    def as_predicted(self) -> bool:
-        return self.reachable == self.probe.predicted
+    def expected(self) -> PortPair:
+        return self.probe
 
     def as_dict(self) -> dict[str, Any]:
         p = self.probe
@@ -243,15 +272,8 @@ class Matrix:
 
     def port_summary(self) -> dict[str, dict[str, int]]:
         """Per declared port and protocol (``80/TCP``): probes, reachable, predicted, as predicted."""
-        out: dict[str, dict[str, int]] = {}
-        for r in sorted(self.ports, key=lambda r: (r.probe.protocol, r.probe.port)):
-            key = f"{r.probe.port}/{r.probe.protocol}"
-            row = out.setdefault(key, {"probes": 0, "reachable": 0, "predicted": 0, "as_predicted": 0})
-            row["probes"] += 1
-            row["reachable"] += r.reachable
-            row["predicted"] += r.probe.predicted
-            row["as_predicted"] += r.as_predicted
-        return out
+        ordered = sorted(self.ports, key=lambda r: (r.probe.protocol, r.probe.port))
+        return tally(ordered, lambda r: f"{r.probe.port}/{r.probe.protocol}", "probes")
 
     @property
     def failed(self) -> list[Result]:
@@ -266,14 +288,7 @@ class Matrix:
 
     def summary(self) -> dict[str, dict[str, int]]:
         """Per path kind: pairs, reachable, predicted reachable, as predicted."""
-        out: dict[str, dict[str, int]] = {}
-        for r in self.results:
-            row = out.setdefault(r.pair.kind, {"pairs": 0, "reachable": 0, "predicted": 0, "as_predicted": 0})
-            row["pairs"] += 1
-            row["reachable"] += r.reachable
-            row["predicted"] += r.pair.predicted
-            row["as_predicted"] += r.as_predicted
-        return out
+        return tally(self.results, lambda r: r.pair.kind, "pairs")
 
     def document(self, command: Optional[list[str]] = None) -> dict[str, Any]:
         """The JSON document (``kind: k8snet.check``): environment, the resolved cluster,

@@ -52,6 +52,9 @@ class Question:
     dport: Optional[int]
     sport: Optional[int]
     ttl: int = 64                  # Linux's default for what a pod, node or host sends
+    #: The IP packet's total length, Don't Fragment set (Linux's path MTU discovery
+    #: default); None: as small as the probe is.
+    size: Optional[int] = None
 
     def describe(self) -> str:
         port = f":{self.dport}" if self.dport is not None else ""
@@ -163,8 +166,12 @@ def _port(argument: str, text: str, dst: End, protocol: str,
     return number, next((p for p in ports if p.port == number), None)
 
 
+#: The smallest packet each probe is: IP header, ICMP or UDP header, the 18-byte token.
+MIN_SIZE = {"icmp": 20 + 8 + 18, "udp": 20 + 8 + 18}
+
+
 def question(cluster: Cluster, src: str, dst: str, protocol: str = "icmp",
-             sport: Optional[int] = None, ttl: int = 64) -> Question:
+             sport: Optional[int] = None, ttl: int = 64, size: Optional[int] = None) -> Question:
     """Resolve ``SRC`` and ``DST[:PORT]``; every mistake is a :class:`TraceInputError`."""
     if protocol not in PROTOCOLS:
         raise TraceInputError("--proto", f"{protocol!r} is not one of {', '.join(PROTOCOLS)}")
@@ -183,9 +190,13 @@ def question(cluster: Cluster, src: str, dst: str, protocol: str = "icmp",
         raise TraceInputError("--sport", f"{sport} is outside 1-65535")
     if not 1 <= ttl <= 255:
         raise TraceInputError("--ttl", f"{ttl} is outside 1-255")
+    if size is not None and protocol == "tcp":
+        raise TraceInputError("--size", "a TCP SYN carries no payload to make it larger: use --proto udp or icmp")
+    if size is not None and not MIN_SIZE[protocol] <= size <= 65535:
+        raise TraceInputError("--size", f"{size} is outside {MIN_SIZE[protocol]}-65535 (the IP packet's length)")
     if service_port is not None:
         target = End(target.kind, target.name, target.ip, target.host, target.service, service_port)
     if target.ip == source.ip:
         raise TraceInputError("DST", f"{target.name} is the source itself")
     return Question(source, target, protocol, port,
-                    None if protocol == "icmp" else (sport or DEFAULT_SOURCE_PORT), ttl)
+                    None if protocol == "icmp" else (sport or DEFAULT_SOURCE_PORT), ttl, size)

@@ -39,7 +39,7 @@ def test_run_all_writes_a_valid_result_per_scenario(all_run):
     proc, directory = all_run
     found = results_checks.check_run(directory)
     # read back in the order the run ran them (its run.json), which is the scenarios' order
-    order = ["reachability", "throughput", "latency", "services", "ingress", "policy"]
+    order = ["reachability", "walks", "throughput", "latency", "services", "ingress", "policy"]
     assert list(found) == order
     run = json.loads((directory / "run.json").read_text())
     assert run["status"] == "complete" and run["written"] == order
@@ -57,6 +57,18 @@ def test_run_all_writes_a_valid_result_per_scenario(all_run):
     # the summary table and the report's path end the output
     assert "report:" in proc.stdout and str(directory / "report.html") in proc.stdout.replace("\n", "")
     assert "throughput" in proc.stdout and "reachable" in proc.stdout
+
+
+def test_walks_trace_each_measured_path_captured_and_drawn(all_run):
+    r = results_checks.validate_json(all_run[1] / "walks.json")
+    hops = [m for m in r.measurements if m.metric == "hops"]
+    assert {m.path for m in hops} == {"cross-node", "clusterip", "nodeport"}
+    for m in hops:
+        doc = r.raw[m.raw]
+        assert m.ok and doc["kind"] == "observed" and doc["verdict"] == "delivered" and m.value == len(doc["hops"])
+    agree = [m for m in r.measurements if m.metric == "agrees"]
+    assert len(agree) == 3 and all(m.value == 1.0 for m in agree), [m.note for m in agree]
+    assert {f.name for f in r.figures} == {f"walk-host-gw-flat-{p}" for p in ("cross-node", "clusterip", "nodeport")}
 
 
 def test_reachability_covers_pods_nodes_services_and_the_outside(all_run):

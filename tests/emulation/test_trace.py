@@ -114,6 +114,7 @@ def test_host_gw_across_nodes_rewrites_macs_to_the_peer_node_and_routes_twice(fl
     assert (out.eth_src, out.eth_dst, out.ttl) == (n0.mac, n1.mac, 63)
     assert "host-gw route to node-1" in " ".join(d.why for d in t.hops[1].decisions)
     assert t.hops[-1].arrived.ttl == 62 and t.hops[2].where == "underlay fabric"
+    assert t.reply_kind == "echo reply" and t.reply.ip_src == str(flat.cluster.pod("c").ip) and t.reply.ttl == 62
     agrees(t)
 
 
@@ -123,6 +124,9 @@ def test_clusterip_is_dnated_to_the_picked_endpoint_named_after_the_service(flat
     nat = next(d for d in t.hops[1].decisions if "DNAT" in d.why)
     assert nat.why.startswith("Service default/web port http 80/TCP: DNAT ") and f"endpoint default/{pod.name}" in nat.why
     assert pod.name in ("a", "c") and (t.hops[-1].arrived.ip_dst, t.hops[-1].arrived.dport) == (str(pod.ip), 8080)
+    # Nothing listens on 8080: the pod resets, and the reset comes back from the VIP, not the pod.
+    vip = str(flat.cluster.service("web").cluster_ip)
+    assert t.reply_kind == "reset" and (t.reply.ip_src, t.reply.sport) == (vip, 80)
     agrees(t)
 
 
@@ -138,6 +142,7 @@ def test_a_pod_reaching_itself_through_its_service_is_hairpinned_from_the_gatewa
 def test_a_service_without_endpoints_is_rejected_by_the_controller(flat):
     t = trace(flat, "a", "svc/empty", protocol="tcp")
     assert t.verdict == "rejected" and "default/empty" in t.reason and "TCP reset" in t.reason
+    assert t.reply_kind == "reset" and t.reply.ip_src == str(flat.cluster.service("empty").cluster_ip)
     agrees(t)
 
 
@@ -148,6 +153,14 @@ def test_external_to_a_node_port_is_snated_to_the_node_on_its_way_to_the_endpoin
     arrived = t.hops[-1].arrived
     assert (arrived.ip_src, arrived.dport) == (str(n0.ip), 8080)       # externalTrafficPolicy Cluster
     assert any("SNAT" in d.why for d in t.hops[2].decisions)
+    agrees(t)
+
+
+def test_external_to_a_local_node_port_keeps_the_client_ip(flat):
+    t = trace(flat, "external", "node-2:30081", protocol="tcp")          # Local: the endpoint is on node-2
+    assert t.verdict == "delivered" and t.hops[-1].host == flat.cluster.pod("d").host_name
+    assert t.hops[-1].arrived.ip_src == str(flat.cluster.underlay.external.ip)
+    assert not any("SNAT" in d.why for h in t.hops for d in h.decisions)
     agrees(t)
 
 
@@ -207,6 +220,37 @@ spec: {podSelector: {}, policyTypes: [Ingress]}
         racks.apply(apply_text(racks.cluster, deny, delete=True))
 
 
+def test_a_packet_larger_than_the_pod_mtu_with_df_never_leaves_the_pod(racks):
+    t = trace(racks, "web-0", "web-2", size=1451)                # VXLAN: the pod MTU is 1450
+    assert t.verdict == "dropped" and len(t.hops) == 1 and "EMSGSIZE" in t.reason
+    agrees(t)
+    fits = trace(racks, "web-0", "web-2", size=1450)
+    assert fits.verdict == "delivered" and fits.hops[-1].arrived.length == 1450
+    agrees(fits)
+
+
+def test_a_full_size_datagram_from_outside_with_df_is_dropped_where_it_would_enter_the_tunnel(racks):
+    from k8snet.model.apply import apply_text
+
+    doc = """\
+apiVersion: v1
+kind: Service
+metadata: {name: big}
+spec:
+  type: NodePort
+  selector: {app: web}
+  ports: [{name: dns, port: 53, protocol: UDP, targetPort: 5353, nodePort: 30053}]
+"""
+    racks.apply(apply_text(racks.cluster, doc))
+    try:
+        t = trace(racks, "external", "node-0:30053", protocol="udp", size=1500)
+        assert t.verdict == "dropped" and t.hops[-1].host == "node-0"
+        assert "larger than 1464" in t.reason and "Don't Fragment" in t.reason
+        agrees(t)
+    finally:
+        racks.apply(apply_text(racks.cluster, doc, delete=True))
+
+
 def test_the_running_clusters_socket_answers_traces_and_refuses_mistakes(racks):
     control = ClusterControl.__new__(ClusterControl)
     control.net = racks
@@ -252,3 +296,16 @@ def test_the_command_prints_the_walk_and_writes_json(no_leaks, tmp_path):
     doc = json.loads(out.read_text())
     assert doc["kind"] == "observed" and doc["agrees"] and [h["role"] for h in doc["hops"]][0] == "pod"
     assert "<svg" in svg.read_text() and "delivered" in svg.read_text()
+
+
+def test_directrouting_routes_within_a_rack_and_tunnels_across(no_leaks):
+    cluster = load_text(embedded_spec_text("racks"), Overrides(backend="directrouting"))
+    with ClusterNet(cluster) as net:
+        near, far = trace(net, "web-0", "web-1"), trace(net, "web-0", "web-2")
+        assert near.verdict == far.verdict == "delivered"
+        assert all(h.left is None or h.left.outer is None for h in near.hops)          # host-gw within the rack
+        assert "router" not in roles(near) and near.hops[-1].arrived.ttl == 62
+        assert any(h.left is not None and h.left.outer is not None for h in far.hops)  # VXLAN across
+        assert [h.host for h in far.hops if h.role == "router"] == ["gw-rack-0", "core", "gw-rack-1"]
+        agrees(near)
+        agrees(far)

@@ -99,12 +99,11 @@ def test_a_cell_sums_up_ping_and_ports():
     from k8snet.check import _cell
 
     def icmp(reachable, predicted, required=True):
+        """A ping or a port probe: both are judged the same way (topos.probe.Judged)."""
         return SimpleNamespace(reachable=reachable, as_predicted=reachable == predicted,
-                               pair=SimpleNamespace(required=required))
+                               expected=SimpleNamespace(required=required))
 
-    def port(reachable, predicted, required=True):
-        return SimpleNamespace(reachable=reachable, as_predicted=reachable == predicted,
-                               probe=SimpleNamespace(required=required))
+    port = icmp
 
     assert "✓" in _cell([icmp(True, True), port(True, True)]) and "!" not in _cell([icmp(True, True)])
     assert "⊘" in _cell([icmp(False, False, False), port(False, False, False)])

@@ -31,7 +31,7 @@ NEW = textwrap.dedent('''
 
 
 def test_the_shipped_scenarios_are_found_in_run_order():
-    assert list(discover(folders=[])) == ["reachability", "throughput", "latency", "services", "ingress", "policy"]
+    assert list(discover(folders=[])) == ["reachability", "walks", "throughput", "latency", "services", "ingress", "policy"]
 
 
 def test_a_new_file_is_a_new_scenario(tmp_path):

@@ -51,3 +51,11 @@ def test_mistakes_name_the_argument(src, dst, proto, sport, argument, words):
     with pytest.raises(TraceInputError) as exc:
         question(CLUSTER, src, dst, proto, sport)
     assert exc.value.argument == argument and words in str(exc.value)
+
+
+def test_size_is_for_payload_carrying_probes_within_ip_limits():
+    assert question(CLUSTER, "client", "web-0", "icmp", size=1500).size == 1500
+    for proto, size, words in (("tcp", 1500, "a TCP SYN carries no payload"), ("udp", 20, "outside 46-65535")):
+        with pytest.raises(TraceInputError) as exc:
+            question(CLUSTER, "client", "web-0:8080", proto, size=size)
+        assert exc.value.argument == "--size" and words in str(exc.value)

@@ -20,7 +20,7 @@ from topos.trace.hops import Trace
 
 
 def ask(net: Any, src: str, dst: str, protocol: str = "icmp", sport: Optional[int] = None, ttl: int = 64,
-        observe: bool = True) -> Question:
+        observe: bool = True, size: Optional[int] = None) -> Question:
     """The question, resolved (TraceInputError on a mistake).  An observed TCP or UDP trace
     gets a fresh source port unless one is given: a port a recent trace used could meet its
     conntrack entry, and the packet would no longer be a new connection."""
@@ -28,15 +28,16 @@ def ask(net: Any, src: str, dst: str, protocol: str = "icmp", sport: Optional[in
 
     if sport is None and observe and protocol != "icmp":
         sport = fresh_ports(1)
-    return question(net.cluster, src, dst, protocol, sport, ttl)
+    return question(net.cluster, src, dst, protocol, sport, ttl, size)
 
 
 def trace(net: Any, src: str, dst: str, protocol: str = "icmp", sport: Optional[int] = None, ttl: int = 64,
-          observe: bool = True) -> Trace:
-    """Predict (and, with ``observe``, send and capture) one packet from ``src`` to ``dst``."""
+          observe: bool = True, size: Optional[int] = None) -> Trace:
+    """Predict (and, with ``observe``, send and capture) one packet from ``src`` to ``dst``;
+    ``size``: its IP length, Don't Fragment set."""
     from topos.trace.observe import observe as run_observe
     from topos.trace.walk import Walker
 
-    q = ask(net, src, dst, protocol, sport, ttl, observe)
+    q = ask(net, src, dst, protocol, sport, ttl, observe, size)
     predicted = Walker(net).predict(q)
-    return run_observe(net, q, predicted, q.ttl) if observe else predicted
+    return run_observe(net, q, predicted) if observe else predicted

@@ -36,6 +36,8 @@ class Headers:
     sport: Optional[int] = None
     dport: Optional[int] = None
     outer: Optional[Outer] = None
+    #: The IP packet's length, when the trace asked for a size (the outer adds 50 bytes).
+    length: Optional[int] = None
 
     def with_(self, **changes: Any) -> "Headers":
         return replace(self, **changes)
@@ -104,6 +106,10 @@ class Trace:
     #: Observed traces: where the real packet was last seen, and whether it all agreed.
     seen_last: str = ""
     agrees: Optional[bool] = None
+    #: Observed traces: the answer as it reached the source (an echo reply, a SYN-ACK or
+    #: reset, a datagram back), and what it was -- None when none came.
+    reply: Optional[Headers] = None
+    reply_kind: str = ""
 
     def to_json(self) -> dict[str, Any]:
         out = asdict(self)

@@ -41,6 +41,7 @@ class Route:
     dev: str
     gateway: Optional[str]
     local: bool = False
+    mtu: Optional[int] = None       # a route's own MTU (a node's route to the pod CIDR on VXLAN)
 
 
 class NoRoute(Exception):
@@ -80,6 +81,9 @@ class Links:
     def mac(self, host: str, ifname: str) -> str:
         return next(link["address"] for link in self.links_of(host) if link["ifname"] == ifname)
 
+    def mtu(self, host: str, ifname: str) -> int:
+        return next(int(link["mtu"]) for link in self.links_of(host) if link["ifname"] == ifname)
+
     def master(self, host: str, ifname: str) -> Optional[str]:
         return next((link.get("master") for link in self.links_of(host) if link["ifname"] == ifname), None)
 
@@ -95,8 +99,9 @@ class Links:
         if src and iif:
             args += ["from", src, "iif", iif]
         answer = self._ip_json(host, *args)[0]
+        metrics = {k: v for m in answer.get("metrics", []) for k, v in m.items()}
         return Route(dev=answer.get("dev", ""), gateway=answer.get("gateway"),
-                     local=answer.get("type") == "local")
+                     local=answer.get("type") == "local", mtu=metrics.get("mtu"))
 
     # ------------------------------------------------------------------ L2 domains
     def members(self, host: str, ifname: str) -> list[Member]:

@@ -33,20 +33,35 @@ SENDER = r'''
 import socket, struct, sys
 proto, dst, dport, sport, ttl, ident, token = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), \
     int(sys.argv[5]), int(sys.argv[6]), sys.argv[7].encode()
+size = int(sys.argv[9])
+if size:
+    token = token.ljust(size - 28, b".")          # IP + ICMP/UDP headers: 28 bytes
+
+def dont_fragment(s):
+    s.setsockopt(socket.IPPROTO_IP, 10, 2)        # IP_MTU_DISCOVER = IP_PMTUDISC_DO: DF, never fragment
+
 if proto == "icmp":
     s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+    dont_fragment(s)
     body = struct.pack("!BBHHH", 8, 0, 0, ident, 1) + token
     total = sum(struct.unpack("!%dH" % (len(body) // 2), body[:len(body) // 2 * 2])) + (body[-1] << 8 if len(body) % 2 else 0)
     total = (total >> 16) + (total & 0xFFFF); total += total >> 16
     body = body[:2] + struct.pack("!H", ~total & 0xFFFF) + body[4:]
     s.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, ttl)
-    s.sendto(body, (dst, 0))
+    try:
+        s.sendto(body, (dst, 0))
+    except OSError as exc:
+        print(exc)
 elif proto == "udp":
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    dont_fragment(s)
     s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     s.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, ttl)
     s.bind(("", sport))
-    s.sendto(token, (dst, dport))
+    try:
+        s.sendto(token, (dst, dport))
+    except OSError as exc:
+        print(exc)
 else:
     s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -117,6 +132,21 @@ def _ours(frame: Frame, q: Question, sport: Optional[int], ident: int, token: by
     return frame.tcp_flags is not None and frame.tcp_flags & 0x12 == 0x02 and h.sport == sport
 
 
+def _answer(frame: Frame, q: Question, ident: int) -> str:
+    """What ``frame`` is if it answers the traced packet at the source ("" if it does not)."""
+    h = frame.headers
+    if h.protocol != q.protocol or h.ip_dst != str(q.src.ip):
+        return ""
+    if q.protocol == "icmp":
+        return "echo reply" if frame.icmp_type == 0 and frame.icmp_id == ident else ""
+    if h.dport != q.sport:
+        return ""
+    if q.protocol == "udp":
+        return "datagram"
+    flags = frame.tcp_flags or 0
+    return "SYN-ACK" if flags & 0x12 == 0x12 else "reset" if flags & 0x04 else ""
+
+
 def differences(expected: Headers, seen: Headers) -> list[str]:
     fields = ["eth_src", "eth_dst", "ip_src", "ip_dst", "ttl", "sport", "dport"]
     out = [f"{f}: predicted {getattr(expected, f)}, seen {getattr(seen, f)}" for f in fields
@@ -130,7 +160,7 @@ def differences(expected: Headers, seen: Headers) -> list[str]:
     return out
 
 
-def observe(net: Any, q: Question, predicted: Trace, ttl: int = 64) -> Trace:
+def observe(net: Any, q: Question, predicted: Trace) -> Trace:
     """``predicted``, with each hop's captured headers and differences filled in."""
     points = []
     for hop in predicted.hops:
@@ -149,8 +179,9 @@ def observe(net: Any, q: Question, predicted: Trace, ttl: int = 64) -> Trace:
         assert q.src.host is not None
         sender = net.net[q.src.host]
         subprocess.run(["mnexec", "-a", str(sender.pid), "/usr/bin/python3", "-c", SENDER, q.protocol,
-                        str(q.dst.ip), str(q.dport or 0), str(q.sport or 0), str(ttl), str(ident),
-                        token.decode(), str(TCP_WAIT)], check=True, timeout=10, capture_output=True)
+                        str(q.dst.ip), str(q.dport or 0), str(q.sport or 0), str(q.ttl), str(ident),
+                        token.decode(), str(TCP_WAIT), str(q.size or 0)], check=True, timeout=10,
+                       capture_output=True)
         sent = time.monotonic()
         while time.monotonic() - max([sent] + [c.last for c in captures]) < QUIET and \
                 time.monotonic() - sent < 3:
@@ -164,10 +195,15 @@ def observe(net: Any, q: Question, predicted: Trace, ttl: int = 64) -> Trace:
         if dropped and int(dropped.group(1)):
             predicted.notes.append(f"tcpdump on {capture.host.name} {capture.ifname}: {dropped.group(0)} "
                                    "(the comparison there may miss the packet)")
-        frames = [f for f in read_pcap(bytes(capture.blob), net.cluster.vxlan_port)
-                  if _ours(f, q, q.sport, ident, token)]
+        decoded = read_pcap(bytes(capture.blob), net.cluster.vxlan_port)
+        frames = [f for f in decoded if _ours(f, q, q.sport, ident, token)]
         if frames:
             seen[(capture.host.name, capture.ifname)] = frames
+        first = predicted.hops[0] if predicted.hops else None
+        if first is not None and (capture.host.name, capture.ifname) == (first.host, first.out_if):
+            answer = next(((f, kind) for f in decoded if (kind := _answer(f, q, ident))), None)
+            if answer is not None:
+                predicted.reply, predicted.reply_kind = answer[0].headers, answer[1]
     return compare(predicted, seen)
 
 

@@ -12,6 +12,7 @@ tables match (``controllers/services.py``, ``frontend_matches``).
 from __future__ import annotations
 
 import ipaddress
+import re
 from dataclasses import dataclass
 from typing import Optional
 
@@ -22,6 +23,7 @@ from topos.trace.hops import Decision, Headers, Outer
 from topos.trace.ofproto import FlowStep, OfTrace, parse
 
 IP_PROTO = {"icmp": 1, "tcp": 6, "udp": 17}
+ETHERNET = 14
 TABLE_NAMES = {t.id: t.name for t in TABLES}
 
 
@@ -128,6 +130,13 @@ class SwitchStep:
         of the port it came in by, as a hairpin connection does)."""
         if t.decapsulates:
             return Exit("tunnel-in", h.with_(outer=None))
+        limit = next((int(m.group(1)) for step in t.steps if step.depth == 0 for a in step.actions
+                      if (m := re.match(r"check_pkt_larger\((\d+)\)", a))), None)
+        if h.length is not None and limit is not None and h.length + ETHERNET > limit:
+            return Exit("dropped", None, reason=f"{h.length + ETHERNET}-byte frame is larger than {limit} (the pod "
+                                                "MTU, check_pkt_larger): to the controller, which drops it because "
+                                                "Don't Fragment is set and counts it (mtu_drops); no ICMP "
+                                                "fragmentation needed is sent back")
         after = self._headers_after(t, h)
         outputs = [o for o in t.outputs if not o.startswith("CONTROLLER")]
         if any(o.startswith("CONTROLLER") for o in t.outputs) and not outputs:

@@ -64,9 +64,9 @@ class Walker:
     # ------------------------------------------------------------------ the walk
     def predict(self, q: Question) -> Trace:
         hops: list[Hop] = []
-        h, at = self._send(q, hops)
         verdict, reason = "dropped", f"no end after {MAX_HOPS} hops (a loop?)"
         try:
+            h, at = self._send(q, hops)
             for _ in range(MAX_HOPS):
                 h, at = getattr(self, f"_{at.kind}")(h, at, hops)
         except End as end:
@@ -119,8 +119,14 @@ class Walker:
                         q.sport, q.dport)
             at = At("wire", src.host, ifname=route.dev)
             role = "host"
-        hops.append(Hop(src.host, role, where, arrived=h, left=h, out=route.dev, decisions=decisions,
-                        out_if=route.dev))
+        h = h.with_(length=q.size)
+        hop = Hop(src.host, role, where, arrived=h, left=h, out=route.dev, decisions=decisions, out_if=route.dev)
+        hops.append(hop)
+        mtu = route.mtu or self.links.mtu(src.host, route.dev)
+        if q.size and q.size > mtu:
+            hop.left, hop.out_if = None, ""
+            raise End("dropped", f"{src.name}'s kernel refuses to send {q.size} bytes with Don't Fragment out of "
+                                 f"{route.dev} (MTU {mtu}): EMSGSIZE, nothing leaves")
         return h, at
 
     def _switch(self, h: Headers, at: At, hops: list[Hop]) -> tuple[Headers, At]:
@@ -212,6 +218,11 @@ class Walker:
         if member is None:
             raise End("dropped", f"{at.host}: no one answers ARP for {hop_ip} on {route.dev}")
         decisions.append(Decision("arp", f"{hop_ip} is at {member.mac}", f"{member.host} {member.ifname}"))
+        size = (h.length or 0) + (50 if h.outer else 0)
+        mtu = self.links.mtu(at.host, route.dev)
+        if h.length and size > mtu:
+            raise End("dropped", f"{at.host}: {size} bytes with Don't Fragment do not fit {route.dev} (MTU {mtu}): "
+                                 "the kernel drops it and answers ICMP fragmentation needed")
         changes: dict[str, Any] = dict(eth_src=self.links.mac(at.host, route.dev), eth_dst=member.mac,
                                        ttl=routed.ttl - 1)
         if self._masquerade and h.outer is None:
