@@ -215,6 +215,12 @@ def test_apply_and_delete_against_a_running_up(tmp_path, no_leaks):
         addr = subprocess.run(["mnexec", "-a", str(shells["PodHost web-4 shell"]), "ip", "-4", "-o", "addr", "show",
                                "eth0"], capture_output=True, text=True, timeout=10).stdout
         assert "10.244." in addr
+        # `k8snet trace` asks the running cluster through its socket, a pod added a moment ago included.
+        walk = k8snet("trace", "client", "web-4", "--run", str(run_dir), "--json", str(tmp_path / "walk.json"))
+        assert walk.returncode == 0 and "delivered to pod default/web-4" in walk.stdout, walk.stdout + walk.stderr
+        assert json.loads((tmp_path / "walk.json").read_text())["agrees"] is True
+        wrong = k8snet("trace", "client", "svc/nope", "--proto", "tcp", "--run", str(run_dir))
+        assert wrong.returncode == 2 and "DST: no Service default/nope" in wrong.stdout + wrong.stderr
         deny = tmp_path / "deny.yaml"
         deny.write_text("apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: deny-web}\n"
                         "spec: {podSelector: {matchLabels: {app: web}}}\n")

@@ -214,7 +214,7 @@ spec: {podSelector: {}, policyTypes: [Ingress]}
     try:
         t = trace(racks, "web-0", "web-2")
         assert t.verdict == "dropped" and t.hops[-1].host == "node-2"
-        assert "isolated for ingress" in t.reason and "web-2" in t.reason
+        assert "isolated for ingress" in t.reason and "web-2" in t.reason and "default/deny-all" in t.reason
         agrees(t)
     finally:
         racks.apply(apply_text(racks.cluster, deny, delete=True))

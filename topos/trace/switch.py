@@ -190,7 +190,21 @@ class SwitchStep:
                     if route.kind is RouteKind.NONE:
                         return f"no route: {route.reason}"
             return f"no route to {h.ip_dst} (table l3_forwarding: {why or 'no rule'})"
+        if table in ("policy_ingress", "policy_egress"):
+            return f"dropped at table {table} ({why}): NetworkPolicy: {self._policy_reason(h)}"
         return f"dropped at table {table}" + (f": {why}" if why else "")
+
+    def _policy_reason(self, h: Headers) -> str:
+        """The evaluator's account of the denial (:mod:`k8snet.model.policy_eval`): which
+        policies select the pod and that none of their rules allows this peer and port --
+        the prediction the switch just carried out."""
+        from k8snet.model.policy_eval import evaluate
+
+        def end(ip: str) -> "object":
+            return next((p for p in self.cluster.pods if str(p.ip) == ip), None) or ipaddress.IPv4Address(ip)
+
+        verdict = evaluate(self.cluster, end(h.ip_src), end(h.ip_dst), h.dport, h.protocol.upper())  # type: ignore
+        return verdict.deciding.reason
 
     @staticmethod
     def in_port(kind: str, pod_port: Optional[int] = None) -> str:
