@@ -142,6 +142,13 @@ def cmd_trace(args: argparse.Namespace, load_cluster: Any) -> int:
             return EXIT_USAGE
     runs = [Path(args.run)] if args.run else [p for p in leftover_runs() if is_live(p) and (p / SOCKET_NAME).exists()]
     if not args.spec and runs:
+        given = [f"--{name.replace('_', '-')}" for name in ("backend", "nodes", "pods_per_node", "offload")
+                 if getattr(args, name) is not None] + (["--datapath"] if args.datapath_type else [])
+        if given:
+            console.print(f"{', '.join(given)}: shape a cluster built for the trace (with --spec); the cluster "
+                          f"running in {runs[0]} is traced as it is: drop {', '.join(given)} or add --spec",
+                          soft_wrap=True)
+            return EXIT_USAGE
         if len(runs) > 1:
             console.print(f"several clusters are running; choose one with --run: {', '.join(map(str, runs))}")
             return EXIT_USAGE

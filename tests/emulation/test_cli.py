@@ -221,6 +221,8 @@ def test_apply_and_delete_against_a_running_up(tmp_path, no_leaks):
         assert json.loads((tmp_path / "walk.json").read_text())["agrees"] is True
         wrong = k8snet("trace", "client", "svc/nope", "--proto", "tcp", "--run", str(run_dir))
         assert wrong.returncode == 2 and "DST: no Service default/nope" in wrong.stdout + wrong.stderr
+        shaped = k8snet("trace", "client", "web-4", "--backend", "vxlan", "--run", str(run_dir))
+        assert shaped.returncode == 2 and "--backend: shape a cluster built for the trace" in shaped.stderr
         deny = tmp_path / "deny.yaml"
         deny.write_text("apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: deny-web}\n"
                         "spec: {podSelector: {matchLabels: {app: web}}}\n")
