@@ -18,7 +18,7 @@ from typing import Optional
 
 from controllers import cookies
 from controllers.pipeline import FEATURE_MASK, FEATURE_SHIFT, TABLES, Feature
-from k8snet.model.cluster import BRIDGE_NAME, TUNNEL_OFPORT, UPLINK_OFPORT, Cluster, Node, RouteKind
+from k8snet.model.cluster import BRIDGE_NAME, UPLINK_OFPORT, Cluster, Node, RouteKind
 from topos.trace.hops import Decision, Headers, Outer
 from topos.trace.ofproto import FlowStep, OfTrace, parse
 
@@ -205,8 +205,3 @@ class SwitchStep:
 
         verdict = evaluate(self.cluster, end(h.ip_src), end(h.ip_dst), h.dport, h.protocol.upper())  # type: ignore
         return verdict.deciding.reason
-
-    @staticmethod
-    def in_port(kind: str, pod_port: Optional[int] = None) -> str:
-        return {"uplink": str(UPLINK_OFPORT), "local": "LOCAL", "tunnel": str(TUNNEL_OFPORT)}.get(kind) or \
-            str(pod_port)

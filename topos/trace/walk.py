@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Optional
 
-from k8snet.model.cluster import BRIDGE_NAME, UPLINK_IFNAME, Cluster, Pod
+from k8snet.model.cluster import BRIDGE_NAME, TUNNEL_IFNAME, TUNNEL_OFPORT, UPLINK_IFNAME, UPLINK_OFPORT, Cluster, Pod
 from k8snet.model.trace_ends import Question, TraceInputError
 from topos.nodes import lb_targets
 from topos.trace.hops import Decision, Headers, Hop, Outer, Trace
@@ -133,10 +133,11 @@ class Walker:
         step = self.switch(at.host)
         trace, _ = step.trace(h, at.in_port, at.tunnel)
         exit_ = step.exit(trace, h, at.in_port)
-        port_name = {"1": UPLINK_IFNAME, "LOCAL": "LOCAL", "2": "vxlan0"}.get(at.in_port) or self._pod_port(at)
+        port_name = {str(UPLINK_OFPORT): UPLINK_IFNAME, "LOCAL": "LOCAL",
+                     str(TUNNEL_OFPORT): TUNNEL_IFNAME}.get(at.in_port) or self._pod_port(at)
         hop = Hop(at.host, "switch", f"{at.host} {BRIDGE_NAME} in {port_name}", arrived=h,
                   left=exit_.headers, decisions=step.decisions(trace, h),
-                  in_if="" if at.in_port == "2" else BRIDGE_NAME if at.in_port == "LOCAL" else port_name)
+                  in_if="" if at.in_port == str(TUNNEL_OFPORT) else BRIDGE_NAME if at.in_port == "LOCAL" else port_name)
         hops.append(hop)
         if exit_.kind in ("dropped", "rejected"):
             hop.left = None
@@ -146,7 +147,7 @@ class Walker:
         if exit_.kind == "tunnel-in":
             assert h.outer is not None
             hop.out = "vxlan0 (decapsulated)"
-            return out, At("switch", at.host, in_port="2", tunnel=h.outer)
+            return out, At("switch", at.host, in_port=str(TUNNEL_OFPORT), tunnel=h.outer)
         if exit_.kind == "pod":
             pod = next(p for p in self.cluster.pods_on(at.host) if p.ofport == exit_.port)
             hop.out, hop.out_if = f"{pod.port_name} -> pod {pod.namespace}/{pod.name}", pod.port_name
@@ -185,12 +186,11 @@ class Walker:
                             decisions=[Decision("bridge", f"{mac} -> {member.host} {member.ifname}",
                                                 "the frame's destination MAC")]))
         if member.ifname == UPLINK_IFNAME and member.host in self.nodes:
-            return h, At("switch", member.host, in_port="1")
+            return h, At("switch", member.host, in_port=str(UPLINK_OFPORT))
         return h, At("kernel", member.host, ifname=member.ifname)
 
     def _kernel(self, h: Headers, at: At, hops: list[Hop]) -> tuple[Headers, At]:
         """A host's kernel takes the packet in: its own address, or routed on (routers)."""
-        routed = h.outer if h.outer else h
         hop = Hop(at.host, "router" if Links.is_router(at.host, self.cluster) else "host",
                   f"{at.host} kernel in {at.ifname}", arrived=h, in_if=at.ifname)
         hops.append(hop)
