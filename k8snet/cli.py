@@ -89,9 +89,11 @@ def build_parser() -> argparse.ArgumentParser:
     plot.add_argument("dirs", nargs="+", metavar="DIR", help="run folders written by `k8snet run`")
     plot.add_argument("--out", metavar="DIR", help="where to write (default: the folder itself, or "
                       "./results/compare-<time> for several)")
+    from k8snet.fault_cmd import add_parser as add_fault
     from k8snet.trace_cmd import add_parser as add_trace
 
     add_trace(sub, _datapath_args)
+    add_fault(sub)
     for verb, what in (("apply", "create or update Pods, Deployments and Services in a running cluster"),
                        ("delete", "delete Pods, Deployments and Services from a running cluster")):
         cmd = sub.add_parser(verb, help=what)
@@ -141,6 +143,10 @@ def main(argv: Optional[list[str]] = None) -> int:
             return cmd_run(args)
         if args.command == "trace":
             return _trace(args)
+        if args.command == "fault":
+            from k8snet.fault_cmd import cmd_fault
+
+            return cmd_fault(args)
         try:
             cluster = load_cluster(args)
         except SpecError as exc:
@@ -337,10 +343,8 @@ def cmd_clean() -> int:
 
 def cmd_apply(args: argparse.Namespace) -> int:
     """Send documents to the ``k8snet up`` that owns the cluster (see topos.control)."""
-    from pathlib import Path
-
     from controllers.api import ApiClient
-    from k8snet.rundir import is_live, leftover_runs
+    from k8snet.rundir import one_live_socket
     from topos.control import SOCKET_NAME
 
     from k8snet.model.manifests import read_spec_file
@@ -350,14 +354,11 @@ def cmd_apply(args: argparse.Namespace) -> int:
     except (SpecError, UnicodeDecodeError) as exc:
         console.print(f"-f {args.filename}: {exc}", markup=False)
         return EXIT_USAGE
-    runs = [Path(args.run)] if args.run else [p for p in leftover_runs() if is_live(p) and (p / SOCKET_NAME).exists()]
-    if not runs or not (runs[0] / SOCKET_NAME).exists():
-        console.print("no running cluster to apply to: start one with `k8snet up` (in another terminal)")
+    socket, why = one_live_socket(SOCKET_NAME, args.run)
+    if socket is None:
+        console.print(why.replace("no running cluster", "no running cluster to apply to", 1), soft_wrap=True)
         return EXIT_USAGE
-    if len(runs) > 1:
-        console.print(f"several clusters are running; choose one with --run: {', '.join(map(str, runs))}")
-        return EXIT_USAGE
-    reply = ApiClient(str(runs[0] / SOCKET_NAME), timeout=120).call_raw({"op": args.command, "text": text})
+    reply = ApiClient(str(socket), timeout=120).call_raw({"op": args.command, "text": text})
     if not reply.get("ok"):
         console.print(f"[bold red]{args.command} refused[/]: {reply.get('error')}")
         for problem in reply.get("problems", []):

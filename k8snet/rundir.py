@@ -103,6 +103,25 @@ def leftover_runs(root: str = RUN_ROOT) -> list[Path]:
     return [Path(p) for p in sorted(glob.glob(os.path.join(root, RUN_PREFIX + "*"))) if Path(p).is_dir()]
 
 
+def live_sockets(socket_name: str, run: Optional[str] = None, root: str = RUN_ROOT) -> list[Path]:
+    """The control sockets of running clusters (``k8snet up``), or of the one in ``run``."""
+    if run:
+        return [Path(run) / socket_name] if (Path(run) / socket_name).exists() else []
+    return [p / socket_name for p in leftover_runs(root) if is_live(p) and (p / socket_name).exists()]
+
+
+def one_live_socket(socket_name: str, run: Optional[str] = None) -> tuple[Optional[Path], str]:
+    """The one running cluster's socket, or None and the sentence that says why not."""
+    sockets = live_sockets(socket_name, run)
+    if not sockets:
+        return None, ("no running cluster" + (f" in {run}" if run else "")
+                      + ": start one with `k8snet up` (in another terminal)")
+    if len(sockets) > 1:
+        return None, ("several clusters are running; choose one with --run: "
+                      + ", ".join(str(s.parent) for s in sockets))
+    return sockets[0], ""
+
+
 def clean(root: str = RUN_ROOT, include_live: bool = False) -> list[str]:
     """Remove every run directory of ours whose owner is gone; report what was done."""
     report = []

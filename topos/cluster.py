@@ -46,8 +46,10 @@ from k8snet.model.cluster import BRIDGE_NAME, UPLINK_IFNAME, UPLINK_OFPORT, Clus
 from topos.nodes import (
     CoreRouter, ExternalClient, K8sNode, LoadBalancerHost, PodHost, RackGateway, Underlay, lb_targets,
 )
+from k8snet.model.links import EXTERNAL_FLAT_IFNAME, LB_FLAT_IFNAME
 from k8snet.model.underlay import CORE_HOST, FLAT_SEGMENT_HOST as UNDERLAY_HOST
 from topos.ovs import purge_datapath_flows, wait_for
+from topos.impair import Impairments
 from topos.probe import measure
 
 LOG = logging.getLogger("k8snet.cluster")
@@ -73,6 +75,7 @@ class ClusterNet:
         self.controller: Optional[OwnedProcess] = None
         self._controller_popen: Optional[subprocess.Popen] = None
         self.timings: dict[str, float] = {}
+        self.impairments = Impairments(self)
         #: Processes started in hosts (servers, unbound), by host name.
         self._spawned_in: dict[str, list[subprocess.Popen]] = {}
         self._lock = threading.RLock()
@@ -148,11 +151,6 @@ class ClusterNet:
     def routed(self) -> bool:
         return self.cluster.underlay.type is UnderlayType.ROUTED
 
-    def _underlay_link(self, a: str, b: str, **params) -> None:
-        """An underlay link (with ``bandwidth`` set, the hosts shape both ends when built)."""
-        assert self.net is not None
-        self.net.addLink(a, b, **params)
-
     def _build_hosts(self) -> None:
         setLogLevel("warning")
         # Mininet.init() would raise root-namespace sysctls and limits (fixLimits);
@@ -166,27 +164,27 @@ class ClusterNet:
             self._add_host(CORE_HOST, CoreRouter)
             for rack in self.cluster.underlay.racks:
                 self._add_host(rack.host_name, RackGateway)
-                self._underlay_link(rack.host_name, CORE_HOST, port1=0, port2=rack.index,
+                self.net.addLink(rack.host_name, CORE_HOST, port1=0, port2=rack.index,
                                     intfName1=RackGateway.CORE_IFNAME, intfName2=f"r{rack.index}")
         else:
             self._add_host(UNDERLAY_HOST, Underlay)
         lb = self.cluster.underlay.lb
-        for host, cls, core_if, segment_if in ((external, ExternalClient, CoreRouter.EXTERNAL_IFNAME, "ext"),
-                                               (lb, LoadBalancerHost, CoreRouter.LB_IFNAME, "lbx")):
+        for host, cls, core_if, segment_if in ((external, ExternalClient, CoreRouter.EXTERNAL_IFNAME, EXTERNAL_FLAT_IFNAME),
+                                               (lb, LoadBalancerHost, CoreRouter.LB_IFNAME, LB_FLAT_IFNAME)):
             if host is None:
                 continue
             self._add_host(host.name, cls)
             if self.routed:
-                self._underlay_link(host.name, CORE_HOST, port1=0, intfName1="eth0", intfName2=core_if)
+                self.net.addLink(host.name, CORE_HOST, port1=0, intfName1="eth0", intfName2=core_if)
             else:
-                self._underlay_link(host.name, UNDERLAY_HOST, port1=0, intfName1="eth0", intfName2=segment_if)
+                self.net.addLink(host.name, UNDERLAY_HOST, port1=0, intfName1="eth0", intfName2=segment_if)
         for node in self.cluster.nodes:
             self._add_host(node.name, K8sNode)
         for pod in self.cluster.pods:
             self._add_host(pod.host_name, PodHost)
         for node in self.cluster.nodes:
             segment = self.cluster.rack(node.rack).host_name if self.routed else UNDERLAY_HOST
-            self._underlay_link(node.name, segment, port1=UPLINK_OFPORT, port2=node.index + 1,
+            self.net.addLink(node.name, segment, port1=UPLINK_OFPORT, port2=node.index + 1,
                                 intfName1=UPLINK_IFNAME, intfName2=f"n{node.index}")
         for pod in self.cluster.pods:
             self.net.addLink(pod.host_name, pod.node, port1=0, port2=pod.ofport,
@@ -205,7 +203,7 @@ class ClusterNet:
         if not self.routed:
             self.net[UNDERLAY_HOST].build([f"n{n.index}" for n in self.cluster.nodes], mtu, bw)
             self.net[UNDERLAY_HOST].ip_batch([f"link set {p} mtu {mtu} master {Underlay.BRIDGE} up"
-                                              for p, h in (("ext", external), ("lbx", lb)) if h is not None])
+                                              for p, h in ((EXTERNAL_FLAT_IFNAME, external), (LB_FLAT_IFNAME, lb)) if h is not None])
         else:
             for rack in self.cluster.underlay.racks:
                 ports = [f"n{n.index}" for n in self.cluster.nodes if n.rack == rack.name]
@@ -219,6 +217,7 @@ class ClusterNet:
         if lb is not None:
             self.net[lb.name].build(lb, mtu, self.cluster.offload)
             self.program_lb()
+        self.impairments.install(self.cluster)
 
     def program_lb(self) -> None:
         """Point the emulated cloud load balancer at the NodePorts of the current model."""

@@ -6,8 +6,9 @@ Only that process can add or remove pod namespaces (they are its Mininet hosts),
 against the running model (:func:`k8snet.model.apply.apply_text`) and applied through
 :meth:`topos.cluster.ClusterNet.apply`, the same path the Python API uses.
 
-Requests: ``{"op": "apply"|"delete", "text": YAML}``, ``{"op": "status"}`` and ``{"op": "trace",
-"src", "dst", "proto", "sport", "ttl", "size", "observe"}`` (:mod:`topos.trace`).
+Requests: ``{"op": "apply"|"delete", "text": YAML}``, ``{"op": "status"}``, ``{"op": "trace",
+"src", "dst", "proto", "sport", "ttl", "size", "observe"}`` (:mod:`topos.trace`), ``{"op": "loss",
+"link", "loss", "direction"}`` and ``{"op": "links"}`` (:mod:`topos.impair`).
 """
 
 from __future__ import annotations
@@ -57,8 +58,10 @@ class ClusterControl:
             return {"ok": True, **summarize(self.net.cluster, self.net.cluster)}
         if op == "trace":
             return self.trace(request)
+        if op in ("loss", "links"):
+            return _loss(self.net, request)
         if op not in ("apply", "delete"):
-            return {"ok": False, "error": f"unknown op {op!r}; allowed: apply, delete, status, trace"}
+            return {"ok": False, "error": f"unknown op {op!r}; allowed: apply, delete, links, loss, status, trace"}
         before = self.net.cluster
         try:
             after = apply_text(before, request.get("text", ""), delete=op == "delete")
@@ -84,3 +87,22 @@ def _trace(net: Any, request: dict[str, Any]) -> dict[str, Any]:
     except TraceInputError as exc:
         return {"ok": False, "error": str(exc), "argument": exc.argument}
     return {"ok": True, "trace": result.to_json()}
+
+
+def _loss(net: Any, request: dict[str, Any]) -> dict[str, Any]:
+    """Set one link's loss (op ``loss``), then answer what ``links`` answers: every
+    underlay link, its loss now and what its rules counted."""
+    from k8snet.model.links import underlay_links
+    from topos.impair import LossInputError
+
+    if request.get("op") == "loss":
+        try:
+            net.impairments.set_loss(str(request.get("link", "")), request.get("loss"),
+                                     request.get("direction", "both"))
+        except LossInputError as exc:
+            return {"ok": False, "error": str(exc), "argument": exc.argument}
+    cluster = net.cluster
+    return {"ok": True, "links": [{"name": l.name, "kind": l.kind, "at": f"{l.host}:{l.device}"}
+                                  for l in underlay_links(cluster).values()],
+            "impairments": [i.model_dump(mode="json") for i in cluster.underlay.impairments],
+            "counters": [c.to_json() for c in net.impairments.counters()]}

@@ -32,6 +32,7 @@ from k8snet.model.cluster import (
     BRIDGE_NAME, TUNNEL_IFNAME, TUNNEL_OFPORT, UPLINK_IFNAME, UPLINK_OFPORT, Cluster, ExternalHost, Node, Pod,
     Rack,
 )
+from k8snet.model.links import EXTERNAL_CORE_IFNAME, LB_CORE_IFNAME
 from topos.ovs import OvsInstance
 
 
@@ -106,8 +107,8 @@ class RackGateway(NsHost):
 class CoreRouter(NsHost):
     """The core: a /30 to each rack gateway and a route to each rack subnet through it."""
 
-    EXTERNAL_IFNAME = "ext"
-    LB_IFNAME = "lb"
+    EXTERNAL_IFNAME = EXTERNAL_CORE_IFNAME
+    LB_IFNAME = LB_CORE_IFNAME
 
     def build(self, racks: Sequence[Rack], mtu: int, bandwidth: float | None = None,
               external: ExternalHost | None = None, lb: ExternalHost | None = None,

@@ -27,6 +27,7 @@ from typing import Optional
 from pydantic import BaseModel, ConfigDict
 from pydantic_core import PydanticSerializationError
 
+from k8snet.model.impairment import Impairment
 from k8snet.model.policy import Namespace, NetworkPolicy
 
 #: kube-apiserver's default Service CIDR; pods and nodes must stay out of it.
@@ -130,6 +131,8 @@ class Underlay(_Frozen):
     mtu: int = 1500
     #: Optional rate of every underlay link, Mbit/s (htb through Mininet's TCLink).
     bandwidth_mbit: Optional[float] = None
+    #: Lossy links (k8snet.model.links): spec.underlay.loss and .impairments, or set at run time.
+    impairments: tuple[Impairment, ...] = ()
     racks: tuple[Rack, ...] = ()
     external: Optional[ExternalHost] = None
     #: The emulated cloud load balancer, and the pool its Service VIPs come from.
@@ -404,7 +407,9 @@ class Cluster(_Frozen):
     def summary(self) -> str:
         racks = f" ({len(self.underlay.racks)} racks)" if self.underlay.type is UnderlayType.ROUTED else ""
         return (f"{len(self.nodes)} nodes, {len(self.pods)} pods, backend {self.backend.value}, "
-                f"underlay {self.underlay.type.value}{racks} {self.underlay.cidr}, pod CIDR {self.pod_cidr}")
+                f"underlay {self.underlay.type.value}{racks} {self.underlay.cidr}, pod CIDR {self.pod_cidr}"
+                + (f", loss on {len({i.link for i in self.underlay.impairments})} links"
+                   if self.underlay.impairments else ""))
 
 
 def to_json(model: BaseModel, **kwargs: object) -> str:

@@ -19,6 +19,8 @@ from k8snet.model.cluster import (
     FIRST_POD_OFPORT, SERVICE_CIDR, Backend, Cluster, ContainerPort, Node, Pod, Underlay, UnderlayType,
     mac_from_ip,
 )
+from k8snet.model.impairment import Direction
+from k8snet.model.links import impairments_of, underlay_links, unknown_link
 from k8snet.model.dns import DNS_IP, DNS_NAME, DNS_NAMESPACE
 from k8snet.model.documents import CLUSTER_API, KINDS_HELP, KNOWN_KINDS, NOT_YET, pydantic_problems, shown
 from k8snet.model.policy import Namespace, NetworkPolicy
@@ -282,12 +284,37 @@ class Resolver:
         subnets = pod_cidr.subnets(new_prefix=spec.subnet_len)
         nodes = [Node(name=n.name, index=i, ip=n.ip, mac=mac_from_ip(n.ip, "02:00"), pod_cidr=next(subnets),
                       rack=n.rack, subnet=n.subnet) for i, n in enumerate(layout.nodes)]
-        return Cluster(name=doc.metadata.name, backend=Backend(backend.type), vni=backend.vni,
-                       vxlan_port=backend.port, pod_cidr=pod_cidr, subnet_len=spec.subnet_len,
-                       underlay=Underlay(type=UnderlayType(spec.underlay.type), cidr=under_cidr,
-                                         mtu=spec.underlay.mtu, bandwidth_mbit=spec.underlay.bandwidth,
-                                         racks=layout.racks, external=layout.external, lb=layout.lb),
-                       nodes=tuple(nodes))
+        cluster = Cluster(name=doc.metadata.name, backend=Backend(backend.type), vni=backend.vni,
+                          vxlan_port=backend.port, pod_cidr=pod_cidr, subnet_len=spec.subnet_len,
+                          underlay=Underlay(type=UnderlayType(spec.underlay.type), cidr=under_cidr,
+                                            mtu=spec.underlay.mtu, bandwidth_mbit=spec.underlay.bandwidth,
+                                            racks=layout.racks, external=layout.external, lb=layout.lb),
+                          nodes=tuple(nodes))
+        return self._impair(index, what, spec, cluster)
+
+    def _impair(self, index: int, what: str, spec: ClusterSpecIn, cluster: Cluster) -> Cluster:
+        """``underlay.loss`` on every link, then ``underlay.impairments`` per link (each
+        replaces the global loss for the directions it names; naming a link's direction
+        twice is a mistake)."""
+        links = underlay_links(cluster)
+        losses = {(name, way): spec.underlay.loss for name in links for way in Direction.BOTH.ways()
+                  if spec.underlay.loss}
+        named: dict[tuple[str, Direction], int] = {}
+        for i, item in enumerate(spec.underlay.impairments):
+            field = f"spec.underlay.impairments[{i}]"
+            if item.link not in links:
+                self.fail(index, what, f"{field}.link", unknown_link(cluster, item.link))
+                continue
+            for way in Direction(item.direction).ways():
+                if (item.link, way) in named:
+                    self.fail(index, what, f"{field}.direction", f"{item.link}'s {way.value} loss is already set by "
+                              f"spec.underlay.impairments[{named[(item.link, way)]}]; give each direction once")
+                named.setdefault((item.link, way), i)
+                losses[(item.link, way)] = item.loss
+        impaired = impairments_of(losses, links)
+        if not impaired:
+            return cluster
+        return cluster.model_copy(update={"underlay": cluster.underlay.model_copy(update={"impairments": impaired})})
 
     def _check_reserved_names(self, index: int, what: str, layout: UnderlayPlan) -> None:
         infra = {r.host_name for r in layout.racks} | set(layout.infrastructure)

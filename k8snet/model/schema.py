@@ -172,14 +172,32 @@ class NodeIn(_In):
     rack: Optional[str] = None
 
 
-NO_NETEM = ("link {what} needs the kernel's netem qdisc, which this machine's kernel does not "
-            "have (CONFIG_NET_SCH_NETEM is not set); remove the field (bandwidth is available)")
+NO_DELAY = ("link delay needs the kernel's netem qdisc (or fq/ETF with timestamps), and this machine's "
+            "kernel has none of them (CONFIG_NET_SCH_NETEM, _FQ and _ETF are not set); remove the field "
+            "(loss and bandwidth are available)")
+
+
+class ImpairmentIn(_In):
+    """``spec.underlay.impairments[]``: one lossy link (see k8snet/model/impairment.py)."""
+
+    link: str
+    loss: float = Field(ge=0, lt=100, description="percent of the frames dropped")
+    direction: str = "both"
+
+    @field_validator("direction")
+    @classmethod
+    def _direction(cls, v: str) -> str:
+        if v not in ("both", "egress", "ingress"):
+            raise ValueError(f"{v!r} is not a direction; allowed: both, egress (what the named host sends), "
+                             "ingress (what it receives)")
+        return v
 
 
 class UnderlayIn(_In):
     """``flat``: one L2 segment for every node.  ``routed``: each rack its own subnet
     (a ``rackSubnetLen`` slice of ``cidr``) behind an L3 gateway, gateways joined by a
-    core router.  Delay and loss are named here only to be refused clearly."""
+    core router.  ``loss`` (percent, every link, both directions) and ``impairments``
+    (per link) are nftables drops (k8snet/model/links.py); delay is refused clearly."""
 
     type: str = "flat"
     cidr: Optional[str] = None
@@ -189,7 +207,9 @@ class UnderlayIn(_In):
     bandwidth: Optional[float] = Field(default=None, gt=0, le=100_000,
                                        description="Mbit/s on every underlay link")
     delay: Any = None
-    loss: Any = None
+    loss: Optional[float] = Field(default=None, ge=0, lt=100,
+                                  description="percent of the frames dropped on every underlay link, each way")
+    impairments: list[ImpairmentIn] = []
 
     @field_validator("type")
     @classmethod
@@ -202,14 +222,7 @@ class UnderlayIn(_In):
     @classmethod
     def _delay(cls, v: Any) -> Any:
         if v is not None:
-            raise ValueError(NO_NETEM.format(what="delay"))
-        return v
-
-    @field_validator("loss")
-    @classmethod
-    def _loss(cls, v: Any) -> Any:
-        if v is not None:
-            raise ValueError(NO_NETEM.format(what="loss"))
+            raise ValueError(NO_DELAY)
         return v
 
 

@@ -223,6 +223,20 @@ def test_apply_and_delete_against_a_running_up(tmp_path, no_leaks):
         assert wrong.returncode == 2 and "DST: no Service default/nope" in wrong.stdout + wrong.stderr
         shaped = k8snet("trace", "client", "web-4", "--backend", "vxlan", "--run", str(run_dir))
         assert shaped.returncode == 2 and "--backend: shape a cluster built for the trace" in shaped.stderr
+        # `k8snet fault`: a link made lossy at run time, its loss measured, mistakes refused, cleared.
+        lossy = k8snet("fault", "loss", "node-1", "50", "--direction", "egress", "--run", str(run_dir))
+        assert lossy.returncode == 0 and re.search(r"node-1 .*egress .*50 %", lossy.stdout), lossy.stdout
+        subprocess.run(["mnexec", "-a", str(shells["K8sNode node-1 shell"]), "ping", "-q", "-c", "200", "-i", "0.005",
+                        "-W", "1", "192.168.56.10"], capture_output=True, timeout=60)
+        links = k8snet("fault", "links", "--json", "--run", str(run_dir))
+        counted = next(c for c in json.loads(links.stdout)["counters"] if c["link"] == "node-1")
+        assert counted["frames"] >= 200 and 30 <= counted["achieved_percent"] <= 70, counted
+        for args, needle in ((["node-9", "5"], "LINK: no underlay link 'node-9'"),
+                             (["node-1", "100"], "PERCENT: 100 is outside [0, 100)"),
+                             (["node-1", "5", "--direction", "up"], "--direction: 'up' is not a direction")):
+            wrong = k8snet("fault", "loss", *args, "--run", str(run_dir))
+            assert wrong.returncode == 2 and needle in wrong.stdout + wrong.stderr, wrong
+        assert k8snet("fault", "loss", "node-1", "0", "--run", str(run_dir)).returncode == 0
         deny = tmp_path / "deny.yaml"
         deny.write_text("apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: deny-web}\n"
                         "spec: {podSelector: {matchLabels: {app: web}}}\n")
@@ -247,3 +261,4 @@ def test_apply_and_delete_against_a_running_up(tmp_path, no_leaks):
             up.wait()
             k8snet("clean")
     assert k8snet("apply", "-f", str(scale)).returncode == 2  # nothing runs any more
+    assert k8snet("fault", "links").returncode == 2
