@@ -7,6 +7,9 @@ only the process that owns the namespaces can change them.
   the loss set on it and what its rules counted: frames, dropped, the loss achieved.
 * ``k8snet fault loss LINK PERCENT [--direction both|egress|ingress]`` -- from now on
   the link drops that share of its frames (0 clears it); see k8snet/model/links.py.
+* ``k8snet fault link|router|node down|up TARGET``, ``k8snet fault switch restart NODE``,
+  ``k8snet fault controller kill|start|restart``, ``k8snet fault status`` -- see
+  topos/faults.py for what each does and how it is undone.
 """
 
 from __future__ import annotations
@@ -31,7 +34,24 @@ def add_parser(sub: Any) -> None:
     loss.add_argument("percent", metavar="PERCENT", help="in [0, 100)")
     loss.add_argument("--direction", default="both", help="both (default), egress (what LINK's host sends) or "
                                                           "ingress (what it receives)")
-    for verb in (links, loss):
+    status = verbs.add_parser("status", help="what is down now, NotReady nodes, the faults done so far")
+    status.add_argument("--json", action="store_true", help="print the reply as JSON")
+    made = [links, loss, status]
+    for kind, actions, target, what in (
+            ("link", ("down", "up"), "LINK", "set an underlay link down (carrier lost) or up again"),
+            ("router", ("down", "up"), "ROUTER", "a rack gateway (gw-RACK) or the core stops routing, or comes back"),
+            ("node", ("down", "up"), "NODE", "a node fails (--how uplink: cut off; switch: vswitchd killed) or "
+                                             "comes back"),
+            ("switch", ("restart",), "NODE", "a node's ovs-vswitchd crashes and is started again"),
+            ("controller", ("kill", "start", "restart"), None, "the OpenFlow controller is killed, started, or both")):
+        verb = verbs.add_parser(kind, help=what)
+        verb.add_argument("action", choices=actions)
+        if target:
+            verb.add_argument("target", metavar=target)
+        if kind == "node":
+            verb.add_argument("--how", choices=("uplink", "switch"), default="uplink")
+        made.append(verb)
+    for verb in made:
         verb.add_argument("--run", metavar="DIR", help="the run directory of the cluster (when several run)")
 
 
@@ -64,7 +84,12 @@ def cmd_fault(args: argparse.Namespace) -> int:
     request: dict[str, Any] = {"op": "links"}
     if args.fault == "loss":
         request = {"op": "loss", "link": args.link, "loss": args.percent, "direction": args.direction}
-    reply = ApiClient(str(socket), timeout=60).call_raw(request)
+    elif args.fault == "status":
+        request = {"op": "faults"}
+    elif args.fault != "links":
+        request = {"op": "fault", "kind": args.fault, "action": args.action, "target": getattr(args, "target", ""),
+                   "how": getattr(args, "how", "uplink")}
+    reply = ApiClient(str(socket), timeout=120).call_raw(request)
     if not reply.get("ok"):
         argument = reply.get("argument")
         console.print(f"[bold red]k8snet fault {args.fault}:[/] " + (f"{argument}: " if argument else "")
@@ -72,6 +97,22 @@ def cmd_fault(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     if getattr(args, "json", False):
         out.print(json.dumps(reply, indent=1), markup=False, soft_wrap=True)
-    else:
+    elif args.fault in ("links", "loss"):
         out.print(render(reply))
+    else:
+        print_status(reply)
     return EXIT_OK
+
+
+def print_status(reply: dict[str, Any]) -> None:
+    done = reply.get("done")
+    if done:
+        target = f" {done['target']}" if done["target"] else ""
+        out.print(f"{done['kind']}{target} {done['action']} ({done['took_s']:.2f} s)", markup=False)
+    down = [f"{what}: {', '.join(reply[key])}" for what, key in (("links down", "links_down"),
+                                                                 ("routers down", "routers_down"),
+                                                                 ("switches down", "switches_down"),
+                                                                 ("nodes NotReady", "nodes_not_ready")) if reply[key]]
+    if not reply["controller"]:
+        down.append("controller: not running")
+    out.print("; ".join(down) if down else "nothing is down; every node is Ready", markup=False)

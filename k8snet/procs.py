@@ -96,6 +96,19 @@ class OwnedProcess:
         """SIGTERM, then SIGKILL after ``timeout``; a no-op if it is gone or not ours."""
         stop_all([self], timeout)
 
+    def crash(self, timeout: float = 5.0) -> None:
+        """SIGKILL at once -- what a crash leaves: no cleanup of its own -- and wait until
+        it is gone; a no-op if it is gone or not ours."""
+        if self.alive():
+            try:
+                os.kill(self.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                return
+        deadline = time.monotonic() + timeout
+        while self.alive() and time.monotonic() < deadline:
+            _reap(self.pid)
+            time.sleep(0.01)
+
 
 def stop_all(procs: Sequence[OwnedProcess], timeout: float = 5.0) -> None:
     """Stop several processes at once: SIGTERM to all, one wait, SIGKILL what is left.

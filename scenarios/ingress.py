@@ -35,7 +35,7 @@ from typing import Optional
 
 from k8snet.procs import CommandError
 from k8snet.scenario import Recorder, Scenario, Target
-from topos.cluster import AGENT
+from topos.agent import SCRIPT as AGENT
 from topos.dns import authoritative_conf
 from topos.ovs import wait_for
 

@@ -20,7 +20,7 @@ import re
 from k8snet.procs import CommandError
 from k8snet.scenario import Recorder, Scenario, Target
 from k8snet.workloads import ECHO_PORT, ensure_perf
-from topos.cluster import AGENT
+from topos.agent import SCRIPT as AGENT
 
 _PING = re.compile(r"icmp_seq=(\d+) ttl=\d+ time=([\d.]+) ms")
 

@@ -24,7 +24,7 @@ import subprocess
 import time
 
 from k8snet.scenario import Recorder, Scenario, Target
-from topos.cluster import AGENT
+from topos.agent import SCRIPT as AGENT
 
 ECHO_YAML = """\
 apiVersion: apps/v1

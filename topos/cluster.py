@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import signal
 import subprocess
 import sys
 import threading
@@ -37,8 +36,7 @@ from k8snet.rundir import RunDir
 from k8snet.model.reach import Expected
 from k8snet.model.staging import stages
 from topos import checks
-from topos.agent import SCRIPT as AGENT
-from topos.checks import HeldConnection, Reach
+from topos.checks import Reach
 from topos.datapath import settle
 from k8snet.model.dns import DNS_NAME, DNS_NAMESPACE, resolv_conf
 from topos.dns import unbound_conf
@@ -49,7 +47,10 @@ from topos.nodes import (
 from k8snet.model.links import EXTERNAL_FLAT_IFNAME, LB_FLAT_IFNAME
 from k8snet.model.underlay import CORE_HOST, FLAT_SEGMENT_HOST as UNDERLAY_HOST
 from topos.ovs import purge_datapath_flows, wait_for
+from topos.faults import Faults
 from topos.impair import Impairments
+from topos.lifecycle import NodeMonitor
+from topos.spawning import Spawning
 from topos.probe import measure
 
 LOG = logging.getLogger("k8snet.cluster")
@@ -61,7 +62,7 @@ class ClusterError(RuntimeError):
     pass
 
 
-class ClusterNet:
+class ClusterNet(Spawning):
     """A running cluster. Use as a context manager, or call start() and stop()."""
 
     def __init__(self, cluster: Cluster, framework: str = "os-ken", progress: Optional[Progress] = None,
@@ -76,6 +77,8 @@ class ClusterNet:
         self._controller_popen: Optional[subprocess.Popen] = None
         self.timings: dict[str, float] = {}
         self.impairments = Impairments(self)
+        self.faults = Faults(self)
+        self.monitor = NodeMonitor(self)
         #: Processes started in hosts (servers, unbound), by host name.
         self._spawned_in: dict[str, list[subprocess.Popen]] = {}
         self._lock = threading.RLock()
@@ -145,6 +148,7 @@ class ClusterNet:
         self.progress("waiting for every switch to hold the desired flows")
         self.api.wait_synced([n.name for n in self.cluster.nodes], self.sync_timeout)
         self.timings["synced"] = time.monotonic() - t0
+        self.monitor.start()
         self.progress(f"cluster up in {self.timings['synced']:.1f}s: {self.cluster.summary()}")
 
     @property
@@ -312,56 +316,6 @@ class ClusterNet:
         except OSError:
             return ""
 
-    # ------------------------------------------------------------------ workloads
-    def spawn(self, host_name: str, args: list[str], what: str) -> subprocess.Popen:
-        """Start a long-running process in a host's namespace, recorded for teardown
-        (a process started there outlives the namespace's shell otherwise)."""
-        assert self.net is not None and self.run is not None
-        with deferred_signals():
-            proc = self.net[host_name].popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                             stderr=subprocess.DEVNULL)
-            self.run.record(OwnedProcess.of(proc.pid, what))
-            self._spawned_in.setdefault(host_name, []).append(proc)
-        return proc
-
-    def serve(self, pod_host: str, port: int, proto: str = "tcp") -> subprocess.Popen:
-        """Run the identity server (:mod:`topos.agent`) in a pod; waits until it listens."""
-        proc = self.spawn(pod_host, ["/usr/bin/python3", AGENT, "serve", "--name", pod_host, "--port", str(port),
-                                     "--proto", proto], f"agent serve {pod_host}:{port}/{proto}")
-        if proto == "tcp":
-            check = ["ss", "-Htln", f"sport = :{port}"]
-        else:
-            check = ["ss", "-Huln", f"sport = :{port}"]
-        wait_for(lambda: bool(self.net[pod_host].ns(*check).strip()) or proc.poll() is not None, 10,
-                 f"{pod_host} to listen on {port}/{proto}")
-        return proc
-
-    def stop_spawned(self, host_name: str, proc: subprocess.Popen) -> None:
-        """Stop one process :meth:`spawn` started (with its process group)."""
-        with self._lock:
-            procs = self._spawned_in.get(host_name, [])
-            if proc in procs:
-                procs.remove(proc)
-        _kill_group(proc)
-
-    def ask(self, host_name: str, ip: str, port: int, proto: str = "tcp", count: int = 1,
-            timeout: float = 2.0, interval: float = 0.0, size: int = 1, sport: int = 0) -> list[dict]:
-        """``count`` connections from ``host_name`` to ``ip:port``; one result each (see agent).
-        UDP: ``size`` bytes per datagram (answered with as many), from source port ``sport``."""
-        assert self.net is not None
-        out = self.net[host_name].ns("/usr/bin/python3", AGENT, "ask", "--ip", ip, "--port", str(port),
-                                     "--proto", proto, "--count", str(count), "--timeout", str(timeout),
-                                     "--interval", str(interval), "--size", str(size), "--sport", str(sport),
-                                     timeout=count * (timeout + interval) + 15)
-        return json.loads(out)
-
-    def hold(self, host_name: str, ip: str, port: int, seconds: float) -> HeldConnection:
-        """Start one long-lived TCP exchange (agent ``hold``); see :class:`HeldConnection`."""
-        assert self.net is not None
-        return HeldConnection(self.net[host_name].popen(
-            ["/usr/bin/python3", AGENT, "hold", "--ip", ip, "--port", str(port), "--seconds", str(seconds)],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
-
     def apply(self, cluster: Cluster, wait: float = 30.0,
               started: Optional[Callable[[Pod], None]] = None) -> None:
         """Make ``cluster`` the desired state and wait until every switch holds it.
@@ -388,8 +342,10 @@ class ClusterNet:
             for step in stages(self.cluster, cluster):
                 self.api.apply(json.loads(to_json(step)))
                 if wait or step is not cluster:
-                    self.api.wait_synced([n.name for n in cluster.nodes], wait or 30.0)
-                    purge_datapath_flows([self.node(n.name).ovs for n in cluster.nodes])
+                    # (A switch whose vswitchd is down gets the change when it comes back.)
+                    live = [n.name for n in cluster.nodes if n.name not in self.faults.switches_down]
+                    self.api.wait_synced(live, wait or 30.0)
+                    purge_datapath_flows([self.node(name).ovs for name in live])
             self.cluster = cluster
             self.program_lb()
             if cluster.dns:
@@ -458,14 +414,8 @@ class ClusterNet:
         with deferred_signals():
             self._stop()
 
-    def _stop_spawned(self, host_name: str) -> None:
-        """Kill what :meth:`spawn` started in one host, with its children: ``mnexec -d``
-        made each a process-group leader, and a server such as nginx forks workers that
-        would outlive their master (and keep the namespace alive)."""
-        for proc in self._spawned_in.pop(host_name, []):
-            _kill_group(proc)
-
     def _stop(self) -> None:
+        self.monitor.stop()
         for host_name in list(self._spawned_in):
             self._stop_spawned(host_name)
         if self.net is not None:
@@ -484,14 +434,6 @@ class ClusterNet:
         if self.run is not None:
             self.run.remove()
             self.run = None
-
-
-def _kill_group(proc: subprocess.Popen) -> None:
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    proc.wait()
 
 
 def _project_root() -> str:

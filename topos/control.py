@@ -8,7 +8,8 @@ against the running model (:func:`k8snet.model.apply.apply_text`) and applied th
 
 Requests: ``{"op": "apply"|"delete", "text": YAML}``, ``{"op": "status"}``, ``{"op": "trace",
 "src", "dst", "proto", "sport", "ttl", "size", "observe"}`` (:mod:`topos.trace`), ``{"op": "loss",
-"link", "loss", "direction"}`` and ``{"op": "links"}`` (:mod:`topos.impair`).
+"link", "loss", "direction"}`` and ``{"op": "links"}`` (:mod:`topos.impair`), ``{"op": "fault", "kind",
+"action", "target", "how"}`` and ``{"op": "faults"}`` (:mod:`topos.faults`).
 """
 
 from __future__ import annotations
@@ -60,8 +61,11 @@ class ClusterControl:
             return self.trace(request)
         if op in ("loss", "links"):
             return _loss(self.net, request)
+        if op in ("fault", "faults"):
+            return _fault(self.net, request)
         if op not in ("apply", "delete"):
-            return {"ok": False, "error": f"unknown op {op!r}; allowed: apply, delete, links, loss, status, trace"}
+            return {"ok": False, "error": f"unknown op {op!r}; allowed: apply, delete, fault, faults, links, loss, "
+                                          "status, trace"}
         before = self.net.cluster
         try:
             after = apply_text(before, request.get("text", ""), delete=op == "delete")
@@ -106,3 +110,18 @@ def _loss(net: Any, request: dict[str, Any]) -> dict[str, Any]:
                                   for l in underlay_links(cluster).values()],
             "impairments": [i.model_dump(mode="json") for i in cluster.underlay.impairments],
             "counters": [c.to_json() for c in net.impairments.counters()]}
+
+
+def _fault(net: Any, request: dict[str, Any]) -> dict[str, Any]:
+    """Do one fault (op ``fault``), then answer what ``faults`` answers: what is down now,
+    which nodes are NotReady, and the faults done so far."""
+    from k8snet.model.faults import FaultInputError
+
+    done = None
+    if request.get("op") == "fault":
+        try:
+            done = net.faults.do(str(request.get("kind", "")), str(request.get("action", "")),
+                                 str(request.get("target") or ""), str(request.get("how") or "uplink"))
+        except FaultInputError as exc:
+            return {"ok": False, "error": str(exc), "argument": exc.argument}
+    return {"ok": True, "done": done, **net.faults.status(), "node_events": net.monitor.events}

@@ -212,7 +212,9 @@ def lb_targets(cluster: Cluster) -> dict[tuple[str, int, str], tuple[list[str], 
         for port in service.ports:
             if port.node_port is None:
                 continue
-            nodes = [n for n in cluster.nodes]
+            # A node lost to the control plane fails the load balancer's health check too
+            # (kube-proxy's healthz; k8s >= 1.27 leaves NotReady nodes to those checks).
+            nodes = [n for n in cluster.nodes if n.ready]
             if service.external_traffic_policy == "Local":
                 with_endpoints = {e.node for e in cluster.endpoints(service, port)}
                 nodes = [n for n in nodes if n.name in with_endpoints]
@@ -276,6 +278,27 @@ class K8sNode(NsHost):
             args += ["--", "set", "port", UPLINK_IFNAME, "qos=@noop",
                      "--", "--id=@noop", "create", "qos", "type=linux-noop"]
         self.ovs.vsctl(*args, timeout=30)
+        # The node's own connections to its own NodePorts: the kernel would deliver them
+        # locally (kube-proxy catches them in iptables' OUTPUT chain); policy routing sends
+        # them through the bridge instead, where the NodePort flows take them.
+        self.ip_batch([f"rule add pref {NODEPORT_RULE_PREF} iif lo to {node.ip}/32 ipproto {proto} "
+                       f"dport {cluster.node_port_range[0]}-{cluster.node_port_range[1]} lookup {NODEPORT_TABLE}"
+                       for proto in ("tcp", "udp")]
+                      + [f"rule add pref {LOCAL_RULE_PREF} lookup local", "rule del pref 0 lookup local"])
+        self.plumb(cluster, node)
+        if cluster.underlay.bandwidth_mbit:
+            self.shape(UPLINK_IFNAME, cluster.underlay.bandwidth_mbit)
+        self.publish_subnet_env(cluster, node)
+        Intf(BRIDGE_NAME, node=self, port=0, moveIntfFn=lambda *a, **k: True).ip = str(node.ip)
+
+    def plumb(self, cluster: Cluster, node: Node) -> None:
+        """What lives on the bridge's LOCAL port -- a tap device the userspace datapath's
+        ``ovs-vswitchd`` creates, and takes with it when it exits: the node IP, its
+        routes, and the switch's runtime settings.  Run at build, and again when a
+        vswitchd comes back after a crash (:mod:`topos.faults`): hence ``replace``, as
+        whatever of it survived the crash may still be there."""
+        assert self.ovs is not None
+        mtu = cluster.underlay.mtu
         if cluster.datapath_type == "netdev":
             # The userspace reassembler takes a fragment other than the last as invalid below
             # 1,200 bytes by default; a router (or k8snet's controller, on VXLAN) may make
@@ -285,32 +308,22 @@ class K8sNode(NsHost):
         # node's kernel fragments (or answers "fragmentation needed") for it, as Flannel's would.
         route_mtu = f" mtu {cluster.pod_mtu}" if cluster.pod_mtu < mtu else ""
         cmds = [f"link set {BRIDGE_NAME} mtu {mtu} up",
-                f"addr add {node.ip}/{node.subnet.prefixlen} dev {BRIDGE_NAME}",
+                f"addr replace {node.ip}/{node.subnet.prefixlen} dev {BRIDGE_NAME}",
                 # Like flannel's routes: the pod network is behind the pod gateway.
-                f"route add {cluster.pod_cidr} via {node.gateway_ip} dev {BRIDGE_NAME} onlink{route_mtu}",
+                f"route replace {cluster.pod_cidr} via {node.gateway_ip} dev {BRIDGE_NAME} onlink{route_mtu}",
                 # ClusterIPs are reached through the node's OVS too, as through kube-proxy's rules.
-                f"route add {cluster.service_cidr} via {node.gateway_ip} dev {BRIDGE_NAME} onlink{route_mtu}"]
+                f"route replace {cluster.service_cidr} via {node.gateway_ip} dev {BRIDGE_NAME} onlink{route_mtu}"]
         if node.rack and cluster.underlay.racks:
-            cmds.append(f"route add default via {cluster.rack(node.rack).gateway_ip} dev {BRIDGE_NAME}")
-        # The node's own connections to its own NodePorts: the kernel would deliver them
-        # locally (kube-proxy catches them in iptables' OUTPUT chain); policy routing sends
-        # them through the bridge instead, where the NodePort flows take them.
-        cmds += [f"route add {node.ip}/32 via {node.gateway_ip} dev {BRIDGE_NAME} onlink table {NODEPORT_TABLE}"]
-        cmds += [f"rule add pref {NODEPORT_RULE_PREF} iif lo to {node.ip}/32 ipproto {proto} "
-                 f"dport {cluster.node_port_range[0]}-{cluster.node_port_range[1]} lookup {NODEPORT_TABLE}"
-                 for proto in ("tcp", "udp")]
-        cmds += [f"rule add pref {LOCAL_RULE_PREF} lookup local", "rule del pref 0 lookup local"]
+            cmds.append(f"route replace default via {cluster.rack(node.rack).gateway_ip} dev {BRIDGE_NAME}")
+        # (The NodePort policy route, see build.)
+        cmds += [f"route replace {node.ip}/32 via {node.gateway_ip} dev {BRIDGE_NAME} onlink table {NODEPORT_TABLE}"]
         self.ip_batch(cmds)
         # ...and the replies, which come back with the node's own IP as source.
         self.ns("sysctl", "-q", "-w", f"net.ipv4.conf.{BRIDGE_NAME}.accept_local=1")
-        if cluster.underlay.bandwidth_mbit:
-            self.shape(UPLINK_IFNAME, cluster.underlay.bandwidth_mbit)
-        self.publish_subnet_env(cluster, node)
         if cluster.encapsulates:
             self.seed_tunnel_neighbours(cluster, node)
         # Frames from the node's own stack cross the userspace datapath too.
         self.ns("ethtool", "-K", BRIDGE_NAME, "tx", "off")
-        Intf(BRIDGE_NAME, node=self, port=0, moveIntfFn=lambda *a, **k: True).ip = str(node.ip)
 
     def seed_tunnel_neighbours(self, cluster: Cluster, node: Node) -> None:
         """Tell OVS the MAC of every underlay next hop a tunnel will use.

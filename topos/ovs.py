@@ -66,6 +66,11 @@ class OvsInstance:
         if other_config:
             self.vsctl("--no-wait", "set", "Open_vSwitch", ".",
                        *[f"other_config:{k}={v}" for k, v in sorted(other_config.items())])
+        self.start_vswitchd()
+
+    def start_vswitchd(self) -> None:
+        """ovs-vswitchd alone (after a crash: it reads its bridges and ports from the
+        database, which outlives it, and connects to the controller again)."""
         extra = ["--enable-dummy=override"] if self.dummy else []
         run([*self.netns_prefix, "ovs-vswitchd", self.db_sock, *extra,
              f"--pidfile={self.path('ovs-vswitchd.pid')}", f"--unixctl={self.path('ovs-vswitchd.ctl')}",
@@ -83,6 +88,9 @@ class OvsInstance:
     def appctl(self, *args: str, timeout: float = 15) -> str:
         return run(["ovs-appctl", "-t", self.path("ovs-vswitchd.ctl"), *args], env=self.env,
                    timeout=timeout).stdout
+
+    def vswitchd(self) -> Optional[OwnedProcess]:
+        return from_pidfile(self.dir / "ovs-vswitchd.pid")
 
     def daemons(self) -> list[OwnedProcess]:
         """The running daemons of this instance, identified through their pidfiles."""

@@ -154,6 +154,9 @@ class Node(_Frozen):
     rack: Optional[str] = None
     #: The underlay segment the node IP is on (its rack's subnet; the whole underlay if flat).
     subnet: ipaddress.IPv4Network = ipaddress.IPv4Network("192.168.56.0/24")
+    #: False once its lease went unrenewed for the grace period (topos/lifecycle.py): its
+    #: pods stop being endpoints, as the node lifecycle controller marks them NotReady.
+    ready: bool = True
 
     @property
     def gateway_ip(self) -> ipaddress.IPv4Address:
@@ -297,6 +300,8 @@ class Cluster(_Frozen):
     offload: str = "auto"
     datapath_type: str = "auto"
     datapath_note: str = ""
+    #: spec.nodeMonitorGracePeriod, seconds (kube-controller-manager's flag).
+    node_monitor_grace: float = 2.0
 
     @property
     def encapsulates(self) -> bool:
@@ -361,13 +366,15 @@ class Cluster(_Frozen):
         raise KeyError(dpid)
 
     def endpoints(self, service: Service, port: ServicePort) -> tuple[Endpoint, ...]:
-        """Ready pods in the Service's namespace matching its selector, with the
-        targetPort resolved (kube's EndpointSlice controller, in one line)."""
+        """Ready pods on Ready nodes in the Service's namespace matching its selector, with
+        the targetPort resolved (kube's EndpointSlice controller, in one line)."""
         if service.selector is None:
             return ()
         out = []
+        lost = {n.name for n in self.nodes if not n.ready}
         for pod in self.pods:
-            if pod.namespace != service.namespace or not pod.ready or not pod.matches(service.selector):
+            if pod.namespace != service.namespace or not pod.ready or pod.node in lost \
+                    or not pod.matches(service.selector):
                 continue
             target = pod.resolve_port(port.target_port, port.protocol)
             if target is not None:

@@ -125,7 +125,8 @@ class Resolver:
                                           "policies": tuple(self.policies.values()),
                                           "node_port_range": node_port_range,
                                           "offload": self.overrides.offload or spec_in.datapath.offload,
-                                          "datapath_type": self.overrides.datapath_type or spec_in.datapath.type})
+                                          "datapath_type": self.overrides.datapath_type or spec_in.datapath.type,
+                                          "node_monitor_grace": spec_in.node_monitor_grace_period})
 
     # -- documents
     def read_documents(self) -> tuple[tuple[int, ClusterDoc], list[PodIntent]]:

@@ -277,6 +277,10 @@ class ClusterSpecIn(_In):
     #: kube-apiserver's --service-node-port-range, e.g. "30000-32767" (the default).
     service_node_port_range: str = Field(default="30000-32767", alias="serviceNodePortRange")
     datapath: DatapathIn = DatapathIn()
+    #: kube-controller-manager's --node-monitor-grace-period, in seconds: a node whose
+    #: lease is not renewed for this long is NotReady (topos/lifecycle.py).  Kubernetes'
+    #: default is 40 s (50 s from 1.32); 2 s here, so that an experiment sees it happen.
+    node_monitor_grace_period: float = Field(default=2.0, ge=0.2, le=600, alias="nodeMonitorGracePeriod")
 
     @field_validator("service_node_port_range")
     @classmethod

@@ -224,19 +224,26 @@ def test_apply_and_delete_against_a_running_up(tmp_path, no_leaks):
         shaped = k8snet("trace", "client", "web-4", "--backend", "vxlan", "--run", str(run_dir))
         assert shaped.returncode == 2 and "--backend: shape a cluster built for the trace" in shaped.stderr
         # `k8snet fault`: a link made lossy at run time, its loss measured, mistakes refused, cleared.
-        lossy = k8snet("fault", "loss", "node-1", "50", "--direction", "egress", "--run", str(run_dir))
-        assert lossy.returncode == 0 and re.search(r"node-1 .*egress .*50 %", lossy.stdout), lossy.stdout
-        subprocess.run(["mnexec", "-a", str(shells["K8sNode node-1 shell"]), "ping", "-q", "-c", "200", "-i", "0.005",
-                        "-W", "1", "192.168.56.10"], capture_output=True, timeout=60)
+        lossy = k8snet("fault", "loss", "node-1", "20", "--direction", "egress", "--run", str(run_dir))
+        assert lossy.returncode == 0 and re.search(r"node-1 .*egress .*20 %", lossy.stdout), lossy.stdout
+        # (Not more loss: ARP is lost too, and a neighbour whose 3 ARP tries all fail makes
+        # ping fail locally for a while, sending nothing.)
+        pinged = subprocess.run(["mnexec", "-a", str(shells["K8sNode node-1 shell"]), "ping", "-q", "-c", "300", "-i",
+                                 "0.005", "-W", "1", "192.168.56.10"], capture_output=True, text=True, timeout=60)
         links = k8snet("fault", "links", "--json", "--run", str(run_dir))
         counted = next(c for c in json.loads(links.stdout)["counters"] if c["link"] == "node-1")
-        assert counted["frames"] >= 200 and 30 <= counted["achieved_percent"] <= 70, counted
+        assert counted["frames"] >= 250 and 10 <= counted["achieved_percent"] <= 30, (counted, pinged.stdout)
         for args, needle in ((["node-9", "5"], "LINK: no underlay link 'node-9'"),
                              (["node-1", "100"], "PERCENT: 100 is outside [0, 100)"),
                              (["node-1", "5", "--direction", "up"], "--direction: 'up' is not a direction")):
             wrong = k8snet("fault", "loss", *args, "--run", str(run_dir))
             assert wrong.returncode == 2 and needle in wrong.stdout + wrong.stderr, wrong
         assert k8snet("fault", "loss", "node-1", "0", "--run", str(run_dir)).returncode == 0
+        restarted = k8snet("fault", "switch", "restart", "node-1", "--run", str(run_dir))
+        assert restarted.returncode == 0 and "switch node-1 restart" in restarted.stdout, restarted
+        assert "nothing is down; every node is Ready" in k8snet("fault", "status", "--run", str(run_dir)).stdout
+        flat = k8snet("fault", "router", "down", "core", "--run", str(run_dir))
+        assert flat.returncode == 2 and "TARGET: no router 'core'; a flat underlay has none" in flat.stderr, flat
         deny = tmp_path / "deny.yaml"
         deny.write_text("apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: deny-web}\n"
                         "spec: {podSelector: {matchLabels: {app: web}}}\n")

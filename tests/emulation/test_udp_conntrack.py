@@ -23,7 +23,8 @@ import pytest
 
 from k8snet.model.apply import apply_text
 from k8snet.model.manifests import load_text
-from topos.cluster import AGENT, ClusterNet
+from topos.agent import SCRIPT as AGENT
+from topos.cluster import ClusterNet
 
 SPEC = """\
 apiVersion: k8snet.io/v1alpha1
