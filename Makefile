@@ -44,6 +44,7 @@ bench: setup
 	$(VENV)/bin/python bench/services.py
 	$(VENV)/bin/python bench/policy.py
 	$(VENV)/bin/python bench/trace.py
+	$(VENV)/bin/python bench/faults.py
 
 clean:
 	-$(VENV)/bin/k8snet clean

@@ -84,6 +84,11 @@ def build_parser() -> argparse.ArgumentParser:
     runp.add_argument("--pings", type=int, default=100, help="RTT samples per latency path (default 100)")
     runp.add_argument("--connections", type=int, default=300,
                       help="connections for the Service spread (default 300)")
+    runp.add_argument("--loss", metavar="P,P,...", default="",
+                      help="throughput: also sweep TCP throughput over these underlay losses in percent "
+                           "(e.g. 0,0.1,1,5), next to the Mathis et al. estimate")
+    runp.add_argument("--schedule", metavar="FILE", default="",
+                      help="faults: the fault schedule to play (YAML; default: every kind of fault once)")
     runp.add_argument("--framework", choices=["os-ken", "ryu"], default="os-ken")
     plot = sub.add_parser("plot", help="redraw figures from result folders; several folders: compare them")
     plot.add_argument("dirs", nargs="+", metavar="DIR", help="run folders written by `k8snet run`")
@@ -214,7 +219,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     """Validate everything first (exit 2, nothing started), then run (k8snet.runner)."""
     from pathlib import Path
 
-    from k8snet.runner import UsageError, default_out, load_clusters, parse_backends, parse_scenarios, run_scenarios
+    from k8snet.runner import (
+        UsageError, default_out, load_clusters, parse_backends, parse_losses, parse_scenarios, run_scenarios,
+    )
     from k8snet.scenario import Options
     from scenarios import ScenarioError, discover
 
@@ -225,13 +232,15 @@ def cmd_run(args: argparse.Namespace) -> int:
         for option in ("seconds", "repeat", "pings", "connections"):
             if getattr(args, option) < 1:
                 raise UsageError(f"--{option} must be at least 1, not {getattr(args, option)}")
+        losses = parse_losses(args.loss)
         out = Path(args.out) if args.out else default_out()
         if out.exists() and not out.is_dir():
             raise UsageError(f"--out {out}: exists and is not a folder; give a folder (created if missing)")
     except (UsageError, ScenarioError) as exc:
         console.print(f"[bold red]k8snet run:[/] {exc}", markup=True, soft_wrap=True)
         return EXIT_USAGE
-    options = Options(seconds=args.seconds, repeat=args.repeat, pings=args.pings, connections=args.connections)
+    options = Options(seconds=args.seconds, repeat=args.repeat, pings=args.pings, connections=args.connections,
+                      schedule=args.schedule, loss=losses)
     scenarios = [found[n](options) for n in names]
     try:
         clusters = load_clusters(args.spec, backends, scenarios,
@@ -241,6 +250,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         return _bad_spec(args.spec, exc)
     except DatapathError as exc:
         return _bad_datapath(exc)
+    problems = [p for p in (s.check(clusters) for s in scenarios) if p]
+    if problems:
+        from rich.markup import escape
+
+        for problem in problems:
+            console.print(f"[bold red]k8snet run:[/] {escape(problem)}", markup=True, soft_wrap=True)
+        return EXIT_USAGE
     if not _preflight():
         return EXIT_USAGE
     outcome = run_scenarios(scenarios, clusters, options, out, console, framework=args.framework,

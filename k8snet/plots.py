@@ -24,6 +24,7 @@ from k8snet.results import Figure, ScenarioResult, SummaryRow  # noqa: E402
 from k8snet.plot_base import (  # noqa: E402, F401  (bars_of: re-exported for users and tests)
     PALETTE, Drawn, bars_of, colour, grouped_bars, label_of, style,
 )
+from k8snet.plots_faults import faults  # noqa: E402
 from k8snet.plots_policy import policy  # noqa: E402
 from k8snet.trace_figure import walks  # noqa: E402
 
@@ -71,7 +72,7 @@ def reachability(result: ScenarioResult) -> list[Drawn]:
 def throughput(result: ScenarioResult) -> list[Drawn]:
     rows = [r for r in result.summary if r.metric == "throughput"]
     if not rows:
-        return []
+        return loss_sweep(result)
     combos = list(dict.fromkeys((r.protocol, r.streams) for r in rows))
     labels = list(dict.fromkeys(label_of(r) for r in rows))
     groups = list(dict.fromkeys(r.path for r in rows))
@@ -93,7 +94,44 @@ def throughput(result: ScenarioResult) -> list[Drawn]:
                "whiskers, one colour per backend; the grey bars are this run's references (a bare veth pair "
                "and one userspace OVS bridge with a NORMAL flow). UDP sends as fast as the sender can, so its "
                "bars are what arrived. A red x is a cell that could not be measured (reason in the CSV).")
-    return [Drawn("throughput", "Throughput by path and backend", caption, fig)]
+    return [Drawn("throughput", "Throughput by path and backend", caption, fig)] + loss_sweep(result)
+
+
+def loss_sweep(result: ScenarioResult) -> list[Drawn]:
+    """TCP throughput against the loss the counters measured, and the Mathis estimate."""
+    measured = [r for r in result.summary if r.metric == "throughput_at_loss"]
+    if not measured:
+        return []
+    fig, ax = plt.subplots(figsize=(6, 4))
+    labels = list(dict.fromkeys(label_of(r) for r in measured))
+    for label in labels:
+        achieved = {r.path: r.median for r in result.summary if r.metric == "achieved_loss" and label_of(r) == label}
+        for metric, marker, name in (("throughput_at_loss", "o-", "iperf3"), ("mathis", "s--", "Mathis estimate")):
+            rows = [r for r in result.summary if r.metric == metric and label_of(r) == label
+                    and r.median is not None and achieved.get(r.path)]
+            rows.sort(key=lambda r: achieved[r.path])
+            if not rows:
+                continue
+            xs = [achieved[r.path] for r in rows]
+            ax.errorbar(xs, [r.median for r in rows], yerr=[[r.median - r.min for r in rows],
+                                                             [r.max - r.median for r in rows]],
+                        fmt=marker, capsize=2, color=colour(label, labels), label=f"{label} {name}")
+        lossless = next((r for r in measured if label_of(r) == label and not achieved.get(r.path)
+                         and r.median is not None), None)
+        if lossless is not None:
+            ax.axhline(lossless.median, color=colour(label, labels), linestyle=":", linewidth=1,
+                       label=f"{label} at 0 % loss")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("loss measured on the receiving node's uplink (%)")
+    ax.set_ylabel("TCP throughput, 1 stream (Gbit/s)")
+    ax.legend(fontsize=7)
+    fig.suptitle("TCP throughput against underlay loss: median of the repeats, whiskers min-max")
+    caption = ("One TCP stream cross-node while the server node's uplink drops a share of what it receives "
+               "(nftables numgen, counted: x is the loss achieved). Dashed: the Mathis et al. estimate "
+               "MSS / (RTT sqrt(p)) with C = 1 from the same run's iperf3 mean RTT and MSS; dotted: the "
+               "lossless throughput.")
+    return [Drawn("throughput-loss", "Throughput against loss", caption, fig)]
 
 
 def cdf(values: list[float]) -> tuple[np.ndarray, np.ndarray]:
@@ -248,7 +286,7 @@ def generic(result: ScenarioResult) -> list[Drawn]:
 
 
 DRAWERS = {"reachability": reachability, "throughput": throughput, "latency": latency, "services": services,
-           "ingress": ingress, "policy": policy, "walks": walks}
+           "ingress": ingress, "policy": policy, "walks": walks, "faults": faults}
 
 
 def figures(result: ScenarioResult) -> list[Drawn]:

@@ -64,7 +64,14 @@ def headlines(result: ScenarioResult) -> list[tuple[str, str, str]]:
                 if cip and cip.median:
                     out.append((f"{label}: ClusterIP / direct pod IP (TCP, 1 stream)",
                                 f"{cip.median / cross.median:.2f}", "same run; ~1 means the Service costs nothing"))
-        base = [r for r in rows if r.path == "cross-node" and r.protocol == "tcp" and r.streams == 1 and r.median]
+        for r in rows:
+            if r.metric == "throughput_at_loss" and r.median is not None:
+                mathis = _find(rows, backend=r.backend, underlay=r.underlay, path=r.path, metric="mathis")
+                out.append((f"{r.backend}/{r.underlay}: TCP at {r.path}", _fmt(r.median, "Gbit/s"),
+                            f"Mathis estimate {_fmt(mathis.median, 'Gbit/s')}" if mathis and mathis.median
+                            else "no Mathis estimate without loss"))
+        base = [r for r in rows if r.path == "cross-node" and r.protocol == "tcp" and r.streams == 1 and r.median
+                and r.metric == "throughput"]
         if len(base) > 1:
             first = base[0]
             for other in base[1:]:
@@ -93,6 +100,16 @@ def headlines(result: ScenarioResult) -> list[tuple[str, str, str]]:
             if r.metric == "throughput" and r.median is not None:
                 out.append((f"{r.backend}/{r.underlay}: {r.path} download", _fmt(r.median, "Gbit/s"),
                             f"median of {r.n}"))
+    elif result.scenario == "faults":
+        worst: dict[tuple[str, str], tuple[float, str]] = {}
+        for m in result.measurements:
+            if m.metric == "outage" and m.ok and m.value is not None:
+                key = (f"{m.backend}/{m.underlay}", m.dst)
+                if m.value >= worst.get(key, (-1.0, ""))[0]:
+                    worst[key] = (m.value, f"{m.path} {m.protocol} from {m.src}")
+        for (label, fault), (value, where) in worst.items():
+            out.append((f"{label}: {fault}, longest outage", _fmt(value, "ms"),
+                        f"on {where}" if value else "no path lost an attempt"))
     else:  # a scenario of one's own: every summary row
         for r in rows:
             if r.median is not None:

@@ -69,6 +69,19 @@ def parse_backends(text: Optional[str]) -> list[Optional[str]]:
     return backends  # each is validated when its cluster loads (SpecError names the choices)
 
 
+def parse_losses(text: str) -> tuple[float, ...]:
+    """``--loss 0,0.1,1,5``: distinct percentages in [0, 100)."""
+    if not text:
+        return ()
+    try:
+        losses = tuple(float(x) for x in text.split(","))
+    except ValueError:
+        raise UsageError(f"--loss {text!r}: give percentages separated by commas, e.g. 0,0.1,1,5") from None
+    if any(not 0 <= x < 100 for x in losses) or len(set(losses)) != len(losses):
+        raise UsageError(f"--loss {text!r}: each loss is a distinct percentage from 0 up to (not including) 100")
+    return losses
+
+
 def load_clusters(spec: Optional[str], backends: list[Optional[str]], scenarios: list[Scenario],
                   nodes: Optional[int] = None, pods_per_node: Optional[int] = None,
                   offload: Optional[str] = None, datapath_type: Optional[str] = None) -> list[Cluster]:
@@ -91,7 +104,7 @@ def load_clusters(spec: Optional[str], backends: list[Optional[str]], scenarios:
             problems += [p for p in exc.problems if p not in problems]
     if problems:
         raise SpecError(problems)
-    return settle(clusters)
+    return settle(clusters, lossy=any(getattr(s.options, "loss", ()) for s in scenarios))
 
 
 def new_run_dir(out: Path) -> Path:

@@ -35,6 +35,8 @@ class Options:
     blob_mb: int = 32         # size of the file the ingress throughput downloads
     streams: tuple[int, ...] = (1, 4)
     protocols: tuple[str, ...] = ("tcp", "udp")
+    schedule: str = ""        # a fault schedule file for the faults scenario (k8snet/model/schedule.py)
+    loss: tuple[float, ...] = ()  # throughput: the underlay losses (%) of the TCP-vs-loss sweep
 
     def as_dict(self) -> dict[str, Any]:
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.__dict__.items()}
@@ -136,6 +138,11 @@ class Scenario:
 
     def __init__(self, options: Options):
         self.options = options
+
+    def check(self, clusters: list[Cluster]) -> Optional[str]:
+        """What is wrong with this scenario's own input for these clusters (a sentence that
+        names the option and the fix), before anything starts; None when nothing is."""
+        return None
 
     def steps(self, targets: list[Target]) -> int:
         raise NotImplementedError

@@ -4,6 +4,13 @@ Cells are measured in rounds -- every cell once per round, ``repeat`` rounds -- 
 the machine's drift (it is shared and noisy) hits every backend and path alike.  The
 summary's ``ratios`` divide each median by the same run's veth and OVS NORMAL medians
 at the same protocol and stream count.
+
+With ``--loss 0,0.1,1,5`` the run is a sweep instead: one TCP stream cross-node while the server
+node's uplink drops that percentage of what it receives (nftables, counted: the loss
+achieved is recorded next to the one set), ``throughput_at_loss`` per loss next to the
+Mathis et al. estimate MSS / (RTT * sqrt(p)) (``mathis``; the constant C taken as 1, the
+paper's C is 0.87 to 1.22 by ACK strategy) from the same run's mean RTT and MSS as
+iperf3 reports them, and the loss p the counters measured.
 """
 
 from __future__ import annotations
@@ -48,6 +55,8 @@ class Throughput(Scenario):
         return [(proto, n) for proto in self.options.protocols for n in self.options.streams]
 
     def steps(self, targets: list[Target]) -> int:
+        if self.options.loss:
+            return len(targets) * len(self.options.loss) * self.options.repeat
         return (len(REFERENCES) + 4 * len(targets)) * len(self.combos()) * self.options.repeat
 
     def cells(self, target: Target) -> list[Cell]:
@@ -72,6 +81,10 @@ class Throughput(Scenario):
         return cells
 
     def run(self, targets: list[Target], rec: Recorder) -> None:
+        if self.options.loss:  # a loss sweep is its own experiment (on offload none, see datapath.LOSSY)
+            for target in targets:
+                self.loss_sweep(target, rec)
+            return
         # The references share the run's offload setting (settled for all clusters together).
         with References(targets[0].cluster.offload if targets else "none") as refs:
             cells = [Cell(None, r.name, r.client.name, r.server.name, r.client, r.server, r.server_ip, IPERF_PORT,
@@ -85,6 +98,55 @@ class Throughput(Scenario):
                         rec.step(f"{label} {cell.path} {protocol}×{streams} "
                                  f"(round {round_no + 1}/{self.options.repeat})")
                         self.measure(rec, cell, protocol, streams, round_no)
+
+    def loss_sweep(self, target: Target, rec: Recorder) -> None:
+        """TCP throughput against underlay loss, rounds of every loss as in the main table."""
+        perf = ensure_perf(target)
+        client, server = (target.net.pod(p.host_name) for p in (perf.client, perf.server))
+        link = perf.node_b.name
+        where = dict(src=perf.client.name, dst=perf.server.name, protocol="tcp", streams=1)
+        ok, why = target.reachable(perf.node_a, perf.node_b)
+        try:
+            for round_no in range(self.options.repeat):
+                for loss in self.options.loss:
+                    path = f"loss {loss:g}%"
+                    rec.step(f"{target.label} cross-node tcp at {loss:g} % loss (round {round_no + 1})")
+                    if not ok or perf.node_a.name == perf.node_b.name:
+                        rec.add(target, path, "throughput_at_loss", "Gbit/s", **where, repeat=round_no,
+                                error=f"not attempted: no cross-node path ({why or 'one node'})")
+                        continue
+                    target.net.impairments.set_loss(link, loss, "ingress")
+                    result = iperf(client, server, str(perf.server.ip), IPERF_PORT, self.options.seconds,
+                                   protocol="tcp", streams=1)
+                    count = next(c for c in target.net.impairments.counters()
+                                 if c.link == link and c.direction.value == "ingress")
+                    self.record_lossy(target, rec, path, where, round_no, loss, result, count)
+        finally:
+            target.net.impairments.set_loss(link, 0, "ingress")
+
+    def record_lossy(self, target: Target, rec: Recorder, path: str, where: dict, round_no: int, loss: float,
+                     result: dict, count: Any) -> None:
+        achieved = count.achieved
+        note = (f"{loss:g} % set on {count.link}'s ingress; achieved {achieved:.3f} % of {count.seen} frames"
+                if achieved is not None else f"{loss:g} % set; no frame counted")
+        if not result.get("ok"):
+            rec.add(target, path, "throughput_at_loss", "Gbit/s", **where, repeat=round_no, error=result["error"])
+            return
+        doc = result["doc"]
+        rec.add(target, path, "throughput_at_loss", "Gbit/s", **where, repeat=round_no,
+                value=result["bits_per_second"] / 1e9, note=f"{note}; retransmits={result['retransmits']}", raw=doc)
+        rec.add(target, path, "achieved_loss", "%", **where, repeat=round_no, value=achieved or 0.0, note=note)
+        sender = doc["end"]["streams"][0]["sender"]
+        rtt_s, mss = sender.get("mean_rtt", 0) / 1e6, doc["start"].get("tcp_mss_default", 0)
+        p = (achieved or 0.0) / 100
+        if p > 0 and rtt_s > 0 and mss:
+            rec.add(target, path, "mathis", "Gbit/s", **where, repeat=round_no,
+                    value=mss * 8 / (rtt_s * p ** 0.5) / 1e9,
+                    note=f"MSS {mss} B / (RTT {rtt_s * 1000:.3f} ms * sqrt({p:.5f})), C = 1")
+        else:
+            rec.add(target, path, "mathis", "Gbit/s", **where, repeat=round_no,
+                    error="no estimate: " + ("no loss measured (the formula needs p > 0)" if p <= 0 else
+                                             "iperf3 reported no RTT or MSS"))
 
     def measure(self, rec: Recorder, cell: Cell, protocol: str, streams: int, round_no: int) -> None:
         where = dict(src=cell.src, dst=cell.dst, protocol=protocol, streams=streams, repeat=round_no)

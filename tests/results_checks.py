@@ -71,6 +71,12 @@ def check_figures(directory: Path, result: results.ScenarioResult) -> int:
             compared += _check_policy_cost(d.figure, result)
         elif name.startswith("walk-"):
             compared += _check_walk(d.figure, result, name)
+        elif name.startswith("faults-timeline-"):
+            compared += _check_faults_timeline(d.figure, result)
+        elif name.startswith("faults-outages-"):
+            compared += _check_outages(d.figure, result)
+        elif name == "throughput-loss":
+            compared += _check_loss_sweep(d.figure, result)
         for ax in _axes(d.figure):
             if ax.images or not ax.axison:          # a heatmap, or a diagram (no axes drawn)
                 continue
@@ -219,6 +225,53 @@ def _check_ingress(fig, result) -> int:
                     by_path.setdefault(r.path, []).append(r.median)
             assert sorted(heights) == sorted(float(np.median(v)) for v in by_path.values())
             n += len(heights)
+    return n
+
+
+def _check_faults_timeline(fig, result) -> int:
+    """Each row's bars are that path's served (up) and failed (down) counts per 100 ms."""
+    n = 0
+    for ax in _axes(fig):
+        row = ax.get_ylabel()
+        mine = [m for m in result.measurements if m.metric in ("served", "failed") and m.ok
+                and (f"{m.path} {m.protocol}" + (f"\nfrom {m.src}" if m.path == "clusterip" else "")) == row]
+        assert mine, row
+        served, failed = ax.containers[0], ax.containers[1]
+        width = max(m.repeat for m in mine) + 1
+        want = {k: [0.0] * width for k in ("served", "failed")}
+        for m in mine:
+            want[m.metric][m.repeat] = m.value
+        assert [p.get_height() for p in served.patches] == want["served"], row
+        assert [-p.get_height() for p in failed.patches] == want["failed"], row
+        n += 2 * width
+    return n
+
+
+def _check_outages(fig, result) -> int:
+    (ax,) = _axes(fig)
+    texts = sorted(float(t.get_text()) for t in ax.texts)
+    label = ax.get_title().split(":")[0]
+    values = sorted(round(m.value) for m in result.measurements if m.metric == "outage" and m.ok
+                    and plots.label_of(m) == label)
+    assert [round(t) for t in texts] == values
+    return len(texts)
+
+
+def _check_loss_sweep(fig, result) -> int:
+    (ax,) = _axes(fig)
+    n = 0
+    for container in ax.containers:  # one errorbar per backend and series
+        label, line = container.get_label(), container.lines[0]
+        for metric, name in (("throughput_at_loss", " iperf3"), ("mathis", " Mathis estimate")):
+            if label.endswith(name):
+                backend = label[: -len(name)]
+                rows = [r for r in result.summary if r.metric == metric and plots.label_of(r) == backend
+                        and r.median is not None]
+                achieved = {r.path: r.median for r in result.summary if r.metric == "achieved_loss"
+                            and plots.label_of(r) == backend}
+                want = sorted((achieved[r.path], r.median) for r in rows if achieved.get(r.path))
+                assert list(zip(line.get_xdata(), line.get_ydata())) == want, label
+                n += len(want)
     return n
 
 

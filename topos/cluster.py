@@ -327,6 +327,10 @@ class ClusterNet(Spawning):
         flows first and their namespace after (so no new connection is sent to a pod
         being removed)."""
         with self._lock:
+            # Run-time state is not the caller's to change: node readiness (the control
+            # plane's) and the links' loss (set by faults) come from the running cluster.
+            cluster = self.monitor.impose(cluster.model_copy(update={"underlay": cluster.underlay.model_copy(
+                update={"impairments": self.cluster.underlay.impairments})}))
             before = {p.host_name: p for p in self.cluster.pods}
             after = {p.host_name: p for p in cluster.pods}
             moved = [h for h in before.keys() & after.keys()

@@ -33,6 +33,7 @@ def summarize(before: Any, after: Any) -> dict[str, Any]:
             "policies_changed": sorted(k for k in now.keys() & was.keys() if now[k] != was[k]),
             "load_balancers": {k: str(s.load_balancer_ip) for k, s in services.items() if s.load_balancer_ip},
             "pods": len(new), "not_ready": sorted(p.host_name for p in after.pods if not p.ready),
+            "nodes_not_ready": [n.name for n in after.nodes if not n.ready],
             "services": {k: {"clusterIP": str(s.cluster_ip) if s.cluster_ip else None,
                              "ports": [{"port": p.port, "protocol": p.protocol, "nodePort": p.node_port,
                                         "endpoints": [f"{e.ip}:{e.port}" for e in after.endpoints(s, p)]}

@@ -121,9 +121,10 @@ class Resolved:
         return f"{self.offload.value} ({pods}; {tso}; datapath {self.type.value})"
 
 
-def settle(clusters: "list[Cluster]", caps: Optional[Capabilities] = None) -> "list[Cluster]":
+def settle(clusters: "list[Cluster]", caps: Optional[Capabilities] = None, lossy: bool = False) -> "list[Cluster]":
     """The clusters of one run with their datapath settings resolved together (an
-    already-resolved cluster passes through unchanged)."""
+    already-resolved cluster passes through unchanged).  ``lossy``: the run makes links
+    lossy to measure what loss does (as a spec's impairments do)."""
     asked = {(c.offload, c.datapath_type) for c in clusters}
     if len(asked) > 1:
         raise DatapathError("datapath", f"the clusters of one run must ask for the same offload and datapath "
@@ -131,12 +132,19 @@ def settle(clusters: "list[Cluster]", caps: Optional[Capabilities] = None) -> "l
     offload, dtype = asked.pop()
     if offload != "auto" and dtype != "auto" and all(c.datapath_note for c in clusters):
         return list(clusters)
-    r = resolve(offload, dtype, [c.backend.value for c in clusters], caps or detect())
+    lossy = lossy or any(c.underlay.impairments for c in clusters)
+    r = resolve(offload, dtype, [c.backend.value for c in clusters], caps or detect(), lossy)
     return [c.model_copy(update={"offload": r.offload.value, "datapath_type": r.type.value,
                                  "datapath_note": r.why}) for c in clusters]
 
 
-def resolve(offload: str, datapath_type: str, backends: Iterable[str], caps: Capabilities) -> Resolved:
+#: Why a run with lossy links takes offload none under auto (and what tso means there).
+LOSSY = ("a lossy link drops whole frames, and with TSO a frame on a veth is a segment of up to 64 KB "
+         "(~45 TCP packets): per-packet loss needs offload none")
+
+
+def resolve(offload: str, datapath_type: str, backends: Iterable[str], caps: Capabilities,
+            lossy: bool = False) -> Resolved:
     """One setting for every cluster of a run (``backends``: their backend names)."""
     backends = list(dict.fromkeys(backends))
     wanted_type = DatapathType(datapath_type)
@@ -161,9 +169,13 @@ def resolve(offload: str, datapath_type: str, backends: Iterable[str], caps: Cap
         raise DatapathError("datapath.offload", f"tso is not possible here: {blockers[0]}. Use offload none, or "
                             "auto (which picks none when any backend of the run cannot carry TSO)")
     if wanted is Offload.AUTO:
+        if lossy:
+            blockers.insert(0, LOSSY)
         chosen = Offload.NONE if blockers else Offload.TSO
         why = f"auto -> {chosen.value}" + (f" because {blockers[0]}" if blockers else
                                            f": every backend of the run ({', '.join(backends)}) can carry TSO")
     else:
         chosen, why = wanted, f"{wanted.value} as asked"
+        if lossy and wanted is Offload.TSO:
+            why += f" (so loss is per TSO segment: {LOSSY})"
     return Resolved(dtype, chosen, f"{why}; {type_why}")

@@ -137,6 +137,8 @@ class Faults:
         if action in ("start", "restart") and self.net.controller is None:
             self.net.start_controller()
             self.net.api.wait_synced([n.name for n in self.net.cluster.nodes if n.name not in self.switches_down], 30)
+            # What changed while it was away (a node gone NotReady) reaches it now.
+            self.net.apply(self.net.cluster)
 
     def status(self) -> dict[str, Any]:
         return {"links_down": sorted(self.links_down), "routers_down": sorted(self.routers_down),

@@ -51,6 +51,8 @@ class NodeMonitor:
         self._watcher: Optional[subprocess.Popen] = None
         self._thread: Optional[threading.Thread] = None
         self._stopped = False
+        #: What the watcher said last about each node it has changed.
+        self.readiness: dict[str, bool] = {}
 
     @property
     def grace(self) -> float:
@@ -102,10 +104,18 @@ class NodeMonitor:
         with self.net._lock:
             if self._stopped:
                 return
+            self.readiness[name] = ready
             cluster = self.net.cluster
-            nodes = tuple(n.model_copy(update={"ready": ready}) if n.name == name else n for n in cluster.nodes)
-            if nodes != cluster.nodes and self.net.net is not None:
-                self.net.apply(cluster.model_copy(update={"nodes": nodes}))
+            if self.impose(cluster) != cluster and self.net.net is not None:
+                self.net.apply(cluster)  # (apply imposes the readiness)
+
+    def impose(self, cluster: Any) -> Any:
+        """``cluster`` with each node's readiness as this monitor knows it: readiness is
+        the control plane's to say, so a change that was computed from an older model
+        (``k8snet apply`` racing a NotReady) cannot undo it."""
+        nodes = tuple(n.model_copy(update={"ready": self.readiness[n.name]})
+                      if n.name in self.readiness and n.ready != self.readiness[n.name] else n for n in cluster.nodes)
+        return cluster if nodes == cluster.nodes else cluster.model_copy(update={"nodes": nodes})
 
     def not_ready(self) -> list[str]:
         return [n.name for n in self.net.cluster.nodes if not n.ready]

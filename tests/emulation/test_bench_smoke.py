@@ -77,3 +77,16 @@ def test_trace_bench_runs(tmp_path, no_leaks):
     for row in doc["traces"]:
         assert len(row["samples_s"]) == 2 and row["verdicts"] == ["delivered"]
         assert row["agreed"] in (None, 2), row
+
+
+def test_faults_bench_runs(tmp_path, no_leaks):
+    doc = bench("faults", "--repeat", "1", "--nodes", "3", "--pods-per-node", "2", "--services", "10",
+                tmp_path=tmp_path)
+    assert doc["kind"] == "k8snet.bench.faults" and doc["cluster"]["services"] == 11
+    results = doc["results"]
+    assert set(results) == {"controller_restart", "vswitchd_restart", "node_lost"}
+    for r in results.values():
+        assert len(r["samples"]) == 1 and r["p50"] == r["max"] > 0 and r["goal_s"] > 0
+    lost = results["node_lost"]["samples"][0]
+    # The connections that failed were the ones sent to the lost node's endpoint, before NotReady.
+    assert lost["failed"] > 0 and lost["not_ready_after_s"] >= lost["grace_s"]

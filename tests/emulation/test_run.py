@@ -39,7 +39,7 @@ def test_run_all_writes_a_valid_result_per_scenario(all_run):
     proc, directory = all_run
     found = results_checks.check_run(directory)
     # read back in the order the run ran them (its run.json), which is the scenarios' order
-    order = ["reachability", "walks", "throughput", "latency", "services", "ingress", "policy"]
+    order = ["reachability", "walks", "throughput", "latency", "services", "ingress", "policy", "faults"]
     assert list(found) == order
     run = json.loads((directory / "run.json").read_text())
     assert run["status"] == "complete" and run["written"] == order
@@ -91,13 +91,60 @@ def test_throughput_has_references_repeats_ratios_and_raw_iperf3_json(all_run):
     for ref in ("veth", "ovs-normal"):
         assert ("reference", ref, "tcp", 1) in cells
     for s in r.summary:
-        assert s.n == 2 and s.failed == 0 and 0 < s.min <= s.median <= s.max, s
-        assert set(s.ratios) == {"veth", "ovs-normal"}
+        if s.metric == "throughput":
+            assert s.n == 2 and s.failed == 0 and 0 < s.min <= s.median <= s.max, s
+            assert set(s.ratios) == {"veth", "ovs-normal"}
     for m in r.measurements:
+        if m.metric != "throughput":
+            continue
         raw = r.raw[m.raw]
         assert raw["start"]["test_start"]["num_streams"] == m.streams
         assert raw["start"]["test_start"]["protocol"] == m.protocol.upper()
         assert abs(raw["end"]["sum_received"]["bits_per_second"] / 1e9 - m.value) < 1e-9
+
+
+def test_throughput_against_loss_with_the_loss_counted_and_the_mathis_estimate(tmp_path, no_leaks):
+    proc, directory = k8snet_run("throughput", "--nodes", "2", "--pods-per-node", "1", "--seconds", "1",
+                                 "--repeat", "2", "--loss", "0,5", out=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    r = results_checks.check_run(directory)["throughput"]
+    # auto took offload none: a TSO frame would carry ~45 packets, and the loss is per frame.
+    assert r.metadata.environment["offload"] == "none"
+    assert "a lossy link drops whole frames" in r.metadata.environment["datapath_choice"]
+    assert {m.metric for m in r.measurements} == {"throughput_at_loss", "achieved_loss", "mathis"}
+    rows = {(s.path, s.metric): s for s in r.summary if s.metric in ("throughput_at_loss", "achieved_loss", "mathis")}
+    assert rows[("loss 0%", "throughput_at_loss")].n == rows[("loss 5%", "throughput_at_loss")].n == 2
+    assert rows[("loss 0%", "achieved_loss")].max == 0.0
+    assert 3.0 <= rows[("loss 5%", "achieved_loss")].median <= 7.0, rows[("loss 5%", "achieved_loss")]
+    assert rows[("loss 5%", "mathis")].n == 2 and rows[("loss 0%", "mathis")].n == 0  # Mathis needs p > 0
+    assert "throughput-loss" in {f.name for f in r.figures}
+    assert r.metadata.options["loss"] == [0.0, 5.0]
+
+
+def test_faults_timeline_outages_and_the_nodes_kubernetes_gave_up_on(all_run):
+    r = results_checks.validate_json(all_run[1] / "faults.json")
+    faults = [m for m in r.measurements if m.metric == "fault"]
+    assert [m.src for m in faults] == ["node", "controller", "switch", "loss"]
+    assert all(m.ok for m in faults), [m.error for m in faults]
+    ready = [(m.dst, m.value) for m in r.measurements if m.metric == "node_ready"]
+    assert ready == [("node-1", 0.0), ("node-1", 1.0)], ready
+    paths = {(m.path, m.src, m.protocol) for m in r.measurements if m.metric == "served"}
+    assert paths == {("clusterip", "fclient-node-0", "tcp"), ("clusterip", "fclient-node-0", "udp"),
+                     ("clusterip", "fclient-node-1", "tcp"), ("clusterip", "fclient-node-1", "udp"),
+                     ("nodeport node-0", "external", "tcp"), ("nodeport node-0", "external", "udp"),
+                     ("loadbalancer", "external", "tcp"), ("loadbalancer", "external", "udp"),
+                     ("ping node-0->node-1", "fclient-node-0", "icmp")}
+    outage = {(m.dst, m.path, m.src, m.protocol): m.value for m in r.measurements if m.metric == "outage"}
+    down = faults[0].dst
+    # node-1 cut off: the ping to it fails the whole time; Service traffic from node-0 recovers once
+    # node-1 is NotReady, long before it comes back.
+    assert outage[(down, "ping node-0->node-1", "fclient-node-0", "icmp")] >= 2000
+    recovered = {(m.path, m.src, m.protocol): m.value for m in r.measurements
+                 if m.metric == "recovered_after" and m.dst == down}
+    assert 0 < recovered[("clusterip", "fclient-node-0", "tcp")] < r.raw[faults[0].raw]["for"] * 1000
+    # The controller killed for 2 s: the switches kept forwarding on their flows.
+    assert {k: v for k, v in outage.items() if k[0] == faults[1].dst and v} == {}
+    assert {f.name for f in r.figures} == {"faults-timeline-host-gw-flat", "faults-outages-host-gw-flat"}
 
 
 def test_latency_samples_every_path(all_run):
@@ -211,3 +258,26 @@ def test_interrupted_run_keeps_what_it_measured_and_leaves_nothing(tmp_path, no_
     assert json.loads((directory / "run.json").read_text())["status"] == "interrupted"
     results_checks.check_run(directory)
     assert "interrupted" in err
+
+
+def test_ctrl_c_with_a_node_down_tears_the_cluster_down_whole(tmp_path, no_leaks):
+    """Interrupted while the default schedule has node-1 cut off (and its lease renewer,
+    the watcher and the clients running): exit 130, nothing of ours left (no_leaks)."""
+    proc = subprocess.Popen([*K8SNET, "run", "faults", "--nodes", "2", "--out", str(tmp_path)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=k8snet_env(),
+                            stdin=subprocess.DEVNULL)
+    seen = ""
+    deadline = time.monotonic() + 120
+    while "faults play" not in seen and time.monotonic() < deadline:
+        line = proc.stderr.readline()
+        if not line:
+            break
+        seen += line
+    assert "faults play" in seen, seen
+    time.sleep(3.0)  # the node goes down 1.5 s in, NotReady 2 s later
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err[-2000:]
+    assert "interrupted" in err
+    (directory,) = tmp_path.glob("2*")
+    assert json.loads((directory / "run.json").read_text())["status"] == "interrupted"

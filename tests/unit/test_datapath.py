@@ -84,6 +84,16 @@ def test_settle_resolves_a_run_together_and_records_it():
         settle([tso, host_gw], OVS31)  # two settings in one run
 
 
+def test_lossy_links_take_offload_none_under_auto_and_say_what_tso_would_mean():
+    text = default_spec_text().replace("    mtu: 1500\n", "    mtu: 1500\n    loss: 1\n", 1)
+    (lossy,) = settle([load_text(text, Overrides(nodes=2))], OVS31)
+    assert lossy.offload == "none" and "a lossy link drops whole frames" in lossy.datapath_note
+    (sweep,) = settle([load_text(default_spec_text(), Overrides(nodes=2))], OVS31, lossy=True)
+    assert sweep.offload == "none"
+    (asked,) = settle([load_text(text, Overrides(nodes=2, offload="tso"))], OVS31)
+    assert asked.offload == "tso" and "loss is per TSO segment" in asked.datapath_note
+
+
 def test_spec_field_and_its_errors():
     text = default_spec_text().replace("  backend: host-gw\n", "  backend: host-gw\n  datapath: {offload: none, "
                                        "type: netdev}\n")

@@ -202,7 +202,8 @@ def test_out_must_be_a_folder(tmp_path, capsys):
 
 def test_scenario_and_backend_lists():
     known = list(discover())
-    assert parse_scenarios(["all"], known) == ["reachability", "walks", "throughput", "latency", "services", "ingress", "policy"]
+    assert parse_scenarios(["all"], known) == ["reachability", "walks", "throughput", "latency", "services", "ingress", "policy",
+                                               "faults"]
     assert parse_scenarios(["latency,throughput", "latency"], known) == ["throughput", "latency"]
     with pytest.raises(UsageError, match="no scenario 'nope'"):
         parse_scenarios(["nope"], known)

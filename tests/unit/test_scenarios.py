@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -31,7 +32,8 @@ NEW = textwrap.dedent('''
 
 
 def test_the_shipped_scenarios_are_found_in_run_order():
-    assert list(discover(folders=[])) == ["reachability", "walks", "throughput", "latency", "services", "ingress", "policy"]
+    assert list(discover(folders=[])) == ["reachability", "walks", "throughput", "latency", "services", "ingress", "policy",
+                                             "faults"]
 
 
 def test_a_new_file_is_a_new_scenario(tmp_path):
@@ -75,3 +77,23 @@ def test_k8snet_run_exits_2_on_a_broken_scenario_folder(tmp_path):
                             timeout=60, cwd=ROOT, env={"PATH": "/usr/bin:/bin", ENV_PATH: str(tmp_path / "nope"),
                                                        "COLUMNS": "200"})
     assert result.returncode == 2 and "is not a folder" in result.stderr
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["faults", "--schedule", "SCHEDULE"], "schedule[0].target: no node 'node-9'"),
+    (["faults", "--schedule", "OVERLAP"], "schedule[1]: overlaps schedule[0] on node-1"),
+    (["faults", "--schedule", "MISSING"], "No such file or directory; give a YAML file"),
+    (["throughput", "--loss", "0,100"], "--loss '0,100': each loss is a distinct percentage"),
+    (["throughput", "--loss", "one"], "--loss 'one': give percentages separated by commas"),
+])
+def test_k8snet_run_refuses_a_bad_schedule_or_loss_before_anything_starts(tmp_path, args, needle):
+    files = {"SCHEDULE": "- {at: 1, for: 2, fault: node, target: node-9}\n",
+             "OVERLAP": "- {at: 1, for: 4, fault: node, target: node-1}\n- {at: 2, for: 1, fault: link, target: node-1}\n"}
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    argv = [str(tmp_path / a) if a in (*files, "MISSING") else a for a in args]
+    result = subprocess.run([sys.executable, "-m", "k8snet.cli", "run", *argv, "--nodes", "2", "--out",
+                             str(tmp_path / "out")], capture_output=True, text=True, timeout=60, cwd=ROOT,
+                            env={**os.environ, "COLUMNS": "300"})
+    assert result.returncode == 2 and needle in result.stderr, result.stderr
+    assert not (tmp_path / "out").exists()

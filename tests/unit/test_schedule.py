@@ -59,3 +59,11 @@ def test_the_default_schedule_uses_every_kind_the_underlay_has_and_never_overlap
     assert [e.kind for e in routed] == ["node", "controller", "switch", "loss", "router"]
     assert routed[0].target == "node-3" and routed[-1].target == "gw-rack-1"
     assert all(a.end < b.at for a, b in zip(routed, routed[1:]))
+
+
+def test_the_readmes_schedule_is_a_valid_one_for_two_nodes():
+    from tests import readme
+
+    (block,) = [b for b in readme.blocks() if b.file == "schedule.yaml"]
+    two = load_text("apiVersion: k8snet.io/v1alpha1\nkind: Cluster\nmetadata: {name: t}\nspec: {nodes: 2}\n")
+    assert [e.kind for e in parse_schedule(block.text, two)] == ["node", "controller", "switch", "loss"]
