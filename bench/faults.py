@@ -12,8 +12,11 @@ over them, host-gw, flat), each ``--repeat`` times:
     apart), and to the switch being in sync.  Goal <= 2 s to reachable.
 (c) node lost: a client on node-0 connects back to back (0.3 s timeout) to a Service with
     an endpoint on every node while the last node's uplink goes down; the time from the
-    cut to the end of the last failed connection, against the node monitor grace period
-    (``spec.nodeMonitorGracePeriod``): goal <= grace + 0.5 s.  Then the node comes back.
+    cut to the end of the last failed connection begun before the node was NotReady,
+    against the node monitor grace period (``spec.nodeMonitorGracePeriod``): goal <=
+    grace + 0.5 s; connections begun later that still failed are counted apart (a reused
+    source port meeting a failed connection's SYN_SENT conntrack entry, which kube-proxy
+    leaves alone as well: kubernetes#101607).  Then the node comes back.
 
 p50 and max per measurement, printed and written as JSON with every sample.
 """
@@ -89,19 +92,28 @@ def node_lost(net: ClusterNet) -> dict[str, Any]:
     try:
         time.sleep(1.0)
         cut = time.time()
+        events = len(net.monitor.events)
         net.faults.do("node", "down", last)
-        wait_for(lambda: not next(n for n in net.cluster.nodes if n.name == last).ready, 30, f"{last} NotReady")
+        # (The event is recorded once the change is applied everywhere, just after the model says so.)
+        wait_for(lambda: any(e["node"] == last and not e["ready"] for e in net.monitor.events[events:]), 30,
+                 f"{last} NotReady")
         time.sleep(1.0)
     finally:
         asker.send_signal(signal.SIGTERM)
         out, _ = asker.communicate(timeout=60)
     net.faults.do("node", "up", last)
-    wait_for(lambda: all(n.ready for n in net.cluster.nodes), 30, "every node Ready again")
+    wait_for(lambda: sum(e["node"] == last for e in net.monitor.events[events:]) == 2, 30, f"{last} Ready again")
     samples = json.loads(out or "[]")
     failed = [s for s in samples if not s["ok"] and s["t"] >= cut]
-    event = next(e for e in reversed(net.monitor.events) if e["node"] == last and not e["ready"])
-    return {"failing_s": (max(s["t"] for s in failed) - cut) if failed else 0.0, "failed": len(failed),
+    event = next(e for e in net.monitor.events[events:] if e["node"] == last and not e["ready"])
+    # A failed connection frees its source port, and a later connection that gets the same one
+    # meets the failed one's SYN_SENT conntrack entry, DNATed to the lost endpoint (kube-proxy
+    # leaves TCP entries alone too: kubernetes#101607); those are counted apart.
+    before = [s for s in failed if s["t"] - s["ms"] / 1000 < event["applied_t"]]
+    return {"failing_s": (max(s["t"] for s in before) - cut) if before else 0.0, "failed": len(failed),
+            "failed_later_on_stale_conntrack": len(failed) - len(before),
             "connections": len(samples), "not_ready_after_s": event["applied_t"] - cut,
+            "silent_before_not_ready_s": event["silent_s"],
             "grace_s": cluster.node_monitor_grace}
 
 
@@ -137,7 +149,8 @@ def main() -> int:
         "vswitchd_restart": {**summary(runs["vswitchd"], "reachable_s"), "goal_s": 2.0,
                              "what": "vswitchd crashed -> node IP and a pod reachable", "samples": runs["vswitchd"]},
         "node_lost": {**summary(runs["node_lost"], "failing_s"), "goal_s": grace + 0.5,
-                      "what": "uplink cut -> last failed Service connection", "samples": runs["node_lost"]},
+                      "what": "uplink cut -> end of the last failed Service connection begun before NotReady",
+                      "samples": runs["node_lost"]},
     }
     for name, r in results.items():
         verdict = "meets" if r["max"] <= r["goal_s"] else "MISSES"

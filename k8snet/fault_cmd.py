@@ -99,6 +99,8 @@ def cmd_fault(args: argparse.Namespace) -> int:
         out.print(json.dumps(reply, indent=1), markup=False, soft_wrap=True)
     elif args.fault in ("links", "loss"):
         out.print(render(reply))
+        if reply.get("note"):
+            console.print(f"note: {reply['note']}", markup=False, soft_wrap=True)
     else:
         print_status(reply)
     return EXIT_OK

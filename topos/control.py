@@ -107,7 +107,10 @@ def _loss(net: Any, request: dict[str, Any]) -> dict[str, Any]:
         except LossInputError as exc:
             return {"ok": False, "error": str(exc), "argument": exc.argument}
     cluster = net.cluster
-    return {"ok": True, "links": [{"name": l.name, "kind": l.kind, "at": f"{l.host}:{l.device}"}
+    from topos.datapath import LOSSY
+
+    note = f"offload tso: {LOSSY}" if cluster.offload == "tso" and cluster.underlay.impairments else ""
+    return {"ok": True, "note": note, "links": [{"name": l.name, "kind": l.kind, "at": f"{l.host}:{l.device}"}
                                   for l in underlay_links(cluster).values()],
             "impairments": [i.model_dump(mode="json") for i in cluster.underlay.impairments],
             "counters": [c.to_json() for c in net.impairments.counters()]}

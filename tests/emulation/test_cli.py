@@ -226,6 +226,7 @@ def test_apply_and_delete_against_a_running_up(tmp_path, no_leaks):
         # `k8snet fault`: a link made lossy at run time, its loss measured, mistakes refused, cleared.
         lossy = k8snet("fault", "loss", "node-1", "20", "--direction", "egress", "--run", str(run_dir))
         assert lossy.returncode == 0 and re.search(r"node-1 .*egress .*20 %", lossy.stdout), lossy.stdout
+        assert "note: offload tso: a lossy link drops whole frames" in lossy.stderr  # (up took tso)
         # (Not more loss: ARP is lost too, and a neighbour whose 3 ARP tries all fail makes
         # ping fail locally for a while, sending nothing.)
         pinged = subprocess.run(["mnexec", "-a", str(shells["K8sNode node-1 shell"]), "ping", "-q", "-c", "300", "-i",

@@ -127,7 +127,10 @@ def test_faults_timeline_outages_and_the_nodes_kubernetes_gave_up_on(all_run):
     assert [m.src for m in faults] == ["node", "controller", "switch", "loss"]
     assert all(m.ok for m in faults), [m.error for m in faults]
     ready = [(m.dst, m.value) for m in r.measurements if m.metric == "node_ready"]
-    assert ready == [("node-1", 0.0), ("node-1", 1.0)], ready
+    assert [v for n, v in ready if n == "node-1"] == [0.0, 1.0], ready
+    # (node-0's vswitchd restart takes well under the grace period, so it should stay Ready;
+    # should a loaded machine make it longer, node-0 must at least be Ready again by the end.)
+    assert all(dict(ready).get(n, 1.0) == 1.0 for n in ("node-0", "node-1")), ready
     paths = {(m.path, m.src, m.protocol) for m in r.measurements if m.metric == "served"}
     assert paths == {("clusterip", "fclient-node-0", "tcp"), ("clusterip", "fclient-node-0", "udp"),
                      ("clusterip", "fclient-node-1", "tcp"), ("clusterip", "fclient-node-1", "udp"),
@@ -139,9 +142,20 @@ def test_faults_timeline_outages_and_the_nodes_kubernetes_gave_up_on(all_run):
     # node-1 cut off: the ping to it fails the whole time; Service traffic from node-0 recovers once
     # node-1 is NotReady, long before it comes back.
     assert outage[(down, "ping node-0->node-1", "fclient-node-0", "icmp")] >= 2000
-    recovered = {(m.path, m.src, m.protocol): m.value for m in r.measurements
-                 if m.metric == "recovered_after" and m.dst == down}
-    assert 0 < recovered[("clusterip", "fclient-node-0", "tcp")] < r.raw[faults[0].raw]["for"] * 1000
+    # Before NotReady about half of node-0's connections go to node-1's endpoint and fail; once it is
+    # NotReady almost none do (a client that reuses a failed connection's source port still meets that
+    # connection's SYN_SENT conntrack entry, as with kube-proxy, kubernetes#101607).
+    start, until = faults[0].value, faults[0].value + r.raw[faults[0].raw]["for"]
+    not_ready = next(r.raw[m.raw]["at"] for m in r.measurements if m.metric == "node_ready" and m.value == 0.0)
+    bins = {(m.metric, m.repeat): m.value for m in r.measurements if m.metric in ("served", "failed")
+            and (m.path, m.src, m.protocol) == ("clusterip", "fclient-node-0", "tcp")}
+
+    def failed_share(t0: float, t1: float) -> float:
+        keys = range(int(t0 / 0.1), int(t1 / 0.1))
+        failed = sum(bins.get(("failed", k), 0) for k in keys)
+        return failed / max(1, failed + sum(bins.get(("served", k), 0) for k in keys))
+
+    assert failed_share(start, not_ready) > 0.2 and failed_share(not_ready + 0.5, until) < 0.1, bins
     # The controller killed for 2 s: the switches kept forwarding on their flows.
     assert {k: v for k, v in outage.items() if k[0] == faults[1].dst and v} == {}
     assert {f.name for f in r.figures} == {"faults-timeline-host-gw-flat", "faults-outages-host-gw-flat"}
