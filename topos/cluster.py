@@ -169,12 +169,13 @@ class ClusterNet(Spawning):
             for rack in self.cluster.underlay.racks:
                 self._add_host(rack.host_name, RackGateway)
                 self.net.addLink(rack.host_name, CORE_HOST, port1=0, port2=rack.index,
-                                    intfName1=RackGateway.CORE_IFNAME, intfName2=f"r{rack.index}")
+                                 intfName1=RackGateway.CORE_IFNAME, intfName2=f"r{rack.index}")
         else:
             self._add_host(UNDERLAY_HOST, Underlay)
         lb = self.cluster.underlay.lb
-        for host, cls, core_if, segment_if in ((external, ExternalClient, CoreRouter.EXTERNAL_IFNAME, EXTERNAL_FLAT_IFNAME),
-                                               (lb, LoadBalancerHost, CoreRouter.LB_IFNAME, LB_FLAT_IFNAME)):
+        for host, cls, core_if, segment_if in (
+                (external, ExternalClient, CoreRouter.EXTERNAL_IFNAME, EXTERNAL_FLAT_IFNAME),
+                (lb, LoadBalancerHost, CoreRouter.LB_IFNAME, LB_FLAT_IFNAME)):
             if host is None:
                 continue
             self._add_host(host.name, cls)
@@ -189,7 +190,7 @@ class ClusterNet(Spawning):
         for node in self.cluster.nodes:
             segment = self.cluster.rack(node.rack).host_name if self.routed else UNDERLAY_HOST
             self.net.addLink(node.name, segment, port1=UPLINK_OFPORT, port2=node.index + 1,
-                                intfName1=UPLINK_IFNAME, intfName2=f"n{node.index}")
+                             intfName1=UPLINK_IFNAME, intfName2=f"n{node.index}")
         for pod in self.cluster.pods:
             self.net.addLink(pod.host_name, pod.node, port1=0, port2=pod.ofport,
                              intfName1="eth0", intfName2=pod.port_name)
@@ -207,7 +208,8 @@ class ClusterNet(Spawning):
         if not self.routed:
             self.net[UNDERLAY_HOST].build([f"n{n.index}" for n in self.cluster.nodes], mtu, bw)
             self.net[UNDERLAY_HOST].ip_batch([f"link set {p} mtu {mtu} master {Underlay.BRIDGE} up"
-                                              for p, h in ((EXTERNAL_FLAT_IFNAME, external), (LB_FLAT_IFNAME, lb)) if h is not None])
+                                              for p, h in ((EXTERNAL_FLAT_IFNAME, external), (LB_FLAT_IFNAME, lb))
+                                              if h is not None])
         else:
             for rack in self.cluster.underlay.racks:
                 ports = [f"n{n.index}" for n in self.cluster.nodes if n.rack == rack.name]
