@@ -97,18 +97,17 @@ def _trace(net: Any, request: dict[str, Any]) -> dict[str, Any]:
 def _loss(net: Any, request: dict[str, Any]) -> dict[str, Any]:
     """Set one link's loss (op ``loss``), then answer what ``links`` answers: every
     underlay link, its loss now and what its rules counted."""
+    from k8snet.model.faults import FaultInputError
     from k8snet.model.links import underlay_links
-    from topos.impair import LossInputError
+    from topos.datapath import LOSSY
 
     if request.get("op") == "loss":
         try:
             net.impairments.set_loss(str(request.get("link", "")), request.get("loss"),
                                      request.get("direction", "both"))
-        except LossInputError as exc:
+        except FaultInputError as exc:
             return {"ok": False, "error": str(exc), "argument": exc.argument}
     cluster = net.cluster
-    from topos.datapath import LOSSY
-
     note = f"offload tso: {LOSSY}" if cluster.offload == "tso" and cluster.underlay.impairments else ""
     return {"ok": True, "note": note, "links": [{"name": l.name, "kind": l.kind, "at": f"{l.host}:{l.device}"}
                                   for l in underlay_links(cluster).values()],

@@ -13,36 +13,9 @@ import json
 from typing import Any
 
 from k8snet.model.cluster import Cluster
-from k8snet.model.impairment import Direction
+from k8snet.model.faults import check_loss
 from k8snet.model.links import TABLE, LossCount, LossMap, impairments_of, loss_map, nft_scripts, read_counters, \
-    underlay_links, unknown_link
-
-
-class LossInputError(ValueError):
-    """A run-time loss request that names no link, or a loss outside [0, 100)."""
-
-    def __init__(self, argument: str, message: str):
-        super().__init__(message)
-        self.argument = argument
-
-
-def check_request(cluster: Cluster, link: str, loss: Any, direction: Any) -> tuple[float, Direction]:
-    """Validate a run-time change; raises :class:`LossInputError` naming the argument."""
-    if link not in underlay_links(cluster):
-        raise LossInputError("LINK", unknown_link(cluster, link))
-    try:
-        percent = float(loss)
-    except (TypeError, ValueError):
-        raise LossInputError("PERCENT", f"{loss!r} is not a number; give the loss in percent, e.g. 1 or 0.5") from None
-    if not 0 <= percent < 100:
-        raise LossInputError("PERCENT", f"{percent:g} is outside [0, 100); a loss is a percentage of the "
-                                        "frames, 0 clears it")
-    try:
-        way = Direction(direction)
-    except ValueError:
-        raise LossInputError("--direction", f"{direction!r} is not a direction; allowed: both, egress, "
-                                            "ingress") from None
-    return percent, way
+    underlay_links
 
 
 class Impairments:
@@ -60,10 +33,11 @@ class Impairments:
 
     def set_loss(self, link: str, loss: Any, direction: Any = "both") -> None:
         """Make one link drop ``loss`` percent of its frames from now on (0 clears it),
-        in ``direction`` as seen from the link's host; the cluster's model says so after."""
+        in ``direction`` as seen from the link's host; the cluster's model says so after.
+        A request that names no link or no loss raises ``FaultInputError``."""
         with self.net._lock:
             cluster = self.net.cluster
-            percent, way = check_request(cluster, link, loss, direction)
+            percent, way = check_loss(cluster, link, loss, direction)
             losses = loss_map(cluster.underlay.impairments)
             change = {(link, w): percent for w in way.ways()}
             self._load(cluster, change)

@@ -116,6 +116,3 @@ class NodeMonitor:
         nodes = tuple(n.model_copy(update={"ready": self.readiness[n.name]})
                       if n.name in self.readiness and n.ready != self.readiness[n.name] else n for n in cluster.nodes)
         return cluster if nodes == cluster.nodes else cluster.model_copy(update={"nodes": nodes})
-
-    def not_ready(self) -> list[str]:
-        return [n.name for n in self.net.cluster.nodes if not n.ready]

@@ -1,4 +1,5 @@
-"""Which faults there are and what each may name, checked against the model (pure).
+"""Which faults there are and what each may name -- a loss change too -- checked against
+the model (pure).
 
 What each fault does to the running cluster: :mod:`topos.faults`.
 """
@@ -8,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from k8snet.model.cluster import UnderlayType
+from k8snet.model.impairment import Direction
 from k8snet.model.links import underlay_links, unknown_link
 from k8snet.model.underlay import CORE_HOST
 
@@ -16,6 +18,9 @@ KINDS = {"link": ("down", "up"), "router": ("down", "up"), "node": ("down", "up"
 
 
 class FaultInputError(ValueError):
+    """A run-time fault or loss request that names nothing real; ``argument`` says which
+    of the command's arguments is wrong."""
+
     def __init__(self, argument: str, message: str):
         super().__init__(message)
         self.argument = argument
@@ -44,3 +49,22 @@ def check_fault(cluster: Any, kind: str, action: str, target: str = "", how: str
     if kind == "node" and how not in ("uplink", "switch"):
         raise FaultInputError("--how", f"{how!r}: a node fails by its uplink (cut off) or its switch (vswitchd "
                                        "killed)")
+
+
+def check_loss(cluster: Any, link: str, loss: Any, direction: Any) -> tuple[float, Direction]:
+    """A run-time loss change, checked: (percent, direction), or :class:`FaultInputError`."""
+    if link not in underlay_links(cluster):
+        raise FaultInputError("LINK", unknown_link(cluster, link))
+    try:
+        percent = float(loss)
+    except (TypeError, ValueError):
+        raise FaultInputError("PERCENT", f"{loss!r} is not a number; give the loss in percent, e.g. 1 or 0.5") from None
+    if not 0 <= percent < 100:
+        raise FaultInputError("PERCENT", f"{percent:g} is outside [0, 100); a loss is a percentage of the "
+                                         "frames, 0 clears it")
+    try:
+        way = Direction(direction)
+    except ValueError:
+        raise FaultInputError("--direction", f"{direction!r} is not a direction; allowed: both, egress, "
+                                             "ingress") from None
+    return percent, way

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from k8snet.model.faults import FaultInputError, check_loss
 from k8snet.model.impairment import Direction, Impairment
 from k8snet.model.links import impairments_of, loss_map, nft_scripts, read_counters, underlay_links
 from k8snet.model.manifests import load_text
-from topos.impair import LossInputError, check_request
 
 FLAT = """\
 apiVersion: k8snet.io/v1alpha1
@@ -88,10 +88,10 @@ def test_counters_are_read_back_per_link_and_way():
     ("node-1", 1, "up", "--direction", "allowed: both, egress, ingress"),
 ])
 def test_a_run_time_change_names_the_bad_argument(link, loss, direction, argument, needle):
-    with pytest.raises(LossInputError) as exc:
-        check_request(cluster(), link, loss, direction)
+    with pytest.raises(FaultInputError) as exc:
+        check_loss(cluster(), link, loss, direction)
     assert exc.value.argument == argument and needle in str(exc.value)
 
 
 def test_a_good_run_time_change_is_accepted():
-    assert check_request(cluster(), "lb", "2.5", "ingress") == (2.5, Direction.INGRESS)
+    assert check_loss(cluster(), "lb", "2.5", "ingress") == (2.5, Direction.INGRESS)
