@@ -132,7 +132,7 @@ def _finish(doc: dict[str, Any], args: argparse.Namespace) -> int:
 
 def cmd_trace(args: argparse.Namespace, load_cluster: Any) -> int:
     from k8snet.model.trace_ends import TraceInputError, question
-    from k8snet.rundir import is_live, leftover_runs
+    from k8snet.rundir import live_sockets
     from topos.control import SOCKET_NAME
 
     for option in ("json", "svg"):
@@ -140,7 +140,7 @@ def cmd_trace(args: argparse.Namespace, load_cluster: Any) -> int:
         if path and (Path(path).is_dir() or not Path(path).resolve().parent.is_dir()):
             console.print(f"--{option} {path}: give a file name in an existing folder")
             return EXIT_USAGE
-    runs = [Path(args.run)] if args.run else [p for p in leftover_runs() if is_live(p) and (p / SOCKET_NAME).exists()]
+    runs = [Path(args.run)] if args.run else [socket.parent for socket in live_sockets(SOCKET_NAME)]
     if not args.spec and runs:
         given = [f"--{name.replace('_', '-')}" for name in ("backend", "nodes", "pods_per_node", "offload")
                  if getattr(args, name) is not None] + (["--datapath"] if args.datapath_type else [])

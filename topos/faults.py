@@ -31,6 +31,7 @@ from k8snet.model.cluster import BRIDGE_NAME
 from k8snet.model.faults import check_fault
 from k8snet.model.links import underlay_links
 from k8snet.model.underlay import CORE_HOST
+from topos.nodes import CoreRouter
 from topos.ovs import wait_for
 
 #: nftables tables a failed router gets (inet: everything it routes or terminates; arp:
@@ -90,12 +91,10 @@ class Faults:
             return
         self.links_down.discard(name)
         if link.host == CORE_HOST:
-            # An interface set down loses its routes; the core's are put back from the model.
-            routes = [f"route replace {r.cidr} via {r.transit_ip} dev {link.device}"
-                      for r in cluster.underlay.racks if f"r{r.index}" == link.device]
-            lb = cluster.underlay.lb
-            if lb is not None and link.name == lb.name:
-                routes.append(f"route replace {cluster.underlay.lb_pool} via {lb.ip} dev {link.device}")
+            # An interface set down loses its routes; the core's own that use it go back.
+            underlay = cluster.underlay
+            routes = [r for r in CoreRouter.routes(underlay.racks, underlay.lb, str(underlay.lb_pool))
+                      if r.endswith(f" dev {link.device}")]
             if routes:
                 host.ip_batch(routes)
 

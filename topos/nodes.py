@@ -110,6 +110,16 @@ class CoreRouter(NsHost):
     EXTERNAL_IFNAME = EXTERNAL_CORE_IFNAME
     LB_IFNAME = LB_CORE_IFNAME
 
+    @classmethod
+    def routes(cls, racks: Sequence[Rack], lb: ExternalHost | None = None, lb_pool: str | None = None) -> list[str]:
+        """Its static routes (``ip -batch`` lines): each rack's subnet via its gateway, and
+        the load balancer's pool via the load balancer.  Also what a link brought back up
+        needs again (:mod:`topos.faults`): the kernel drops a route with its interface."""
+        out = [f"route replace {rack.cidr} via {rack.transit_ip} dev r{rack.index}" for rack in racks]
+        if lb is not None and lb_pool:
+            out.append(f"route replace {lb_pool} via {lb.ip} dev {cls.LB_IFNAME}")
+        return out
+
     def build(self, racks: Sequence[Rack], mtu: int, bandwidth: float | None = None,
               external: ExternalHost | None = None, lb: ExternalHost | None = None,
               lb_pool: str | None = None) -> None:
@@ -118,12 +128,9 @@ class CoreRouter(NsHost):
             if host is not None and host.gateway_ip:
                 cmds += [f"link set {ifname} mtu {mtu} up",
                          f"addr add {host.gateway_ip}/{host.cidr.prefixlen} dev {ifname}"]
-        if lb is not None and lb_pool:
-            cmds.append(f"route add {lb_pool} via {lb.ip} dev {self.LB_IFNAME}")
         for rack in racks:
-            cmds += [f"link set r{rack.index} mtu {mtu} up", f"addr add {rack.core_ip}/30 dev r{rack.index}",
-                     f"route add {rack.cidr} via {rack.transit_ip} dev r{rack.index}"]
-        self.ip_batch(cmds)
+            cmds += [f"link set r{rack.index} mtu {mtu} up", f"addr add {rack.core_ip}/30 dev r{rack.index}"]
+        self.ip_batch(cmds + self.routes(racks, lb, lb_pool))
         self.sysctl(net__ipv4__ip_forward=1, net__ipv4__conf__all__rp_filter=0,
                     net__ipv4__conf__default__rp_filter=0, net__ipv6__conf__all__disable_ipv6=1)
         if bandwidth:
