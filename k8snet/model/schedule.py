@@ -24,9 +24,7 @@ from typing import Any, Optional
 import yaml
 
 from k8snet.model.cluster import Cluster, UnderlayType
-from k8snet.model.faults import FaultInputError, check_fault
-from k8snet.model.impairment import Direction
-from k8snet.model.links import underlay_links, unknown_link
+from k8snet.model.faults import FaultInputError, check_fault, check_loss
 
 #: Longest schedule accepted (seconds): a scenario's traffic runs this long.
 MAX_SECONDS = 600
@@ -122,22 +120,19 @@ def _entry(cluster: Cluster, i: int, raw: Any, problems: list[tuple[str, str]]) 
     target = str(raw.get("target", "")) if kind != "controller" else ""
     entry = ScheduledFault(at=at, seconds=seconds, kind=kind, target=target, how=str(raw.get("how", "uplink")),
                            loss=_number(raw.get("loss", 0)) or 0.0, direction=str(raw.get("direction", "both")))
-    if kind == "loss":
-        if target not in underlay_links(cluster):
-            problems.append((f"{where}.target", unknown_link(cluster, target)))
-        elif _number(raw.get("loss")) is None or not 0 < entry.loss < 100:
-            problems.append((f"{where}.loss", f"percent of the frames dropped, above 0 and below 100 "
-                                              f"(got {raw.get('loss')!r})"))
-        elif entry.direction not in [d.value for d in Direction]:
-            problems.append((f"{where}.direction", f"{entry.direction!r}; allowed: both, egress, ingress"))
-        else:
-            return entry
-        return None
     try:
-        check_fault(cluster, kind, KINDS_ACTION[kind], target, entry.how)
+        if kind == "loss":
+            check_loss(cluster, target, 0, entry.direction)  # the link and the direction, as at run time
+        else:
+            check_fault(cluster, kind, KINDS_ACTION[kind], target, entry.how)
     except FaultInputError as exc:
-        field = {"TARGET": "target", "--how": "how"}.get(exc.argument, "fault")
+        field = {"TARGET": "target", "LINK": "target", "--how": "how", "--direction": "direction"}.get(
+            exc.argument, "fault")
         problems.append((f"{where}.{field}", str(exc)))
+        return None
+    if kind == "loss" and (_number(raw.get("loss")) is None or not 0 < entry.loss < 100):
+        problems.append((f"{where}.loss", f"percent of the frames dropped, above 0 and below 100 "
+                                          f"(got {raw.get('loss')!r})"))
         return None
     return entry
 
