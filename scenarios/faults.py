@@ -36,6 +36,7 @@ from k8snet.model.schedule import ScheduledFault, ScheduleError, default_schedul
 from k8snet.results import Measurement, SummaryRow
 from k8snet.scenario import Recorder, Scenario, Target
 from topos.agent import SCRIPT as AGENT
+from topos.faults import perform
 
 BIN = 0.1
 #: Seconds of traffic after the last action, for the recovery to show.
@@ -277,12 +278,3 @@ class Faults(Scenario):
                  if m.metric in ("outage", "recovered_after", "failed_attempts") else m
                  for m in measurements if m.metric not in ("served", "failed")]
         return results.summarize(keyed)
-
-
-def perform(net: Any, request: dict[str, Any]) -> None:
-    """One action of a schedule, on the running cluster (the socket's ``fault``/``loss`` ops)."""
-    if request["op"] == "loss":
-        net.impairments.set_loss(request["link"], request["loss"], request["direction"])
-    else:
-        net.faults.do(request["kind"], request["action"], request.get("target", ""), request.get("how", "uplink"))
-

@@ -100,11 +100,11 @@ def _loss(net: Any, request: dict[str, Any]) -> dict[str, Any]:
     from k8snet.model.faults import FaultInputError
     from k8snet.model.links import underlay_links
     from topos.datapath import LOSSY
+    from topos.faults import perform
 
     if request.get("op") == "loss":
         try:
-            net.impairments.set_loss(str(request.get("link", "")), request.get("loss"),
-                                     request.get("direction", "both"))
+            perform(net, request)
         except FaultInputError as exc:
             return {"ok": False, "error": str(exc), "argument": exc.argument}
     cluster = net.cluster
@@ -119,12 +119,12 @@ def _fault(net: Any, request: dict[str, Any]) -> dict[str, Any]:
     """Do one fault (op ``fault``), then answer what ``faults`` answers: what is down now,
     which nodes are NotReady, and the faults done so far."""
     from k8snet.model.faults import FaultInputError
+    from topos.faults import perform
 
     done = None
     if request.get("op") == "fault":
         try:
-            done = net.faults.do(str(request.get("kind", "")), str(request.get("action", "")),
-                                 str(request.get("target") or ""), str(request.get("how") or "uplink"))
+            done = perform(net, request)
         except FaultInputError as exc:
             return {"ok": False, "error": str(exc), "argument": exc.argument}
     return {"ok": True, "done": done, **net.faults.status(), "node_events": net.monitor.events}

@@ -25,7 +25,7 @@ fault``) and scenario schedules all come here.  Each fault has a way back, and
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, Optional
 
 from k8snet.model.cluster import BRIDGE_NAME
 from k8snet.model.faults import check_fault
@@ -143,3 +143,15 @@ class Faults:
         return {"links_down": sorted(self.links_down), "routers_down": sorted(self.routers_down),
                 "switches_down": sorted(self.switches_down), "controller": self.net.controller is not None,
                 "nodes_not_ready": [n.name for n in self.net.cluster.nodes if not n.ready], "log": self.log}
+
+
+def perform(net: Any, request: dict[str, Any]) -> Optional[dict[str, Any]]:
+    """One request in the cluster socket's terms -- ``{"op": "loss", "link", "loss",
+    "direction"}`` or ``{"op": "fault", "kind", "action", "target", "how"}`` -- done on
+    ``net`` (the socket and scenario schedules both speak them); a fault's log entry, or
+    None for a loss.  A request that names nothing real raises ``FaultInputError``."""
+    if request.get("op") == "loss":
+        net.impairments.set_loss(str(request.get("link", "")), request.get("loss"), request.get("direction", "both"))
+        return None
+    return net.faults.do(str(request.get("kind", "")), str(request.get("action", "")),
+                         str(request.get("target") or ""), str(request.get("how") or "uplink"))
