@@ -64,8 +64,9 @@ def controller_restart(net: ClusterNet) -> dict[str, Any]:
     net.faults.do("controller", "kill")
     t0 = time.monotonic()
     net.start_controller()
+    up = time.monotonic() - t0
     net.api.wait_synced(names, 60)
-    return {"resync_s": time.monotonic() - t0}
+    return {"resync_s": time.monotonic() - t0, "process_up_s": up}
 
 
 def vswitchd_restart(net: ClusterNet) -> dict[str, Any]:

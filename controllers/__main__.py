@@ -1,8 +1,10 @@
-"""Launcher: ``python -m controllers --of-socket PATH [--api-socket PATH] [--state FILE]``.
+"""Launcher: ``python -m controllers --of-socket PATH [--switch PATH ...] [--api-socket PATH] [--state FILE]``.
 
-os-ken 4 no longer ships ``osken-manager``, so this starts the app itself.  OpenFlow
-arrives over a Unix domain socket; three things make os-ken accept that (they are why
-a quick AF_UNIX check fails):
+os-ken 4 no longer ships ``osken-manager``, so this starts the app itself.  The cluster's
+switches listen and the controller dials each ``--switch`` socket (controllers/dialer.py
+says why).  It also listens on ``--of-socket`` for switches that dial it (``unix:PATH``
+from inside their OVS rundir, which is where vswitchd allows it); two things make os-ken
+accept OpenFlow over a Unix domain socket:
 
 1. os-ken's StreamServer picks AF_UNIX when the listen "host" is a path whose
    directory exists -- but with ``--ofp-tcp-listen-port`` unset it *also* starts its
@@ -12,9 +14,7 @@ a quick AF_UNIX check fails):
    (it only selects the code path; nothing listens on TCP).
 2. os-ken sets TCP_NODELAY on every accepted socket; AF_UNIX refuses TCP options
    (EOPNOTSUPP) and the connection is dropped.  We wrap accepted Unix sockets so TCP
-   options are a no-op.
-3. ovs-vswitchd only dials ``unix:`` controllers inside its own rundir; the cluster
-   links our socket into each node's rundir (``topos.nodes.K8sNode.build``).
+   options are a no-op (``dialer.UnixSocket``).
 """
 
 from __future__ import annotations
@@ -26,20 +26,7 @@ import socket
 import sys
 from typing import Any
 
-
-class UnixSocket:
-    """An accepted AF_UNIX socket on which TCP-level options are silently ignored."""
-
-    def __init__(self, sock: socket.socket):
-        self._sock = sock
-
-    def setsockopt(self, level: int, option: int, value: Any) -> None:
-        if level == socket.IPPROTO_TCP:
-            return None
-        return self._sock.setsockopt(level, option, value)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._sock, name)
+from controllers.dialer import UnixSocket
 
 
 def patch_unix_sockets(controller_module: Any) -> None:
@@ -55,7 +42,9 @@ def patch_unix_sockets(controller_module: Any) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m controllers", description=__doc__.split("\n")[0])
-    parser.add_argument("--of-socket", required=True, help="Unix socket path switches connect to")
+    parser.add_argument("--of-socket", required=True, help="Unix socket path switches may connect to")
+    parser.add_argument("--switch", action="append", default=[], metavar="PATH",
+                        help="a switch's passive OpenFlow socket to dial (repeatable; controllers/dialer.py)")
     parser.add_argument("--api-socket", help="Unix socket path for the state API")
     parser.add_argument("--state", help="cluster model JSON (desired state; updated by apply)")
     parser.add_argument("--log-level", default="INFO")
@@ -65,6 +54,7 @@ def main(argv: list[str] | None = None) -> int:
         os.environ["K8SNET_STATE"] = os.path.abspath(args.state)
     if args.api_socket:
         os.environ["K8SNET_API"] = os.path.abspath(args.api_socket)
+    os.environ["K8SNET_SWITCHES"] = os.pathsep.join(os.path.abspath(p) for p in args.switch)
     if not os.path.isdir(os.path.dirname(os.path.abspath(args.of_socket))):
         print(f"--of-socket: directory of {args.of_socket} does not exist", file=sys.stderr)
         return 2

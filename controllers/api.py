@@ -86,8 +86,10 @@ class ApiClient:
     def apply(self, cluster_json: dict[str, Any]) -> dict[str, Any]:
         return self.call({"op": "apply", "cluster": cluster_json})
 
-    def wait_synced(self, switches: list[str], timeout: float) -> dict[str, Any]:
-        """Wait until every named switch is connected and holds the desired state."""
+    def wait_synced(self, switches: list[str], timeout: float, since: float = 0.0) -> dict[str, Any]:
+        """Wait until every named switch is connected and holds the desired state; with
+        ``since`` (a ``time.time()``), on a connection made after it (a restarted switch's,
+        not the one the controller may not yet have seen end)."""
         deadline = time.monotonic() + timeout
         last: dict[str, Any] = {}
         while time.monotonic() < deadline:
@@ -97,7 +99,7 @@ class ApiClient:
                 time.sleep(0.05)
                 continue
             state = last.get("switches", {})
-            if all(state.get(s, {}).get("synced") for s in switches):
+            if all(state.get(s, {}).get("synced") and state[s].get("connected_at", 0) > since for s in switches):
                 return last
             time.sleep(0.05)
         missing = [s for s in switches if not last.get("switches", {}).get(s, {}).get("synced")]

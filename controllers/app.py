@@ -3,12 +3,13 @@
 It owns no forwarding logic.  It holds the desired cluster model, asks
 :mod:`controllers.compiler` what each switch should hold, and moves each switch there:
 
-* on (re)connect it *replays*: reads the switch's groups, modifies or adds the desired
-  ones, adds every desired flow with this run's generation in the cookie (an ADD with
-  the same table/priority/match replaces the old entry in place, so traffic keeps
-  flowing), then dumps the switch's flows and deletes any whose generation is not ours
-  (stale flows of an older run) and the groups nobody wants, then a barrier; when the
-  barrier returns, the switch is *synced*;
+* on (re)connect it *replays*: reads the switch's groups, then in one atomic bundle
+  modifies or adds the desired ones, adds every desired flow with this run's generation
+  in the cookie (an ADD with the same table/priority/match replaces the old entry in
+  place, so traffic keeps flowing), and deletes by cookie mask every flow of another
+  generation (stale flows of an older run; :func:`controllers.pipeline.stale_deletes`)
+  and the groups nobody wants, then a barrier; when the barrier returns, the switch is
+  *synced*;
 * on a model change it diffs installed against desired (:func:`controllers.flows.plan`)
   and sends the deletes, group changes and adds as **one atomic bundle** (OpenFlow 1.3's
   ONF bundle extension, which OVS implements): the switch moves from the old flow table
@@ -30,10 +31,11 @@ from __future__ import annotations
 import logging
 import os
 import random
+import time
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-from controllers import compiler, conntrack, egress, framework, services
+from controllers import compiler, conntrack, dialer, egress, framework, services
 from controllers.api import ApiServer
 from controllers.changes import plan
 from controllers.flows import Desired, Flow, Group, flow_mod, group_mod
@@ -43,7 +45,7 @@ from controllers.framework import (
 )
 from controllers.pipeline import (
     FEATURE_MASK, FEATURE_SHIFT, FRAG_NX_MATCH, MISS_SEND_LEN, OBJECT_MASK, SERVICE_AFFINITY, SERVICE_LB, Feature,
-    generation_of, with_generation,
+    stale_deletes, with_generation,
 )
 from controllers.reject import packet_out, reject
 from k8snet.model.cluster import Cluster
@@ -66,8 +68,8 @@ class Switch:
     synced: bool = False
     pending_barrier: Optional[int] = None
     dump: list[Any] = field(default_factory=list)
-    stale_groups: list[int] = field(default_factory=list)
     sweeps: dict[int, list[Any]] = field(default_factory=dict)
+    connected_at: float = field(default_factory=time.time)
     messages: int = 0
     rejects: int = 0
     bundles: int = 0
@@ -95,6 +97,14 @@ class K8snetController(BaseApp):
             self.api.start()
         LOG.info("k8snet controller up: generation %#x, %s", self.generation,
                  self.cluster.summary() if self.cluster else "no model yet")
+
+    def start(self) -> Any:
+        """After every app is loaded (their handlers registered): dial the switches."""
+        thread = super().start()
+        for path in dialer.switch_paths():
+            hub.spawn(dialer.dial, path, lambda sock: dialer.session(
+                sock, framework.controller.Datapath, hub, self._lost), hub.sleep)
+        return thread
 
     # ------------------------------------------------------------------ model
     def _load_state(self) -> Optional[Cluster]:
@@ -138,7 +148,8 @@ class K8snetController(BaseApp):
 
     def status(self) -> dict[str, Any]:
         with self.lock:
-            switches = {s.name: {"dpid": dpid, "connected": True, "synced": s.synced,
+            switches = {s.name: {"dpid": dpid, "connected": True, "connected_at": s.connected_at,
+                                 "synced": s.synced,
                                  "flows": len(s.installed.flows), "groups": len(s.installed.groups),
                                  "messages": s.messages, "bundles": s.bundles, "ct_flushes": s.ct_flushes,
                                  "rejects": s.rejects, "fragmented": s.fragmented, "mtu_drops": s.mtu_drops}
@@ -211,10 +222,22 @@ class K8snetController(BaseApp):
         parser, ofp = dp.ofproto_parser, dp.ofproto
         switch.bundles += 1
         bundle, flags = switch.bundles, ofp.ONF_BF_ATOMIC | ofp.ONF_BF_ORDERED
-        self._send(switch, parser.ONFBundleCtrlMsg(dp, bundle, ofp.ONF_BCT_OPEN_REQUEST, flags, []))
+        self._send_all(switch, [parser.ONFBundleCtrlMsg(dp, bundle, ofp.ONF_BCT_OPEN_REQUEST, flags, [])]
+                       + [parser.ONFBundleAddMsg(dp, bundle, flags, msg, []) for msg in messages]
+                       + [parser.ONFBundleCtrlMsg(dp, bundle, ofp.ONF_BCT_COMMIT_REQUEST, flags, [])])
+
+    def _send_all(self, switch: Switch, messages: list[Any]) -> None:
+        """``messages`` in order, as one write: a replay is thousands of messages, and the
+        framework's send queue costs a hand-over and a system call for each."""
+        dp = switch.datapath
+        buffers = []
         for msg in messages:
-            self._send(switch, parser.ONFBundleAddMsg(dp, bundle, flags, msg, []))
-        self._send(switch, parser.ONFBundleCtrlMsg(dp, bundle, ofp.ONF_BCT_COMMIT_REQUEST, flags, []))
+            if msg.xid is None:
+                dp.set_xid(msg)
+            msg.serialize()
+            buffers.append(bytes(msg.buf))
+        dp.send(b"".join(buffers))
+        switch.messages += len(messages)
 
     def _push(self, switch: Switch, desired: Desired) -> None:
         """Move a synced switch from what it holds to ``desired``, atomically."""
@@ -258,9 +281,11 @@ class K8snetController(BaseApp):
 
     @set_ev_cls(ofp_event.EventOFPGroupDescStatsReply, MAIN_DISPATCHER)
     def on_group_desc(self, ev: Any) -> None:
-        """Replay, step 2: groups (modify those that exist, add the rest), then every flow
-        with this run's generation (an ADD replaces a same-key entry in place, so nothing
-        stops forwarding), then a dump to find what is stale."""
+        """Replay, step 2, one atomic bundle: groups (modify those that exist, add the
+        rest), every flow with this run's generation (an ADD replaces a same-key entry in
+        place, so nothing stops forwarding), then the deletes that reach every flow of
+        another generation (:func:`controllers.pipeline.stale_deletes`, no flow dump
+        needed) and the groups nobody wants; then a barrier."""
         dp = ev.msg.datapath
         with self.lock:
             switch = self.switches.get(dp.id)
@@ -272,16 +297,21 @@ class K8snetController(BaseApp):
             existing = {g.group_id for g in switch.dump}
             switch.dump = []
             _, desired = self.desired_for(dp.id)
+            stale_groups = sorted(existing - {g.group_id for g in desired.groups})
+            parser, ofp = dp.ofproto_parser, dp.ofproto
             self._commit(switch, [group_mod(dp, group, "modify" if group.group_id in existing else "add")
                                   for group in desired.groups] +
-                         [flow_mod(dp, flow, "add", cookie=self._stamp(flow)) for flow in desired.flows])
+                         [flow_mod(dp, flow, "add", cookie=self._stamp(flow)) for flow in desired.flows] +
+                         [parser.OFPFlowMod(datapath=dp, cookie=d.cookie, cookie_mask=d.mask,
+                                            table_id=ofp.OFPTT_ALL if d.table is None else d.table,
+                                            command=ofp.OFPFC_DELETE, out_port=ofp.OFPP_ANY,
+                                            out_group=ofp.OFPG_ANY, match=parser.OFPMatch())
+                          for d in stale_deletes(self.generation)] +
+                         [group_mod(dp, Group(gid), "delete") for gid in stale_groups])
             switch.installed = desired
-            switch.stale_groups = sorted(existing - {g.group_id for g in desired.groups})
-            LOG.info("switch %s: replayed %d flows, %d groups", switch.name, len(desired.flows),
-                     len(desired.groups))
-            parser, ofp = dp.ofproto_parser, dp.ofproto
-            self._send(switch, parser.OFPFlowStatsRequest(dp, 0, ofp.OFPTT_ALL, ofp.OFPP_ANY,
-                                                          ofp.OFPG_ANY, 0, 0, parser.OFPMatch()))
+            LOG.info("switch %s: replayed %d flows, %d groups; %d stale groups deleted", switch.name,
+                     len(desired.flows), len(desired.groups), len(stale_groups))
+            self._barrier(switch)
 
     # ------------------------------------------------------------------ long affinity
     def _sweep_loop(self) -> None:
@@ -318,35 +348,15 @@ class K8snetController(BaseApp):
 
     @set_ev_cls(ofp_event.EventOFPFlowStatsReply, MAIN_DISPATCHER)
     def on_flow_stats(self, ev: Any) -> None:
-        """Replay, step 3: delete flows of other generations, then groups nobody wants."""
+        """The learned affinity flows a sweep asked for (:meth:`sweep_affinity`)."""
         dp = ev.msg.datapath
         with self.lock:
             switch = self.switches.get(dp.id)
-            if switch is None:
+            if switch is None or ev.msg.xid not in switch.sweeps:
                 return
-            if ev.msg.xid in switch.sweeps:
-                switch.sweeps[ev.msg.xid].extend(ev.msg.body)
-                if not ev.msg.flags & dp.ofproto.OFPMPF_REPLY_MORE:
-                    self._sweep_reply(switch, switch.sweeps.pop(ev.msg.xid))
-                return
-            switch.dump.extend(ev.msg.body)
-            if ev.msg.flags & dp.ofproto.OFPMPF_REPLY_MORE:
-                return
-            # Learned affinity is the switch's own state (as kube-proxy's ``recent`` lists
-            # outlive kube-proxy): a restart keeps it.
-            stale = [s for s in switch.dump
-                     if generation_of(s.cookie) != self.generation and s.table_id != SERVICE_AFFINITY]
-            parser, ofp = dp.ofproto_parser, dp.ofproto
-            self._commit(switch, [parser.OFPFlowMod(
-                datapath=dp, cookie=entry.cookie, cookie_mask=0, table_id=entry.table_id,
-                command=ofp.OFPFC_DELETE_STRICT, priority=entry.priority,
-                out_port=ofp.OFPP_ANY, out_group=ofp.OFPG_ANY, match=entry.match) for entry in stale] +
-                [group_mod(dp, Group(gid), "delete") for gid in switch.stale_groups])
-            if stale or switch.stale_groups:
-                LOG.info("switch %s: deleted %d stale flows, %d stale groups", switch.name, len(stale),
-                         len(switch.stale_groups))
-            switch.dump, switch.stale_groups = [], []
-            self._barrier(switch)
+            switch.sweeps[ev.msg.xid].extend(ev.msg.body)
+            if not ev.msg.flags & dp.ofproto.OFPMPF_REPLY_MORE:
+                self._sweep_reply(switch, switch.sweeps.pop(ev.msg.xid))
 
     @set_ev_cls(ofp_event.EventOFPPacketIn, MAIN_DISPATCHER)
     def on_packet_in(self, ev: Any) -> None:
@@ -402,7 +412,11 @@ class K8snetController(BaseApp):
 
     @set_ev_cls(ofp_event.EventOFPStateChange, DEAD_DISPATCHER)
     def on_disconnect(self, ev: Any) -> None:
-        dp = ev.datapath
+        self._lost(ev.datapath)
+
+    def _lost(self, dp: Any) -> None:
+        """A switch connection is gone (the dialer saw it end, or the framework tore it
+        down): forget it, unless the switch is already back on a newer connection."""
         with self.lock:
             switch = self.switches.get(dp.id) if dp.id is not None else None
             if switch is not None and switch.datapath is dp:

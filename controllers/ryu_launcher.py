@@ -24,6 +24,7 @@ import sys
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m controllers.ryu_launcher")
     parser.add_argument("--of-socket", required=True)
+    parser.add_argument("--switch", action="append", default=[], metavar="PATH")
     parser.add_argument("--api-socket")
     parser.add_argument("--state")
     args = parser.parse_args(argv)
@@ -32,6 +33,7 @@ def main(argv: list[str] | None = None) -> int:
         os.environ["K8SNET_STATE"] = os.path.abspath(args.state)
     if args.api_socket:
         os.environ["K8SNET_API"] = os.path.abspath(args.api_socket)
+    os.environ["K8SNET_SWITCHES"] = os.pathsep.join(os.path.abspath(p) for p in args.switch)
     if os.path.exists(args.of_socket):
         os.unlink(args.of_socket)
 

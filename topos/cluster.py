@@ -40,9 +40,9 @@ from topos.checks import Reach
 from topos.datapath import settle
 from k8snet.model.dns import DNS_NAME, DNS_NAMESPACE, resolv_conf
 from topos.dns import unbound_conf
-from k8snet.model.cluster import BRIDGE_NAME, UPLINK_IFNAME, UPLINK_OFPORT, Cluster, Pod, UnderlayType, to_json
+from k8snet.model.cluster import BRIDGE_NAME, UPLINK_IFNAME, UPLINK_OFPORT, Cluster, Node, Pod, UnderlayType, to_json
 from topos.nodes import (
-    CoreRouter, ExternalClient, K8sNode, LoadBalancerHost, PodHost, RackGateway, Underlay, lb_targets,
+    SWITCH_SOCKET, CoreRouter, ExternalClient, K8sNode, LoadBalancerHost, PodHost, RackGateway, Underlay, lb_targets,
 )
 from k8snet.model.links import EXTERNAL_FLAT_IFNAME, LB_FLAT_IFNAME
 from k8snet.model.underlay import CORE_HOST, FLAT_SEGMENT_HOST as UNDERLAY_HOST
@@ -92,6 +92,11 @@ class ClusterNet(Spawning):
     @property
     def of_socket(self) -> str:
         return str(self.controller_dir / "of.sock")
+
+    def switch_socket(self, node: Node) -> str:
+        """Where ``node``'s bridge listens for the controller (its OVS rundir)."""
+        assert self.run is not None
+        return str(self.run.path / f"n{node.index}" / SWITCH_SOCKET)
 
     @property
     def api_socket(self) -> str:
@@ -237,7 +242,7 @@ class ClusterNet(Spawning):
         for node in self.cluster.nodes:
             host = self.node(node.name)
             host.start_ovs(self.run.sub(f"n{node.index}"), self.cluster)
-            host.build(self.cluster, node, self.of_socket)
+            host.build(self.cluster, node)
 
     def _build_pods(self) -> None:
         for pod in self.cluster.pods:
@@ -274,11 +279,10 @@ class ClusterNet(Spawning):
     # ------------------------------------------------------------------ controller
     def controller_command(self) -> list[str]:
         state = str(self.controller_dir / "state.json")
-        if self.framework == "ryu":
-            return [sys.executable, "-m", "controllers.ryu_launcher", "--of-socket", self.of_socket,
-                    "--api-socket", self.api_socket, "--state", state]
-        return [sys.executable, "-m", "controllers", "--of-socket", self.of_socket,
-                "--api-socket", self.api_socket, "--state", state]
+        switches = [arg for node in self.cluster.nodes for arg in ("--switch", self.switch_socket(node))]
+        module = "controllers.ryu_launcher" if self.framework == "ryu" else "controllers"
+        return [sys.executable, "-m", module, "--of-socket", self.of_socket, "--api-socket", self.api_socket,
+                "--state", state, *switches]
 
     def start_controller(self) -> None:
         """Start (or restart) the controller process; it reads the model from its state file."""

@@ -120,13 +120,14 @@ class Faults:
         if host.ovs.vswitchd() is not None:
             self.switches_down.discard(node)
             return  # it runs: nothing to bring back
+        started = time.time()
         host.ovs.start_vswitchd()
 
         # The LOCAL port is the tap vswitchd creates once it has read the bridge.
         wait_for(lambda: bool(host.ns("ip", "-o", "link", "show", "dev", BRIDGE_NAME, check=False).strip()),
                  15, f"{node}'s bridge to come back")
         host.plumb(self.net.cluster, self.net.cluster.node(node))
-        self.net.api.wait_synced([node], 30)
+        self.net.api.wait_synced([node], 30, since=started)
         self.switches_down.discard(node)
 
     def controller(self, action: str) -> None:

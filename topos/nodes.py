@@ -20,7 +20,6 @@ error check (Mininet's ``cmd()`` has neither).
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Sequence
 
@@ -231,6 +230,9 @@ def lb_targets(cluster: Cluster) -> dict[tuple[str, int, str], tuple[list[str], 
 
 
 #: Policy routing for a node's connections to its own NodePorts (see K8sNode.build).
+#: The passive OpenFlow socket each node's bridge listens on for the controller (vswitchd
+#: only creates ``punix:`` sockets named ``RUNDIR/BRIDGE.*``).
+SWITCH_SOCKET = f"{BRIDGE_NAME}.controller"
 NODEPORT_TABLE = 100
 NODEPORT_RULE_PREF = 50
 LOCAL_RULE_PREF = 100
@@ -251,8 +253,10 @@ class K8sNode(NsHost):
         self.ovs.start(OvsInstance.TSO if tso else None)
         return self.ovs
 
-    def build(self, cluster: Cluster, node: Node, controller_socket: str) -> None:
-        """Bridge, ports, controller and addresses; the OVS must be running."""
+    def build(self, cluster: Cluster, node: Node) -> None:
+        """Bridge, ports, controller and addresses; the OVS must be running.  The bridge
+        listens for its controller on ``SWITCH_SOCKET`` in the OVS rundir (where vswitchd
+        allows Unix sockets); the controller dials it (controllers/dialer.py says why)."""
         assert self.ovs is not None, "start_ovs() first"
         self.model = node
         mtu = cluster.underlay.mtu
@@ -262,10 +266,6 @@ class K8sNode(NsHost):
         pods = cluster.pods_on(node.name)
         self.ip_batch(["link set lo up", f"link set {UPLINK_IFNAME} mtu {mtu} up"]
                       + [f"link set {p.port_name} mtu {cluster.pod_mtu} up" for p in pods])
-        # The controller socket must be inside the OVS rundir (vswitchd refuses others).
-        link = self.ovs.dir / "controller.sock"
-        if not link.exists():
-            os.symlink(controller_socket, link)
         args = ["add-br", BRIDGE_NAME, "--", "set", "bridge", BRIDGE_NAME, f"datapath_type={cluster.datapath_type}",
                 "fail-mode=secure", "protocols=OpenFlow13", f"other-config:hwaddr={node.mac}",
                 f"other-config:datapath-id={node.dpid:016x}", "other-config:disable-in-band=true",
@@ -279,7 +279,7 @@ class K8sNode(NsHost):
         for pod in pods:
             args += ["--", "add-port", BRIDGE_NAME, pod.port_name,
                      "--", "set", "interface", pod.port_name, f"ofport_request={pod.ofport}"]
-        args += ["--", "set-controller", BRIDGE_NAME, f"unix:{link}"]
+        args += ["--", "set-controller", BRIDGE_NAME, f"punix:{self.ovs.dir / SWITCH_SOCKET}"]
         if cluster.underlay.bandwidth_mbit:
             # OVS replaces the qdisc of ports it manages unless told to leave it alone.
             args += ["--", "set", "port", UPLINK_IFNAME, "qos=@noop",

@@ -15,7 +15,6 @@ from topos.iperf import iperf
 from k8snet.model.manifests import load_text
 from topos.specs import default_spec_text
 from k8snet.model.cluster import BRIDGE_NAME
-from topos.ovs import wait_for
 from topos.probe import probe
 
 CLUSTER = load_text(default_spec_text())
@@ -65,9 +64,12 @@ def test_node_bridges_use_the_userspace_datapath_with_the_controller(net):
         ovs = net.node(node.name).ovs
         assert ovs.vsctl("get", "bridge", BRIDGE_NAME, "datapath_type").strip() == "netdev"
         assert ovs.vsctl("get", "bridge", BRIDGE_NAME, "fail_mode").strip() == "secure"
-        # vswitchd refreshes the controller status in its database every few seconds.
-        wait_for(lambda: ovs.vsctl("get", "controller", ".", "is_connected").strip() == "true", 15,
-                 f"{node.name} to report its controller connected")
+        # The bridge listens for the controller, which dials it (controllers/dialer.py):
+        # OVS counts a passive target as a service controller, so its is_connected stays
+        # false; the controller says which switches it holds.
+        assert ovs.vsctl("get", "controller", ".", "target").strip() == f'"punix:{net.switch_socket(node)}"'
+    status = net.api.status()["switches"]
+    assert {name for name, s in status.items() if s["connected"] and s["synced"]} == {n.name for n in CLUSTER.nodes}
 
 
 def switch_flows(net, node: str) -> str:
