@@ -178,27 +178,39 @@ def _greeting(sock: socket.socket) -> bytes:
 
 
 def ask_once(ip: str, port: int, proto: str, timeout: float, size: int = 1, sport: int = 0) -> dict:
+    """One exchange; the result names the local port and, on failure, the step that failed
+    ("connect" or "answer"), so that a failure can be matched with a conntrack entry."""
     t0 = time.monotonic()
-    try:
-        if proto == "udp":
-            sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            sock.bind(("0.0.0.0", sport))
+    kind = socket.SOCK_DGRAM if proto == "udp" else socket.SOCK_STREAM
+    step = "connect"
+    with socket.socket(socket.AF_INET, kind) as sock:
+        try:
             sock.settimeout(timeout)
+            if proto == "udp":
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                sock.bind(("0.0.0.0", sport))
             sock.connect((ip, port))
-            sock.send(b"?" * size)
-            data, peer = sock.recvfrom(65535)
-        else:
-            sock = socket.create_connection((ip, port), timeout=timeout)
-            peer = sock.getpeername()
-            data = _greeting(sock)
-        sock.close()
-        server, seen_as, answered_on = data.split(b"\n", 1)[0].decode().split()
-        return {"ok": True, "server": server, "seen_as": seen_as, "port": int(answered_on), "from": peer[0],
-                "bytes": len(data), "ms": round((time.monotonic() - t0) * 1000, 2), "t": time.time()}
-    except (OSError, ValueError) as exc:
-        return {"ok": False, "error": type(exc).__name__, "ms": round((time.monotonic() - t0) * 1000, 2),
-                "t": time.time()}
+            step = "answer"
+            if proto == "udp":
+                sock.send(b"?" * size)
+                data, peer = sock.recvfrom(65535)
+            else:
+                peer = sock.getpeername()
+                data = _greeting(sock)
+            server, seen_as, answered_on = data.split(b"\n", 1)[0].decode().split()
+            return {"ok": True, "server": server, "seen_as": seen_as, "port": int(answered_on), "from": peer[0],
+                    "bytes": len(data), "ms": round((time.monotonic() - t0) * 1000, 2), "t": time.time(),
+                    "sport": _local_port(sock)}
+        except (OSError, ValueError) as exc:
+            return {"ok": False, "error": type(exc).__name__, "step": step, "sport": _local_port(sock),
+                    "ms": round((time.monotonic() - t0) * 1000, 2), "t": time.time()}
+
+
+def _local_port(sock: socket.socket) -> int:
+    try:
+        return sock.getsockname()[1]
+    except OSError:
+        return 0
 
 
 def connect(ip: str, port: int, proto: str, count: int, timeout: float) -> dict:
