@@ -25,17 +25,21 @@ from topos.cluster import ClusterNet
 from topos.probe import Matrix, measure
 
 
-def cmd_check(cluster: Cluster, framework: str = "os-ken", json_path: Optional[str] = None) -> int:
+def cmd_check(cluster: Cluster, framework: str = "os-ken", json_path: Optional[str] = None,
+              sample: int = 0, seed: int = 0) -> int:
     """Build, probe the matrix once, tear down; print it; exit 1 if a pair that no policy
     denies is unreachable, or a pair does other than predicted (a policy not enforced,
     a backend carrying what it cannot)."""
     datapath_line(cluster)
     with ClusterNet(cluster, framework=framework, progress=progress) as net:
         probes = port_pairs(cluster)
+        total = len(pairs(cluster))
         with declared_servers(net):
-            progress(f"probing {len(pairs(cluster))} pairs in parallel"
+            what = f"{sample} of {total} pairs (a sample stratified by path type)" if 0 < sample < total \
+                else f"{total} pairs"
+            progress(f"probing {what} in parallel"
                      + (f", and {len(probes)} declared ports (TCP/UDP)" if probes else ""))
-            matrix = measure(net.net, cluster, net.timings, framework, ports=bool(probes))
+            matrix = measure(net.net, cluster, net.timings, framework, ports=bool(probes), sample=sample, seed=seed)
     results = matrix.results
     failed = matrix.failed + matrix.port_failed
     surprises = matrix.surprises + matrix.port_surprises
@@ -63,7 +67,8 @@ def cmd_check(cluster: Cluster, framework: str = "os-ken", json_path: Optional[s
                   f"{ports} reachable; the other {len(denied)} denied by NetworkPolicy, as predicted "
                   f"({cluster.summary()}; probe {matrix.probe_s:.2f}s)")
         return EXIT_OK
-    out.print(f"all {len(results)} pairs{ports} reachable ({cluster.summary()}; probe {matrix.probe_s:.2f}s)")
+    probed = f"{len(results)} sampled pairs (of {matrix.sample['of']})" if matrix.sample else f"{len(results)} pairs"
+    out.print(f"all {probed}{ports} reachable ({cluster.summary()}; probe {matrix.probe_s:.2f}s)")
     return EXIT_OK
 
 

@@ -62,6 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
     _cluster_args(check)
     check.add_argument("--json", metavar="FILE", help="write the matrix and metadata as JSON")
     check.add_argument("--framework", choices=["os-ken", "ryu"], default="os-ken")
+    check.add_argument("--sample", type=int, default=0, metavar="N",
+                       help="probe N pairs, stratified by path type, instead of the full matrix (large clusters)")
+    check.add_argument("--seed", type=int, default=0, help="which sample --sample draws (default 0)")
     flows = sub.add_parser("flows", help="print the flows the controller would install")
     _cluster_args(flows)
     flows.add_argument("--node", help="only this node")
@@ -160,13 +163,16 @@ def main(argv: Optional[list[str]] = None) -> int:
             return _bad_datapath(exc)
         if args.command == "flows":
             return cmd_flows(cluster, args.node, args.explain)
+        if args.command == "check" and (problem := _bad_sample(cluster, args.sample, args.seed)):
+            console.print(f"[bold red]--sample:[/] {problem}", soft_wrap=True)
+            return EXIT_USAGE
         if not _preflight():
             return EXIT_USAGE
         if args.command == "up":
             return cmd_up(cluster, args.framework)
         from k8snet.check import cmd_check
 
-        return cmd_check(cluster, args.framework, args.json)
+        return cmd_check(cluster, args.framework, args.json, args.sample, args.seed)
     except KeyboardInterrupt:
         console.print("[yellow]interrupted; everything k8snet started has been removed[/]")
         return EXIT_INTERRUPTED
@@ -200,6 +206,22 @@ def _preflight() -> bool:
     if problem:
         console.print(problem, markup=False)
     return problem is None
+
+
+def _bad_sample(cluster: Cluster, sample: int, seed: int) -> Optional[str]:
+    """Why ``--sample`` cannot be drawn from this cluster's matrix (checked before
+    anything is built), or None."""
+    if sample < 0:
+        return f"{sample} is negative; give a number of pairs (0: the full matrix)"
+    if sample:
+        from k8snet.model.reach import pairs
+        from k8snet.model.sampling import SampleError, sample_pairs
+
+        try:
+            sample_pairs(cluster, pairs(cluster), sample, seed)
+        except SampleError as exc:
+            return str(exc)
+    return None
 
 
 def _bad_datapath(exc: "DatapathError") -> int:

@@ -26,6 +26,7 @@ from typing import Any, Optional
 
 from k8snet.model.cluster import Cluster, to_json
 from k8snet.model.reach import Pair, PortPair, pairs, port_pairs, verdict
+from k8snet.model.sampling import sample_pairs, summary as sampling_summary
 from k8snet.procs import CommandError, run
 from topos.agent import SCRIPT as AGENT
 from topos.environment import environment
@@ -151,15 +152,15 @@ def sweep(pid: int, targets: list[str], timeout: float, tries: int) -> list[dict
 
 
 def probe_ports(net: Any, cluster: Cluster, timeout: float = 0.6,
-                only: Optional[set[str]] = None) -> list[PortResult]:
+                only: Optional[set[str]] = None, matrix_pairs: Optional[list[Pair]] = None) -> list[PortResult]:
     """The L4 half of the matrix (:func:`k8snet.model.reach.port_pairs`): from each source,
     every declared port of every destination pod at once.  Something must answer on those
     ports (:func:`topos.checks.declared_servers`).  A predicted-reachable probe that fails
     is tried again with a longer timeout, as the ICMP matrix retries (a first packet can
     wait on ARP or a cold datapath).  ``only``: the pairs whose both ends (pod host names,
-    node names) are in it, when not all."""
+    node names) are in it, when not all; ``matrix_pairs``: those pairs' ports only (a sample)."""
     by_src: dict[str, list[PortPair]] = {}
-    for probe_ in port_pairs(cluster):
+    for probe_ in port_pairs(cluster, matrix_pairs):
         if only is not None and not {probe_.pair.src, probe_.pair.dst} <= only:
             continue
         by_src.setdefault(probe_.pair.src, []).append(probe_)
@@ -204,9 +205,10 @@ def fping(pid: int, targets: list[str], count: int, timeout_ms: int) -> dict[str
 
 
 def probe(net: Any, cluster: Cluster, count: int = 2, timeout_ms: int = 500,
-          retry_unreachable: bool = True) -> list[Result]:
-    """Run the matrix on a running cluster (``net`` maps host names to Mininet hosts)."""
-    all_pairs = pairs(cluster)
+          retry_unreachable: bool = True, only: Optional[list[Pair]] = None) -> list[Result]:
+    """Run the matrix on a running cluster (``net`` maps host names to Mininet hosts);
+    ``only``: these pairs of it (a sample), not all."""
+    all_pairs = pairs(cluster) if only is None else only
     by_src: dict[str, list[Pair]] = {}
     for pair in all_pairs:
         by_src.setdefault(pair.src, []).append(pair)
@@ -259,6 +261,9 @@ class Matrix:
     framework: str = "os-ken"
     #: The L4 probes (declared container ports), empty when none was asked for.
     ports: list[PortResult] = field(default_factory=list)
+    #: When a sample was probed, not the whole matrix: its size, seed and path types
+    #: (:func:`k8snet.model.sampling.summary`); None for the full matrix.
+    sample: Optional[dict[str, Any]] = None
 
     @property
     def port_failed(self) -> list[PortResult]:
@@ -305,6 +310,7 @@ class Matrix:
                                            framework=self.framework),
                 "cluster": json.loads(to_json(self.cluster)),
                 "timings_s": {**self.timings, "probe": self.probe_s}, "summary": self.summary(),
+                "sample": self.sample,
                 "port_summary": self.port_summary(),
                 "ok": not self.failed and not self.port_failed,
                 "as_predicted": not self.surprises and not self.port_surprises,
@@ -325,11 +331,18 @@ class Matrix:
 
 
 def measure(net: Any, cluster: Cluster, timings: Optional[dict[str, float]] = None,
-            framework: str = "os-ken", ports: bool = False) -> Matrix:
+            framework: str = "os-ken", ports: bool = False, sample: int = 0, seed: int = 0) -> Matrix:
     """Probe the full matrix once (``net`` maps host names to Mininet hosts); ``ports``:
-    also every port the destination pods declare (L4, :func:`probe_ports`)."""
+    also every port the destination pods declare (L4, :func:`probe_ports`); ``sample``:
+    only that many pairs, stratified by path type (:mod:`k8snet.model.sampling`)."""
+    everything = pairs(cluster)
+    chosen = sample_pairs(cluster, everything, sample, seed) if sample else everything
+    about = None
+    if chosen is not everything and len(chosen) < len(everything):
+        about = {"pairs": len(chosen), "of": len(everything), "seed": seed,
+                 "path_types": sampling_summary(cluster, chosen, everything)}
     started, t0 = datetime.now(timezone.utc), time.monotonic()
-    results = probe(net, cluster)
-    l4 = probe_ports(net, cluster) if ports else []
+    results = probe(net, cluster, only=chosen)
+    l4 = probe_ports(net, cluster, matrix_pairs=chosen) if ports else []
     return Matrix(cluster, results, started, datetime.now(timezone.utc), time.monotonic() - t0, dict(timings or {}),
-                  framework, l4)
+                  framework, l4, about)

@@ -45,6 +45,22 @@ def test_check_writes_json_and_exits_zero(tmp_path, no_leaks):
     assert doc["summary"]["pod-node"] == {"pairs": 8, "reachable": 8, "predicted": 8, "as_predicted": 8}
 
 
+def test_check_probes_a_stratified_sample_when_asked(tmp_path, no_leaks):
+    """``--sample N``: N pairs, every path type among them (host-gw across racks: the pairs
+    that must fail too), and the JSON says what was left out."""
+    out = tmp_path / "check.json"
+    result = k8snet("check", "racks", "--backend", "host-gw", "--sample", "12", "--seed", "7", "--json", str(out))
+    doc = json.loads(out.read_text())
+    assert result.returncode == 1, result.stdout  # host-gw cannot cross the racks: the sample holds such pairs
+    assert len(doc["results"]) == 12 and doc["sample"]["pairs"] == 12 and doc["sample"]["seed"] == 7
+    assert doc["sample"]["of"] == 44 and sum(t["probed"] for t in doc["sample"]["path_types"].values()) == 12
+    assert any(not r["predicted"] for r in doc["results"]) and any(r["predicted"] for r in doc["results"])
+    assert doc["as_predicted"] is True, [r for r in doc["results"] if r["reachable"] != r["predicted"]]
+    assert "12 of 44 pairs" in result.stdout + result.stderr
+    too_few = k8snet("check", "racks", "--backend", "host-gw", "--sample", "2")
+    assert too_few.returncode == 2 and "--sample 2 is fewer than the" in too_few.stdout + too_few.stderr
+
+
 def test_check_under_ryu_on_the_userspace_datapath_from_the_command_line(tmp_path, no_leaks):
     out = tmp_path / "check.json"
     result = k8snet("check", "--nodes", "2", "--pods-per-node", "1", "--framework", "ryu", "--datapath", "netdev",
