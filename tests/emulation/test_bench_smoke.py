@@ -18,9 +18,16 @@ def bench(script: str, *args: str, tmp_path) -> dict:
 
 
 def test_bringup_bench_runs(tmp_path, no_leaks):
-    doc = bench("bringup", "--sizes", "2x1", tmp_path=tmp_path)
-    (row,) = doc["rows"]
-    assert row["size"] == "2x1" and row["all_reachable"] and row["up_s"] > 0 and row["cluster_rss_mib"] > 0
+    doc = bench("bringup", "--sizes", "2x1,2x2", "--sample", "20", tmp_path=tmp_path)
+    full, sampled = doc["rows"]
+    assert full["size"] == "2x1" and full["all_reachable"] and full["up_s"] > 0 and full["cluster_rss_mib"] > 0
+    assert not full["sampled"] and full["pairs"] == full["matrix_pairs"] == 2 * 1 + 2 * 2 * 2
+    assert sampled["sampled"] and sampled["pairs"] == 20 < sampled["matrix_pairs"] and sampled["all_reachable"]
+    for row in doc["rows"]:
+        phases = row["phases_s"]
+        assert list(phases) == ["hosts", "nodes", "pods", "synced", "reachable"]
+        assert 0 < phases["hosts"] <= phases["nodes"] <= phases["pods"] <= phases["synced"] <= phases["reachable"]
+        assert row["rss_per_node_mib"] > 0 and row["rss_per_pod_mib"] > 0 and row["controller_rss_mib"] > 0
 
 
 def test_throughput_bench_runs(tmp_path, no_leaks):
