@@ -4,12 +4,18 @@ tcpdump runs in immediate mode, so every packet that crosses the interface is ha
 its socket as it passes (synchronously, by the kernel's packet tap).  When the action has
 finished (a ping returns only after its replies arrived, so everything it caused has
 passed), tcpdump is given until its output has been quiet for ``QUIET`` seconds to read
-what is still in its ring (its filter has taken a packet before tcpdump itself gets to run,
-and an interrupt does not drain the ring: CI once saw "4 received by filter, 3 captured"),
-then interrupted, and its own statistics are checked: every packet its filter received was
-printed and none was dropped.  ``expect`` waits, in addition, for that
-many packets to be printed (for traffic that may still be on its way when the action
-returns).
+what is still in its ring (an interrupt does not drain the ring), then interrupted, and
+its own statistics are checked: none dropped, every packet it captured printed.
+``expect`` waits, in addition, for that many packets to be printed (for traffic that may
+still be on its way when the action returns).
+
+"received by filter" is only an upper bound: libpcap opens its socket accepting
+everything and attaches the filter afterwards, and what arrives in between is counted by
+the kernel (PACKET_STATISTICS) though libpcap then filters it out in userland.  Measured
+here: tcpdump "udp port 8472" for 0.5 s on a veth carrying only UDP to port 6443 every
+millisecond reported "0 captured, 1 (or 2) received by filter" in 3 of 12 runs; on a
+cluster, the node leases (UDP 6443 every few hundred ms) do the same (CI: 6 captured,
+9 received by filter, on a gateway's core link).
 """
 
 from __future__ import annotations
@@ -75,5 +81,5 @@ def capture(host, iface: str, bpf: str, action: Callable[[], None], extra: tuple
     stats = {k: int(v) for v, k in re.findall(r"(\d+) packets? (captured|received by filter|dropped by kernel)", err)}
     packets = _join(lines)
     assert stats.get("dropped by kernel", 0) == 0, err
-    assert stats.get("captured") == stats.get("received by filter") == len(packets), (stats, packets, err)
+    assert stats.get("captured") == len(packets) <= stats.get("received by filter", 0), (stats, packets, err)
     return packets
