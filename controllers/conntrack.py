@@ -12,7 +12,8 @@ TCP is left alone: a TCP connection ends, and its endpoint answers it with a res
 OpenFlow cannot list conntrack entries, so the same rule is applied to what changed
 (:func:`udp_flushes`, pure): for a frontend whose endpoint set lost IPs, delete the entries
 whose reply source is one of those IPs (or the VIP, when the port had none before); for a
-UDP Service port or Service that is gone, every entry of its frontend.  Each is one
+UDP Service port or Service that is gone, every entry of its frontend (in the zone that
+holds its DNAT: ``ZONE_NODEPORT_DNAT`` for a masqueraded NodePort).  Each is one
 OVS ``NXT_CT_FLUSH`` with a partial tuple (OVS 3.1: ``ovs-ofctl ct-flush``), built by
 :func:`encode` and sent on every node right after the flow bundle that made the change.
 """
@@ -24,7 +25,7 @@ import struct
 from dataclasses import dataclass
 from typing import Optional
 
-from controllers.pipeline import ZONE_SERVICE
+from controllers.pipeline import ZONE_NODEPORT_DNAT, ZONE_SERVICE
 from k8snet.model.cluster import Cluster, Node, Service, ServicePort
 
 #: Nicira's OpenFlow experimenter id and the CT_FLUSH message type (OVS 3.1).
@@ -54,12 +55,14 @@ class CtFlush:
         return [f"zone={self.zone}", ",".join(orig)] + ([",".join(reply)] if reply else [])
 
 
-def _frontends(service: Service, port: ServicePort, node: Node) -> list[tuple[str, int]]:
-    """The (IP, port) a client of this node addresses the Service port at: its ClusterIP,
-    and its NodePort on this node's IP (the load balancer forwards to NodePorts)."""
-    out = [(str(service.cluster_ip), port.port)]
+def _frontends(service: Service, port: ServicePort, node: Node) -> list[tuple[int, str, int]]:
+    """The (zone of its DNAT, IP, port) a client of this node addresses the Service port
+    at: its ClusterIP, and its NodePort on this node's IP (the load balancer forwards to
+    NodePorts), whose DNAT has a zone of its own when it is masqueraded (Cluster policy)."""
+    out = [(ZONE_SERVICE, str(service.cluster_ip), port.port)]
     if port.node_port is not None:
-        out.append((str(node.ip), port.node_port))
+        masqueraded = service.external_traffic_policy != "Local"
+        out.append((ZONE_NODEPORT_DNAT if masqueraded else ZONE_SERVICE, str(node.ip), port.node_port))
     return out
 
 
@@ -75,16 +78,19 @@ def udp_flushes(before: Cluster, after: Cluster, node: Node) -> list[CtFlush]:
         was = {str(e.ip) for e in before.endpoints(service, port)}
         if key not in new or new[key][0].cluster_ip != service.cluster_ip or \
                 new[key][1].node_port != port.node_port:
-            # The frontend is gone (or moved): none of its entries may keep forwarding.
-            flushes.update(CtFlush(ZONE_SERVICE, ip, number) for ip, number in _frontends(service, port, node))
+            # The frontend is gone (or moved): none of its entries may keep forwarding
+            # (those that got no DNAT are in the Service zone).
+            for zone, ip, number in _frontends(service, port, node):
+                flushes.update({CtFlush(zone, ip, number), CtFlush(ZONE_SERVICE, ip, number)})
             continue
         now = {str(e.ip) for e in after.endpoints(*new[key])}
         if not now:
             continue  # kube-proxy leaves a port without endpoints alone: nothing serves it
-        for ip, number in _frontends(service, port, node):
+        for zone, ip, number in _frontends(service, port, node):
             # Entries to a gone endpoint; with none before, the entries that got no DNAT at all.
-            unanswered = (was - now) | ({ip} if not was else set())
-            flushes.update(CtFlush(ZONE_SERVICE, ip, number, reply) for reply in unanswered)
+            flushes.update(CtFlush(zone, ip, number, reply) for reply in was - now)
+            if not was:
+                flushes.add(CtFlush(ZONE_SERVICE, ip, number, ip))
     return sorted(flushes)
 
 

@@ -41,9 +41,10 @@ from controllers.flows import (
     ETH_TYPE_IP, OFPP_CONTROLLER, Ct, Flow, Learn, Match, Multipath, Nat, Output, Resubmit, SetField,
 )
 from controllers.pipeline import (
-    CONNTRACK, CT_MARK_MASQUERADE, CT_NEW, CT_RPL, CT_TRK, HAIRPIN_SNAT, MAX_OPENFLOW_TIMEOUT, ROUTING,
-    REG_AFFINITY, REG_ENDPOINT, REG_ENDPOINT_IP, REG_SCRATCH, REG_SERVICE_PORT, REG_SOURCE, SERVICE_AFFINITY,
-    SERVICE_DNAT, SERVICE_ENDPOINT, SERVICE_LB, SERVICE_PICK, UNSNAT, ZONE_HAIRPIN, ZONE_NODEPORT, ZONE_SERVICE,
+    CONNTRACK, CT_EST, CT_MARK_MASQUERADE, CT_NEW, CT_REL, CT_RPL, CT_TRK, HAIRPIN_SNAT, MAX_OPENFLOW_TIMEOUT,
+    NODEPORT_DNAT, ROUTING, REG_AFFINITY, REG_ENDPOINT, REG_ENDPOINT_IP, REG_SCRATCH, REG_SERVICE_PORT, REG_SOURCE,
+    SERVICE_AFFINITY, SERVICE_DNAT, SERVICE_ENDPOINT, SERVICE_LB, SERVICE_PICK, UNSNAT, ZONE_HAIRPIN, ZONE_NODEPORT,
+    ZONE_NODEPORT_DNAT, ZONE_SERVICE,
     Feature, Priority, Source, cookie, ct_state, source_match,
 )
 from k8snet.model.cluster import Cluster, Node, Service, ServicePort
@@ -78,12 +79,22 @@ def node_flows(cluster: Cluster, node: Node) -> Iterator[Flow]:
     yield Flow(UNSNAT, Priority.SPECIFIC, Match.of(eth_type=ETH_TYPE_IP, ipv4_dst=str(node.gateway_ip)),
                (Ct(zone=ZONE_HAIRPIN, table=CONNTRACK, nat=Nat()),), cookie=c)
     if has_node_ports(cluster):
-        # Replies to NodePort connections SNATed to this node come back to its IP.
+        # Replies to NodePort connections SNATed to this node come back to its IP: undo the
+        # SNAT, then the DNAT (ZONE_NODEPORT_DNAT, where everything sent to the node's IP
+        # also finds the DNAT of the NodePort connection it belongs to).
         yield Flow(UNSNAT, Priority.SPECIFIC, Match.of(eth_type=ETH_TYPE_IP, ipv4_dst=str(node.ip)),
-                   (Ct(zone=ZONE_NODEPORT, table=CONNTRACK, nat=Nat()),), cookie=c)
+                   (Ct(zone=ZONE_NODEPORT, table=NODEPORT_DNAT, nat=Nat()),), cookie=c)
+        yield Flow(NODEPORT_DNAT, Priority.FALLBACK, Match.of(eth_type=ETH_TYPE_IP),
+                   (Ct(zone=ZONE_NODEPORT_DNAT, table=CONNTRACK, nat=Nat()),), cookie=c)
+        # A packet of such a connection (its DNAT entry carries the mark) skips the Service
+        # zone: it is no new connection to a frontend.  (A new one is "new" here and goes on.)
+        masqueraded = f"{CT_MARK_MASQUERADE:#x}/{CT_MARK_MASQUERADE:#x}"
+        for state in (CT_EST, CT_REL):
+            yield Flow(CONNTRACK, Priority.SPECIFIC,
+                       Match.of(eth_type=ETH_TYPE_IP, ct_mark=masqueraded, ct_state=ct_state(state, CT_TRK)), (),
+                       goto=SERVICE_LB, cookie=c)
         yield Flow(HAIRPIN_SNAT, Priority.HAIRPIN,
-                   Match.of(eth_type=ETH_TYPE_IP, ct_mark=f"{CT_MARK_MASQUERADE:#x}/{CT_MARK_MASQUERADE:#x}",
-                            ct_state=ct_state(CT_TRK, clear=(CT_RPL,))),
+                   Match.of(eth_type=ETH_TYPE_IP, ct_mark=masqueraded, ct_state=ct_state(CT_TRK, clear=(CT_RPL,))),
                    (Ct(zone=ZONE_NODEPORT, table=ROUTING, commit=True, nat=Nat("src", str(node.ip))),), cookie=c)
     yield Flow(CONNTRACK, Priority.FALLBACK, Match.of(eth_type=ETH_TYPE_IP),
                (Ct(zone=ZONE_SERVICE, table=SERVICE_LB, nat=Nat()),), cookie=c)
@@ -147,8 +158,9 @@ def _port_flows(service: Service, port: ServicePort, matches: Matches, pid: int,
     yield Flow(SERVICE_PICK, Priority.FRAGMENT, Match.of(**proto_match, ip_frag="yes"),
                (Multipath(len(endpoints), REG_ENDPOINT, fields="symmetric_l3"),), goto=SERVICE_ENDPOINT, cookie=c)
     mark = (SetField("ct_mark", CT_MARK_MASQUERADE),) if masquerade else ()
+    zone = ZONE_NODEPORT_DNAT if masquerade else ZONE_SERVICE
     for k, ep in enumerate(sorted(endpoints, key=lambda e: (int(e.ip), e.port))):
-        dnat = Ct(zone=ZONE_SERVICE, table=HAIRPIN_SNAT, commit=True, exec=mark, nat=Nat("dst", str(ep.ip), ep.port))
+        dnat = Ct(zone=zone, table=HAIRPIN_SNAT, commit=True, exec=mark, nat=Nat("dst", str(ep.ip), ep.port))
         if not affinity:
             # No memory to keep: DNAT straight from the pick (one flow per endpoint).
             yield Flow(SERVICE_ENDPOINT, Priority.SPECIFIC, Match.of(**proto_match, **{REG_ENDPOINT: k}), (dnat,),

@@ -14,7 +14,8 @@
           "t": UNIX_TIME} | {"ok": false, "error": "ConnectionRefusedError", "ms": 0.4, "t": UNIX_TIME}, ...]
         (--duration S: keep asking for S seconds instead of --count times, or until SIGTERM;
         UDP: --size BYTES per
-        datagram, answered with as many; --sport PORT: every datagram from that source port)
+        datagram, answered with as many; --sport PORT: every connection or datagram from that
+        source port)
     python3 agent.py hold --ip IP --port P --seconds S
         one TCP connection kept busy for S seconds (a byte out and back every 50 ms); prints
         {"established": true, "server": NAME} as soon as it stands, then at the end
@@ -186,7 +187,7 @@ def ask_once(ip: str, port: int, proto: str, timeout: float, size: int = 1, spor
     with socket.socket(socket.AF_INET, kind) as sock:
         try:
             sock.settimeout(timeout)
-            if proto == "udp":
+            if proto == "udp" or sport:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
                 sock.bind(("0.0.0.0", sport))
             sock.connect((ip, port))
@@ -320,7 +321,7 @@ def main() -> int:
     a.add_argument("--interval", type=float, default=0.0)
     a.add_argument("--duration", type=float, default=0.0, help="keep asking this long (ignores --count)")
     a.add_argument("--size", type=int, default=1, help="UDP: bytes per datagram (answered with as many)")
-    a.add_argument("--sport", type=int, default=0, help="UDP: send from this source port every time")
+    a.add_argument("--sport", type=int, default=0, help="connect (TCP) or send (UDP) from this source port")
     h = sub.add_parser("hold")
     h.add_argument("--ip", required=True)
     h.add_argument("--port", type=int, required=True)

@@ -61,7 +61,8 @@ class Spawning:
     def ask(self, host_name: str, ip: str, port: int, proto: str = "tcp", count: int = 1,
             timeout: float = 2.0, interval: float = 0.0, size: int = 1, sport: int = 0) -> list[dict]:
         """``count`` connections from ``host_name`` to ``ip:port``; one result each (see agent).
-        UDP: ``size`` bytes per datagram (answered with as many), from source port ``sport``."""
+        UDP: ``size`` bytes per datagram (answered with as many); from source port ``sport``
+        when given (TCP too: one connection per port, its TIME_WAIT keeps the port)."""
         assert self.net is not None
         out = self.net[host_name].ns("/usr/bin/python3", AGENT, "ask", "--ip", ip, "--port", str(port),
                                      "--proto", proto, "--count", str(count), "--timeout", str(timeout),

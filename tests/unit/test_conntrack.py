@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from controllers.conntrack import CtFlush, udp_flushes
-from controllers.pipeline import ZONE_SERVICE
+from controllers.pipeline import ZONE_NODEPORT_DNAT, ZONE_SERVICE
 from k8snet.model.apply import apply_text
 from k8snet.model.manifests import load_text
 
@@ -42,8 +42,18 @@ def flushes(after, before=BEFORE):
 def test_an_endpoint_that_goes_has_its_entries_deleted_at_every_frontend():
     after = apply_text(BEFORE, "apiVersion: v1\nkind: Pod\nmetadata:\n  name: dns-1\n"
                                "  annotations: {k8snet.io/ready: 'false'}\n")
+    # The NodePort (externalTrafficPolicy Cluster: masqueraded) keeps its DNAT in a zone of its own.
     assert flushes(after) == sorted([CtFlush(ZONE_SERVICE, VIP, 53, IP["dns-1"]),
-                                     CtFlush(ZONE_SERVICE, str(NODE0.ip), NODE_PORT, IP["dns-1"])])
+                                     CtFlush(ZONE_NODEPORT_DNAT, str(NODE0.ip), NODE_PORT, IP["dns-1"])])
+
+
+def test_a_local_node_port_keeps_its_dnat_in_the_service_zone():
+    local = apply_text(BEFORE, SPEC.split("---\n")[2].replace("type: NodePort", "type: NodePort\n  "
+                                                              "externalTrafficPolicy: Local"))
+    after = apply_text(local, "apiVersion: v1\nkind: Pod\nmetadata:\n  name: dns-1\n"
+                              "  annotations: {k8snet.io/ready: 'false'}\n")
+    assert flushes(after, before=local) == sorted([CtFlush(ZONE_SERVICE, VIP, 53, IP["dns-1"]),
+                                                   CtFlush(ZONE_SERVICE, str(NODE0.ip), NODE_PORT, IP["dns-1"])])
 
 
 def test_nothing_to_delete_when_endpoints_only_join_or_nothing_changes():
@@ -70,7 +80,8 @@ def test_the_last_endpoint_going_deletes_nothing_yet_the_first_returning_clears_
 
 def test_a_deleted_service_or_port_clears_its_frontends_entirely():
     gone = apply_text(BEFORE, SPEC.split("---\n")[2], delete=True)
-    assert flushes(gone) == sorted([CtFlush(ZONE_SERVICE, VIP, 53), CtFlush(ZONE_SERVICE, str(NODE0.ip), NODE_PORT)])
+    assert flushes(gone) == sorted([CtFlush(ZONE_SERVICE, VIP, 53), CtFlush(ZONE_SERVICE, str(NODE0.ip), NODE_PORT),
+                                    CtFlush(ZONE_NODEPORT_DNAT, str(NODE0.ip), NODE_PORT)])
     renumbered = apply_text(BEFORE, SPEC.split("---\n")[2].replace("port: 53, protocol: UDP", "port: 54, protocol: UDP"))
     assert CtFlush(ZONE_SERVICE, VIP, 53) in flushes(renumbered)
 
