@@ -19,6 +19,7 @@ from rich.table import Table
 
 from k8snet.model.cluster import Cluster
 from k8snet.model.reach import pairs, port_pairs
+from k8snet.model.sampling import Sample
 from k8snet.term import EXIT_OK, EXIT_UNREACHABLE, console, datapath_line, out, progress
 from topos.checks import declared_servers
 from topos.cluster import ClusterNet
@@ -26,20 +27,20 @@ from topos.probe import Matrix, measure
 
 
 def cmd_check(cluster: Cluster, framework: str = "os-ken", json_path: Optional[str] = None,
-              sample: int = 0, seed: int = 0) -> int:
+              sample: Optional[Sample] = None) -> int:
     """Build, probe the matrix once, tear down; print it; exit 1 if a pair that no policy
     denies is unreachable, or a pair does other than predicted (a policy not enforced,
     a backend carrying what it cannot)."""
     datapath_line(cluster)
     with ClusterNet(cluster, framework=framework, progress=progress) as net:
-        probes = port_pairs(cluster)
-        total = len(pairs(cluster))
+        partial = sample is not None and sample.partial
+        probes = port_pairs(cluster, sample.pairs if partial else None)
         with declared_servers(net):
-            what = f"{sample} of {total} pairs (a sample stratified by path type)" if 0 < sample < total \
-                else f"{total} pairs"
+            what = f"{len(sample.pairs)} of {len(sample.everything)} pairs (a sample stratified by path type)" \
+                if partial else f"{len(sample.everything) if sample else len(pairs(cluster))} pairs"
             progress(f"probing {what} in parallel"
                      + (f", and {len(probes)} declared ports (TCP/UDP)" if probes else ""))
-            matrix = measure(net.net, cluster, net.timings, framework, ports=bool(probes), sample=sample, seed=seed)
+            matrix = measure(net.net, cluster, net.timings, framework, ports=bool(probes), sample=sample)
     results = matrix.results
     failed = matrix.failed + matrix.port_failed
     surprises = matrix.surprises + matrix.port_surprises

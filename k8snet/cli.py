@@ -26,6 +26,7 @@ from rich.table import Table
 import k8snet
 from k8snet.model.cluster import Cluster
 from k8snet.model.manifests import Overrides, SpecError
+from k8snet.model.sampling import Sample, SampleError, draw
 from topos import specs
 from topos.datapath import DatapathError, settle
 
@@ -163,16 +164,19 @@ def main(argv: Optional[list[str]] = None) -> int:
             return _bad_datapath(exc)
         if args.command == "flows":
             return cmd_flows(cluster, args.node, args.explain)
-        if args.command == "check" and (problem := _bad_sample(cluster, args.sample, args.seed)):
-            console.print(f"[bold red]--sample:[/] {problem}", soft_wrap=True)
-            return EXIT_USAGE
+        sample = None
+        if args.command == "check":
+            sample = _draw_sample(cluster, args.sample, args.seed)
+            if isinstance(sample, str):
+                console.print(f"[bold red]--sample:[/] {sample}", soft_wrap=True)
+                return EXIT_USAGE
         if not _preflight():
             return EXIT_USAGE
         if args.command == "up":
             return cmd_up(cluster, args.framework)
         from k8snet.check import cmd_check
 
-        return cmd_check(cluster, args.framework, args.json, args.sample, args.seed)
+        return cmd_check(cluster, args.framework, args.json, sample)
     except KeyboardInterrupt:
         console.print("[yellow]interrupted; everything k8snet started has been removed[/]")
         return EXIT_INTERRUPTED
@@ -208,20 +212,17 @@ def _preflight() -> bool:
     return problem is None
 
 
-def _bad_sample(cluster: Cluster, sample: int, seed: int) -> Optional[str]:
-    """Why ``--sample`` cannot be drawn from this cluster's matrix (checked before
-    anything is built), or None."""
+def _draw_sample(cluster: Cluster, sample: int, seed: int) -> Sample | str | None:
+    """The pairs ``--sample`` probes, drawn before anything is built (None: the full
+    matrix), or why they cannot be drawn from this cluster's matrix."""
     if sample < 0:
         return f"{sample} is negative; give a number of pairs (0: the full matrix)"
-    if sample:
-        from k8snet.model.reach import pairs
-        from k8snet.model.sampling import SampleError, sample_pairs
-
-        try:
-            sample_pairs(cluster, pairs(cluster), sample, seed)
-        except SampleError as exc:
-            return str(exc)
-    return None
+    if not sample:
+        return None
+    try:
+        return draw(cluster, sample, seed)
+    except SampleError as exc:
+        return str(exc)
 
 
 def _bad_datapath(exc: "DatapathError") -> int:

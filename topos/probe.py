@@ -26,7 +26,7 @@ from typing import Any, Optional
 
 from k8snet.model.cluster import Cluster, to_json
 from k8snet.model.reach import Pair, PortPair, pairs, port_pairs, verdict
-from k8snet.model.sampling import sample_pairs, summary as sampling_summary
+from k8snet.model.sampling import Sample
 from k8snet.procs import CommandError, run
 from topos.agent import SCRIPT as AGENT
 from topos.environment import environment
@@ -346,16 +346,13 @@ class Matrix:
 
 
 def measure(net: Any, cluster: Cluster, timings: Optional[dict[str, float]] = None,
-            framework: str = "os-ken", ports: bool = False, sample: int = 0, seed: int = 0) -> Matrix:
+            framework: str = "os-ken", ports: bool = False, sample: Optional[Sample] = None) -> Matrix:
     """Probe the full matrix once (``net`` maps host names to Mininet hosts); ``ports``:
     also every port the destination pods declare (L4, :func:`probe_ports`); ``sample``:
-    only that many pairs, stratified by path type (:mod:`k8snet.model.sampling`)."""
-    everything = pairs(cluster)
-    chosen = sample_pairs(cluster, everything, sample, seed) if sample else everything
-    about = None
-    if chosen is not everything and len(chosen) < len(everything):
-        about = {"pairs": len(chosen), "of": len(everything), "seed": seed,
-                 "path_types": sampling_summary(cluster, chosen, everything)}
+    only its pairs (:func:`k8snet.model.sampling.draw`, stratified by path type)."""
+    partial = sample is not None and sample.partial
+    chosen = sample.pairs if sample is not None else pairs(cluster)
+    about = sample.document() if partial else None
     started, t0 = datetime.now(timezone.utc), time.monotonic()
     results = probe(net, cluster, only=chosen)
     l4 = probe_ports(net, cluster, matrix_pairs=chosen) if ports else []

@@ -16,13 +16,40 @@ from __future__ import annotations
 
 import random
 from collections import Counter
+from dataclasses import dataclass
+from typing import Any
 
 from k8snet.model.cluster import Cluster
-from k8snet.model.reach import Pair
+from k8snet.model.reach import Pair, pairs as matrix_pairs
 
 
 class SampleError(ValueError):
     """A sample size that cannot cover the matrix's path types."""
+
+
+@dataclass(frozen=True)
+class Sample:
+    """A sample drawn once (:func:`draw`): checked before anything is built, then probed."""
+
+    cluster: Cluster
+    pairs: list[Pair]
+    everything: list[Pair]
+    seed: int
+
+    @property
+    def partial(self) -> bool:
+        return len(self.pairs) < len(self.everything)
+
+    def document(self) -> dict[str, Any]:
+        """What a matrix's JSON says about it: how many of how many, the seed, per path type."""
+        return {"pairs": len(self.pairs), "of": len(self.everything), "seed": self.seed,
+                "path_types": summary(self.cluster, self.pairs, self.everything)}
+
+
+def draw(cluster: Cluster, n: int, seed: int = 0) -> Sample:
+    """``n`` pairs of ``cluster``'s matrix (:func:`sample_pairs`); raises :class:`SampleError`."""
+    everything = matrix_pairs(cluster)
+    return Sample(cluster, sample_pairs(cluster, everything, n, seed), everything, seed)
 
 
 def stratum(cluster: Cluster, pair: Pair, node_of: dict[str, str]) -> str:

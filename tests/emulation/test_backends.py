@@ -19,6 +19,7 @@ from topos.ovs import wait_for
 from k8snet.model.manifests import Overrides, load_text
 from topos.specs import embedded_spec_text
 from topos.probe import probe
+from tests import patient
 
 RACKS = embedded_spec_text("racks")
 
@@ -67,7 +68,7 @@ def test_check_exits_1_and_says_why_for_host_gw_across_racks(tmp_path, no_leaks)
     from tests.emulation.conftest import K8SNET, k8snet_env
 
     out = tmp_path / "check.json"
-    result = subprocess.run([*K8SNET, "check", "racks", "--backend", "host-gw", "--json", str(out)],
+    result = patient.run([*K8SNET, "check", "racks", "--backend", "host-gw", "--json", str(out)],
                             capture_output=True, text=True, timeout=120, env=k8snet_env(), stdin=subprocess.DEVNULL)
     assert result.returncode == 1, result.stderr
     assert "no L2 next hop" in result.stdout and "unreachable" in result.stdout

@@ -7,11 +7,12 @@ import subprocess
 import sys
 
 from tests.emulation.conftest import ROOT, k8snet_env
+from tests import patient
 
 
 def bench(script: str, *args: str, tmp_path) -> dict:
     out = tmp_path / f"{script}.json"
-    result = subprocess.run([sys.executable, str(ROOT / "bench" / f"{script}.py"), *args, "--out", str(out)],
+    result = patient.run([sys.executable, str(ROOT / "bench" / f"{script}.py"), *args, "--out", str(out)],
                             capture_output=True, text=True, timeout=300, env=k8snet_env(), stdin=subprocess.DEVNULL)
     assert result.returncode == 0, result.stderr[-2000:]
     return json.loads(out.read_text())

@@ -17,10 +17,11 @@ from tests.helpers import Snapshot
 from topos.cluster import ClusterNet
 from k8snet.model.manifests import load_text
 from topos.specs import default_spec_text
+from tests import patient
 
 
 def k8snet(*args: str, timeout: float = 120, input: str | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([*K8SNET, *args], capture_output=True, text=True, timeout=timeout,
+    return patient.run([*K8SNET, *args], capture_output=True, text=True, timeout=timeout,
                           env=k8snet_env(), input=input, stdin=None if input is not None else subprocess.DEVNULL)
 
 
@@ -114,7 +115,7 @@ def test_run_exits_1_when_a_scenario_cannot_run(tmp_path, no_leaks):
         "    def run(self, targets, rec):\n        rec.step('about to fail')\n"
         "        raise RuntimeError('this scenario cannot run')\n")
     env = {**k8snet_env(), "K8SNET_SCENARIOS": str(broken)}
-    result = subprocess.run([*K8SNET, "run", "fails", "--nodes", "1", "--pods-per-node", "1", "--out",
+    result = patient.run([*K8SNET, "run", "fails", "--nodes", "1", "--pods-per-node", "1", "--out",
                              str(tmp_path / "out")], capture_output=True, text=True, timeout=300, env=env,
                             stdin=subprocess.DEVNULL)
     assert result.returncode == 1, result.stderr[-2000:]

@@ -15,6 +15,7 @@ from topos.cluster import ClusterNet
 from topos.datapath import DatapathType, detect, settle
 from topos.iperf import iperf
 from k8snet.model.manifests import Overrides, load_text
+from tests import patient
 
 SPEC = """\
 apiVersion: k8snet.io/v1alpha1
@@ -69,7 +70,7 @@ def test_tcp_end_to_end_in_every_allowed_mode(backend, offload, no_leaks):
 @pytest.mark.skipif(TUNNEL_TSO, reason=f"OVS {detect().version_text} tunnels TSO: nothing to refuse")
 @pytest.mark.parametrize("backend", ["vxlan", "directrouting"])
 def test_tso_over_a_userspace_tunnel_is_refused_with_the_version_needed(backend, no_leaks):
-    proc = subprocess.run([*K8SNET, "check", "--offload", "tso", "--backend", backend], capture_output=True,
+    proc = patient.run([*K8SNET, "check", "--offload", "tso", "--backend", backend], capture_output=True,
                           text=True, timeout=60, env=k8snet_env(), stdin=subprocess.DEVNULL)
     assert proc.returncode == 2
     err = proc.stderr.replace("\n", " ")
@@ -78,7 +79,7 @@ def test_tso_over_a_userspace_tunnel_is_refused_with_the_version_needed(backend,
 
 
 def test_run_metadata_records_the_offload_chosen_for_all_backends(tmp_path, no_leaks):
-    proc = subprocess.run([*K8SNET, "run", "reachability", "--backend", "host-gw,vxlan", "--nodes", "2",
+    proc = patient.run([*K8SNET, "run", "reachability", "--backend", "host-gw,vxlan", "--nodes", "2",
                            "--pods-per-node", "1", "--out", str(tmp_path)], capture_output=True, text=True,
                           timeout=300, env=k8snet_env(), stdin=subprocess.DEVNULL)
     assert proc.returncode == 0, proc.stderr[-2000:]

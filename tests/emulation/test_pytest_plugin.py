@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import xml.etree.ElementTree as ET
@@ -18,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import Snapshot
+from tests import patient
 
 pytest_plugins = ["pytester"]
 ROOT = Path(__file__).resolve().parents[2]
@@ -150,7 +150,7 @@ def test_refuses_with_exit_2_when_not_root():
         os.chmod(folder, 0o755)
         (Path(folder) / "test_needs.py").write_text("def test_x(k8snet_cluster):\n    pass\n\n"
                                                    "def test_plain():\n    pass\n")
-        result = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable,
+        result = patient.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable,
                                  "-m", "pytest", "-p", "no:cacheprovider", folder], cwd=folder,
                                 capture_output=True, text=True, timeout=120, env={**os.environ, "HOME": folder})
     assert result.returncode == 2, result.stdout + result.stderr

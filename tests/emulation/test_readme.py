@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests import readme
+from tests import patient
 
 VENV_BIN = Path(sys.executable).parent
 
@@ -34,12 +35,12 @@ def test_readme_block(block, workdir, no_leaks):
     if block.lang == "python":
         script = workdir / f"block_{block.line}.py"
         script.write_text(block.text)
-        result = subprocess.run([sys.executable, str(script)], cwd=workdir, capture_output=True, text=True,
+        result = patient.run([sys.executable, str(script)], cwd=workdir, capture_output=True, text=True,
                                 timeout=600, env=environment())
         assert result.returncode == 0, f"{block.id}:\n{result.stdout}\n{result.stderr}"
         return
     for command, expected in block.commands():
-        result = subprocess.run(["bash", "-c", command], cwd=workdir, capture_output=True, text=True, timeout=900,
+        result = patient.run(["bash", "-c", command], cwd=workdir, capture_output=True, text=True, timeout=900,
                                 env=environment(), stdin=subprocess.DEVNULL)
         assert result.returncode == expected, (f"{block.id}: `{command}` exited {result.returncode}, the README "
                                                f"says {expected}:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")

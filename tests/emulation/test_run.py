@@ -15,13 +15,14 @@ import pytest
 
 from tests import results_checks
 from tests.emulation.conftest import K8SNET, k8snet_env
+from tests import patient
 
 TINY = ["--nodes", "2", "--pods-per-node", "1", "--seconds", "1", "--repeat", "2", "--pings", "20",
         "--connections", "60"]
 
 
 def k8snet_run(*args: str, out: Path, timeout: float = 600) -> tuple[subprocess.CompletedProcess, Path]:
-    proc = subprocess.run([*K8SNET, "run", *args, "--out", str(out)], capture_output=True, text=True,
+    proc = patient.run([*K8SNET, "run", *args, "--out", str(out)], capture_output=True, text=True,
                           timeout=timeout, env=k8snet_env(), stdin=subprocess.DEVNULL)
     runs = sorted(out.glob("2*")) if out.exists() else []
     return proc, runs[-1] if runs else Path("/nonexistent")
@@ -236,7 +237,7 @@ def test_policy_cases_three_tier_and_cost(all_run):
 
 def test_plot_redraws_a_real_run(all_run, tmp_path):
     directory = all_run[1]
-    proc = subprocess.run([*K8SNET, "plot", str(directory), "--out", str(tmp_path)], capture_output=True,
+    proc = patient.run([*K8SNET, "plot", str(directory), "--out", str(tmp_path)], capture_output=True,
                           text=True, timeout=120, env=k8snet_env())
     assert proc.returncode == 0, proc.stderr
     assert sorted(p.name for p in tmp_path.glob("*.svg")) == sorted(p.name for p in directory.glob("*.svg"))

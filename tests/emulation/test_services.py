@@ -369,16 +369,11 @@ def test_node_port_from_pods_and_node_host_networks(net):
 
 
 def test_a_client_reaches_an_endpoint_through_a_node_port_then_directly_from_the_same_source_port(net):
-    """The masqueraded NodePort connection's DNAT must not claim a later direct one.
-
-    kube-proxy's NodePort connection is one kernel conntrack entry, DNAT and masquerade
-    together; OVS keeps one NAT per entry, so node-0 holds two, and the DNAT entry's reply
-    tuple is web-0:8080 -> client:S, before the masquerade.  When the client then reaches
-    web-0 from port S through the ClusterIP (DNATed on its own node, node-2), web-0's
-    SYN-ACK is exactly that tuple: while the DNAT entry sat in the Service zone, node-0
-    turned it into an answer "from node-0:30080" and the connection failed (1.6 % of a
-    stress run's ClusterIP connections; 2 in 9 of these pairs land on one of node-0's
-    endpoints both ways)."""
+    """The masqueraded NodePort connection's DNAT entry (OVS: one NAT per entry, its reply
+    tuple web-0:8080 -> client:S is from before the masquerade) must not claim web-0's
+    SYN-ACK to the same client port reaching it through the ClusterIP: in the Service zone
+    it did ("from node-0:30080"; 2 in 9 of these pairs meet on one of node-0's endpoints;
+    controllers/pipeline.py, ZONE_NODEPORT_DNAT)."""
     n0 = str(CLUSTER.node("node-0").ip)
     on_node_0 = {p.host_name for p in live_web(net) if p.node == "node-0"}
     pairs = []

@@ -4,7 +4,6 @@ captured, the captures agreeing with the prediction."""
 from __future__ import annotations
 
 import json
-import subprocess
 
 import pytest
 
@@ -17,6 +16,7 @@ from topos.specs import embedded_spec_text
 from topos.trace import trace
 
 from tests.emulation.conftest import K8SNET, ROOT, k8snet_env
+from tests import patient
 
 FLAT = """\
 apiVersion: k8snet.io/v1alpha1
@@ -281,7 +281,7 @@ def test_host_gw_across_racks_ends_at_the_first_node_like_flannels(no_leaks):
 def test_bad_questions_exit_2_before_anything_starts(args, words, no_leaks, tmp_path):
     spec = tmp_path / "s.yaml"
     spec.write_text(embedded_spec_text("default"))
-    r = subprocess.run([*K8SNET, "trace", *args, "--spec", str(spec)], capture_output=True, text=True,
+    r = patient.run([*K8SNET, "trace", *args, "--spec", str(spec)], capture_output=True, text=True,
                        cwd=ROOT, env=k8snet_env(), timeout=60)
     assert r.returncode == 2 and words in r.stdout + r.stderr, r.stdout + r.stderr
 
@@ -289,7 +289,7 @@ def test_bad_questions_exit_2_before_anything_starts(args, words, no_leaks, tmp_
 def test_the_command_prints_the_walk_and_writes_json(no_leaks, tmp_path):
     out = tmp_path / "t.json"
     svg = tmp_path / "t.svg"
-    r = subprocess.run([*K8SNET, "trace", "web-0", "web-1", "--spec", "default", "--json", str(out), "--svg", str(svg)],
+    r = patient.run([*K8SNET, "trace", "web-0", "web-1", "--spec", "default", "--json", str(out), "--svg", str(svg)],
                        capture_output=True, text=True, cwd=ROOT, env=k8snet_env(), timeout=180)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "delivered" in r.stdout and "captures agree with the prediction" in r.stdout
