@@ -27,6 +27,12 @@ k8snet, offload ``none`` (TX checksum offload off; what every backend can share)
 * ``same-node``, ``host-gw``, ``clusterip``, ``vxlan-flat``, ``vxlan-routed``,
   ``directrouting-same-rack``, ``directrouting-cross-rack``.
 
+Every k8snet cell above uses the run's default attachment (``tap`` on the userspace
+datapath, topos/attach.py); ``tso-host-gw-veth`` and ``vxlan-flat-veth`` are the same paths
+with pods and uplinks attached by veth, to compare the two in the same rounds.  Each run
+records iperf3's retransmits and CPU (client, server) and the CPU every ovs-vswitchd of the
+cell's cluster used meanwhile (percent of one core).
+
 Everything is built first, then measured in rounds (every cell once per round) so
 the machine's drift hits all cells alike.  Every k8snet path is printed as a ratio to its
 true kernel counterpart (same path, same topology) and to the OVS references at its own
@@ -63,19 +69,26 @@ from topos.references import References  # noqa: E402
 PORT = 5201
 #: goal name -> (numerator cell, denominator cell, goal or None to just report).
 GOALS: dict[str, tuple[str, str, Optional[float]]] = {
-    "host-gw (tso) / kernel host-gw": ("tso-host-gw", "kernel-host-gw", 0.5),
+    "host-gw (tso) / kernel host-gw": ("tso-host-gw", "kernel-host-gw", 0.6),
+    "vxlan / kernel vxlan": ("vxlan-flat", "kernel-vxlan", 0.2),
+    "host-gw (tso): tap / veth": ("tso-host-gw", "tso-host-gw-veth", None),
+    "vxlan: tap / veth": ("vxlan-flat", "vxlan-flat-veth", None),
     "ClusterIP / direct, tso": ("tso-clusterip", "tso-host-gw", 0.9),
     "ClusterIP / direct, none": ("clusterip", "host-gw", 0.9),
     "vxlan / host-gw, both none": ("vxlan-flat", "host-gw", None),
     "host-gw (none) / ovs-normal": ("host-gw", "ovs-normal", 0.9),
 }
+#: Retransmits per run, at most this many times the kernel counterpart's (goal name -> cells, bound).
+RETRANSMIT_GOALS: dict[str, tuple[str, str, float]] = {
+    "host-gw (tso) retransmits / kernel host-gw's": ("tso-host-gw", "kernel-host-gw", 5.0)}
 #: Each k8snet cell and the kernel path it emulates: the same path over the same topology.
 KERNEL_COUNTERPART = {"tso-same-node": "kernel-same-node", "tso-host-gw": "kernel-host-gw",
                       "tso-clusterip": "kernel-clusterip", "same-node": "kernel-same-node",
                       "host-gw": "kernel-host-gw", "clusterip": "kernel-clusterip",
                       "vxlan-flat": "kernel-vxlan", "vxlan-routed": "kernel-vxlan-routed",
                       "directrouting-same-rack": "kernel-host-gw",
-                      "directrouting-cross-rack": "kernel-vxlan-routed"}
+                      "directrouting-cross-rack": "kernel-vxlan-routed", "tso-host-gw-veth": "kernel-host-gw",
+                      "vxlan-flat-veth": "kernel-vxlan"}
 
 IPERF_SERVICE = """
 ---
@@ -114,18 +127,42 @@ class Cell:
     server_ip: str
     offload: str
     runs: list[dict[str, Any]] = field(default_factory=list)
+    #: The cluster's attachment and its ovs-vswitchd processes (none for a reference).
+    attach: str = ""
+    switches: list[int] = field(default_factory=list)
+
+
+def of_cluster(cell: Cell, net: ClusterNet) -> Cell:
+    cell.attach = net.cluster.attach
+    procs = [net.node(n.name).ovs.vswitchd() for n in net.cluster.nodes]
+    cell.switches = [p.pid for p in procs if p is not None]
+    return cell
 
 
 def flat_cells(net: ClusterNet, prefix: str) -> list[Cell]:
     c = net.cluster
     client, server, local = (net.pod(c.pod(n).host_name) for n in ("iperf-client", "iperf-server", "iperf-local"))
     off = c.offload
-    return [Cell(f"{prefix}same-node", f"two pods on one node, offload {off}", client, local,
+    return [of_cluster(cell, net) for cell in [Cell(f"{prefix}same-node", f"two pods on one node, offload {off}", client, local,
                  str(c.pod("iperf-local").ip), off),
             Cell(f"{prefix}host-gw", f"pods on two nodes, host-gw, flat, offload {off}", client, server,
                  str(c.pod("iperf-server").ip), off),
             Cell(f"{prefix}clusterip", f"pod -> ClusterIP -> pod on the other node, offload {off}", client, server,
-                 str(c.service("iperf").cluster_ip), off)]
+                 str(c.service("iperf").cluster_ip), off)]]
+
+
+def veth_cells(nets: dict[str, ClusterNet]) -> list[Cell]:
+    """The same cross-node paths with pods and uplinks attached by veth."""
+    cells = []
+    for name, key, what in (("tso-host-gw-veth", "flat-host-gw-tso-veth", "pods on two nodes, host-gw, flat"),
+                            ("vxlan-flat-veth", "flat-vxlan-veth", "VXLAN, flat underlay")):
+        if key not in nets:
+            continue
+        net = nets[key]
+        a, b = [[p for p in net.cluster.pods if p.node == n][0] for n in ("node-0", "node-1")]
+        cells.append(of_cluster(Cell(name, f"{what}, offload {net.cluster.offload}, attach veth",
+                                     net.pod(a.host_name), net.pod(b.host_name), str(b.ip), net.cluster.offload), net))
+    return cells
 
 
 def other_cells(nets: dict[str, ClusterNet]) -> list[Cell]:
@@ -143,7 +180,8 @@ def other_cells(nets: dict[str, ClusterNet]) -> list[Cell]:
                                    "routed-directrouting", "node-0", "node-2")):
         net = nets[key]
         (c, _), (s, ip) = pod(net, a), pod(net, b)
-        cells.append(Cell(name, f"{what}, offload {net.cluster.offload}", c, s, ip, net.cluster.offload))
+        cells.append(of_cluster(Cell(name, f"{what}, offload {net.cluster.offload}", c, s, ip, net.cluster.offload),
+                                net))
     return cells
 
 
@@ -154,9 +192,14 @@ def build_clusters(tso_possible: bool) -> dict[str, ClusterNet]:
                                      Overrides(nodes=2, pods_per_node=1, backend="vxlan", offload="none")),
              "routed-vxlan": load_text(embedded_spec_text("racks"), Overrides(pods_per_node=1, offload="none")),
              "routed-directrouting": load_text(embedded_spec_text("racks"),
-                                               Overrides(pods_per_node=1, backend="directrouting", offload="none"))}
+                                               Overrides(pods_per_node=1, backend="directrouting", offload="none")),
+             "flat-vxlan-veth": load_text(embedded_spec_text("default"),
+                                          Overrides(nodes=2, pods_per_node=1, backend="vxlan", offload="none",
+                                                    attach="veth"))}
     if tso_possible:
         specs["flat-host-gw-tso"] = load_text(flat, Overrides(nodes=2, offload="tso"))
+        specs["flat-host-gw-tso-veth"] = load_text(embedded_spec_text("default"),
+                                                   Overrides(nodes=2, pods_per_node=1, offload="tso", attach="veth"))
     nets: dict[str, ClusterNet] = {}
     try:
         for name, cluster in specs.items():
@@ -195,6 +238,12 @@ def summarize(cells: list[Cell]) -> dict[str, dict[str, Any]]:
             row.update(median_gbps=statistics.median(rates), min_gbps=min(rates), max_gbps=max(rates))
             sent = [r for r in cell.runs if r.get("ok") and r.get("retransmits") is not None]
             row["retransmits_per_run"] = statistics.median([r["retransmits"] for r in sent]) if sent else None
+            row["attach"] = cell.attach or None
+            for who in ("client", "server", "watched"):
+                used = [r["cpu_percent"][who] for r in cell.runs if r.get("ok") and
+                        r.get("cpu_percent", {}).get(who) is not None]
+                row[f"cpu_{'ovs' if who == 'watched' else who}_percent"] = \
+                    round(statistics.median(used), 1) if used else None
         ratios = {}
         for key, ref in [("kernel", KERNEL_COUNTERPART.get(cell.name))] + \
                 [(r.removesuffix("-tso"), r) for r in references_of(cell.name, cell.offload)]:
@@ -208,6 +257,10 @@ def summarize(cells: list[Cell]) -> dict[str, dict[str, Any]]:
             row["ratio_to_kernel"] = ratios["kernel"]["median"]
         out[cell.name] = row
     return out
+
+
+def _pct(value: Optional[float]) -> str:
+    return "-" if value is None else f"{value:.0f}%"
 
 
 def ratio(rows: dict[str, dict[str, Any]], a: str, b: str) -> float | None:
@@ -255,6 +308,7 @@ def main() -> int:
             cells += flat_cells(nets["flat-host-gw-tso"], "tso-")
         cells += flat_cells(nets["flat-host-gw"], "")
         cells += other_cells(nets)
+        cells += veth_cells(nets)
         total = len(cells) * args.repeat
         done = 0
         t0 = time.monotonic()
@@ -264,7 +318,7 @@ def main() -> int:
                 left = (time.monotonic() - t0) / max(done - 1, 1) * (total - done + 1) if done > 1 else 0
                 print(f"[{done}/{total}] round {round_no + 1}: {cell.name} (about {left:.0f}s left)",
                       file=sys.stderr, flush=True)
-                result = iperf(cell.client, cell.server, cell.server_ip, PORT, args.seconds)
+                result = iperf(cell.client, cell.server, cell.server_ip, PORT, args.seconds, watch=cell.switches)
                 result.pop("doc", None)  # iperf3_end is kept; the rest would bloat the JSON
                 cell.runs.append(result)
         environments = {name: environment(net.cluster) for name, net in nets.items()}
@@ -278,8 +332,12 @@ def main() -> int:
     rows = summarize(cells)
     goals = {name: {"cells": [a, b], "goal": goal, "measured": ratio(rows, a, b)}
              for name, (a, b, goal) in GOALS.items()}
+    for name, (a, b, bound) in RETRANSMIT_GOALS.items():
+        x, y = rows.get(a, {}).get("retransmits_per_run"), rows.get(b, {}).get("retransmits_per_run")
+        goals[name] = {"cells": [a, b], "at_most": bound, "retransmits": [x, y],
+                       "measured": (x / max(y, 1)) if x is not None and y is not None else None}
     print(f"\n{'cell':<26} {'offload':<8} {'n':>2} {'median Gbit/s':>13} {'min-max':>13} "
-          f"{'/kernel counterpart':>40} {'/ovs-normal, same offload':>26} {'retr/run':>9}")
+          f"{'/kernel counterpart':>40} {'/ovs-normal, same offload':>26} {'retr/run':>9} {'attach':>6} {'ovs cpu':>7}")
     for name, row in rows.items():
         if "median_gbps" not in row:
             print(f"{name:<26} FAILED: {'; '.join(row['failures'])}")
@@ -289,7 +347,8 @@ def main() -> int:
         against = f"{shown(kernel)} {kernel['to']}" if kernel else "-"
         print(f"{name:<26} {row['offload'][:8]:<8} {row['n']:>2} {row['median_gbps']:>13.2f} "
               f"{row['min_gbps']:>6.2f}-{row['max_gbps']:<6.2f} {against:>40} "
-              f"{shown(row['ratios'].get('ovs-normal')):>26} {retr if retr is not None else '-':>9}")
+              f"{shown(row['ratios'].get('ovs-normal')):>26} {retr if retr is not None else '-':>9} "
+              f"{row['attach'] or '-':>6} {_pct(row['cpu_ovs_percent']):>7}")
     print()
     if not tso_possible:
         print(f"offload tso not measured: {tso_why}")
@@ -297,6 +356,9 @@ def main() -> int:
         m = g["measured"]
         if m is None:
             print(f"{name}: not measured")
+        elif "at_most" in g:
+            print(f"goal {name} <= {g['at_most']:g}: measured {m:.1f} ({g['retransmits'][0]:g} / "
+                  f"{g['retransmits'][1]:g} per run; {'met' if m <= g['at_most'] else 'MISSED'})")
         elif g["goal"] is None:
             print(f"{name}: {m:.2f}")
         else:
@@ -308,6 +370,7 @@ def main() -> int:
                offload="per cell (see cells[*].offload); clusters: see clusters[*]",
                kernel_module=caps.kernel_module),
            "clusters": {name: {"offload": env["offload"], "offload_detail": env["offload_detail"],
+                               "attach": env["attach"],
                                "datapath_type": env["datapath_type"], "datapath_choice": env["datapath_choice"]}
                         for name, env in environments.items()},
            "tso_possible": tso_possible, "tso_refused_because": tso_why or None,

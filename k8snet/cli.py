@@ -49,6 +49,10 @@ def _datapath_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--datapath", choices=["auto", "netdev", "system"], dest="datapath_type",
                    help="OVS datapath: system (kernel module), netdev (userspace), auto (default: system "
                         "when the kernel has the module)")
+    p.add_argument("--attach", choices=["auto", "veth", "tap"],
+                   help="how pods and node uplinks meet their node's OVS: tap (an OVS tap port moved into the "
+                        "pod's or the underlay's namespace: no packet-socket drops), veth, auto (default: tap "
+                        "on the userspace datapath)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -129,7 +133,7 @@ def load_cluster(args: argparse.Namespace) -> Cluster:
     """The spec with the command line's overrides (SpecError), its datapath settled for
     this machine unless only flows are printed (DatapathError)."""
     overrides = Overrides(nodes=args.nodes, pods_per_node=args.pods_per_node, backend=args.backend,
-                          offload=args.offload, datapath_type=args.datapath_type)
+                          offload=args.offload, datapath_type=args.datapath_type, attach=args.attach)
     cluster = specs.load(args.spec, overrides)
     return cluster if args.command == "flows" else settle([cluster])[0]
 
@@ -227,7 +231,8 @@ def _draw_sample(cluster: Cluster, sample: int, seed: int) -> Sample | str | Non
 
 def _bad_datapath(exc: "DatapathError") -> int:
     console.print(f"[bold red]cannot honour the datapath setting[/] (spec.{exc.field}, or --"
-                  f"{'offload' if exc.field.endswith('offload') else 'datapath'}): {exc.message}", soft_wrap=True)
+                  f"{exc.field.rsplit('.', 1)[-1] if exc.field.endswith(('offload', 'attach')) else 'datapath'}): "
+                  f"{exc.message}", soft_wrap=True)
     return EXIT_USAGE
 
 
@@ -268,7 +273,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     try:
         clusters = load_clusters(args.spec, backends, scenarios,
                                  nodes=args.nodes, pods_per_node=args.pods_per_node, offload=args.offload,
-                                 datapath_type=args.datapath_type)
+                                 datapath_type=args.datapath_type, attach=args.attach)
     except SpecError as exc:
         return _bad_spec(args.spec, exc)
     except DatapathError as exc:

@@ -154,17 +154,38 @@ class Throughput(Scenario):
             rec.add(cell.target, cell.path, "throughput", "Gbit/s", **where,
                     error=f"not attempted: the backend cannot carry this path ({cell.unreachable})")
             return
+        switches = switch_pids(cell.target)
         result = iperf(cell.client, cell.server, cell.ip, cell.port, self.options.seconds, listen=cell.listen,
-                       protocol=protocol, streams=streams)
+                       protocol=protocol, streams=streams, watch=switches)
         note = ""
         if result.get("ok"):
             note = (f"retransmits={result['retransmits']}" if protocol == "tcp"
-                    else f"lost_percent={result['lost_percent']:.2f}")
+                    else f"lost_percent={result['lost_percent']:.2f}") + "; " + cpu_note(result, bool(switches))
+            if cell.target is not None:
+                note += f"; attach={cell.target.cluster.attach}"
             if result.get("retried"):
                 note += f"; the first run hung and was retried: {result['retried']}"
         rec.add(cell.target, cell.path, "throughput", "Gbit/s", **where,
                 value=result["bits_per_second"] / 1e9 if result.get("ok") else None,
                 error=None if result.get("ok") else result["error"], note=note, raw=result.get("doc"))
+
+
+def switch_pids(target: Optional[Target]) -> list[int]:
+    """The cluster's ovs-vswitchd processes (none for a reference)."""
+    if target is None:
+        return []
+    procs = [target.net.node(n.name).ovs.vswitchd() for n in target.cluster.nodes]
+    return [p.pid for p in procs if p is not None]
+
+
+def cpu_note(result: dict, switches: bool) -> str:
+    """CPU during the run, in percent of one core: iperf3's client and server, and every
+    ovs-vswitchd of the cluster together (the datapath, on this machine's few cores)."""
+    cpu = result.get("cpu_percent", {})
+    parts = [f"cpu_client={cpu.get('client') or 0:.0f}%", f"cpu_server={cpu.get('server') or 0:.0f}%"]
+    if switches:
+        parts.append(f"cpu_ovs={cpu.get('watched', 0):.0f}%")
+    return "; ".join(parts)
 
 
 def add_ratios(summary: list[SummaryRow]) -> list[SummaryRow]:

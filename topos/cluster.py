@@ -38,6 +38,7 @@ from k8snet.model.staging import stages
 from topos import checks
 from topos.checks import Reach
 from topos.datapath import settle
+from topos.attach import attach_node, hand_over, pods_tapped, port_type, uplinks_tapped
 from k8snet.model.dns import DNS_NAME, DNS_NAMESPACE, resolv_conf
 from topos.dns import unbound_conf
 from k8snet.model.cluster import BRIDGE_NAME, UPLINK_IFNAME, UPLINK_OFPORT, Cluster, Node, Pod, UnderlayType, to_json
@@ -145,6 +146,7 @@ class ClusterNet(Spawning):
         self.timings["hosts"] = time.monotonic() - t0
         self._build_underlay()
         self._build_nodes()
+        self.impairments.install(self.cluster)  # (on the uplinks, which may be taps made just now)
         self.timings["nodes"] = time.monotonic() - t0
         self._build_pods()
         self.timings["pods"] = time.monotonic() - t0
@@ -192,11 +194,12 @@ class ClusterNet(Spawning):
             self._add_host(node.name, K8sNode)
         for pod in self.cluster.pods:
             self._add_host(pod.host_name, PodHost)
-        for node in self.cluster.nodes:
+        # Veth pairs, unless the node's OVS makes taps for them (topos/attach.py).
+        for node in [] if uplinks_tapped(self.cluster) else self.cluster.nodes:
             segment = self.cluster.rack(node.rack).host_name if self.routed else UNDERLAY_HOST
             self.net.addLink(node.name, segment, port1=UPLINK_OFPORT, port2=node.index + 1,
                              intfName1=UPLINK_IFNAME, intfName2=f"n{node.index}")
-        for pod in self.cluster.pods:
+        for pod in [] if pods_tapped(self.cluster) else self.cluster.pods:
             self.net.addLink(pod.host_name, pod.node, port1=0, port2=pod.ofport,
                              intfName1="eth0", intfName2=pod.port_name)
 
@@ -210,14 +213,15 @@ class ClusterNet(Spawning):
         assert self.net is not None
         mtu, bw = self.cluster.underlay.mtu, self.cluster.underlay.bandwidth_mbit
         external, lb, pool = self.cluster.underlay.external, self.cluster.underlay.lb, self.cluster.underlay.lb_pool
+        uplinks = [] if uplinks_tapped(self.cluster) else self.cluster.nodes  # (taps join once made)
         if not self.routed:
-            self.net[UNDERLAY_HOST].build([f"n{n.index}" for n in self.cluster.nodes], mtu, bw)
+            self.net[UNDERLAY_HOST].build([f"n{n.index}" for n in uplinks], mtu, bw)
             self.net[UNDERLAY_HOST].ip_batch([f"link set {p} mtu {mtu} master {Underlay.BRIDGE} up"
                                               for p, h in ((EXTERNAL_FLAT_IFNAME, external), (LB_FLAT_IFNAME, lb))
                                               if h is not None])
         else:
             for rack in self.cluster.underlay.racks:
-                ports = [f"n{n.index}" for n in self.cluster.nodes if n.rack == rack.name]
+                ports = [f"n{n.index}" for n in uplinks if n.rack == rack.name]
                 self.net[rack.host_name].build(rack, ports, mtu, bw)
             self.net[CORE_HOST].build(self.cluster.underlay.racks, mtu, bw, external, lb, str(pool))
         if external is not None:
@@ -228,7 +232,6 @@ class ClusterNet(Spawning):
         if lb is not None:
             self.net[lb.name].build(lb, mtu, self.cluster.offload)
             self.program_lb()
-        self.impairments.install(self.cluster)
 
     def program_lb(self) -> None:
         """Point the emulated cloud load balancer at the NodePorts of the current model."""
@@ -243,6 +246,7 @@ class ClusterNet(Spawning):
             host = self.node(node.name)
             host.start_ovs(self.run.sub(f"n{node.index}"), self.cluster)
             host.build(self.cluster, node)
+            attach_node(self, self.cluster, node)
 
     def _build_pods(self) -> None:
         for pod in self.cluster.pods:
@@ -364,16 +368,20 @@ class ClusterNet(Spawning):
                 self.remove_pod(before[name])
 
     def add_pod(self, cluster: Cluster, pod: Pod) -> None:
-        """A new pod namespace on a running node: veth, OVS port, addresses."""
+        """A new pod namespace on a running node: veth (or tap), OVS port, addresses."""
         assert self.net is not None
         self._add_host(pod.host_name, PodHost)
-        self.net.addLink(pod.host_name, pod.node, port1=0, port2=pod.ofport, intfName1="eth0",
-                         intfName2=pod.port_name)
         node = self.node(pod.node)
-        node.ip_batch([f"link set {pod.port_name} mtu {cluster.pod_mtu} up"])
+        tapped = pods_tapped(cluster)
+        if not tapped:
+            self.net.addLink(pod.host_name, pod.node, port1=0, port2=pod.ofport, intfName1="eth0",
+                             intfName2=pod.port_name)
+            node.ip_batch([f"link set {pod.port_name} mtu {cluster.pod_mtu} up"])
         assert node.ovs is not None
         node.ovs.vsctl("add-port", BRIDGE_NAME, pod.port_name, "--", "set", "interface", pod.port_name,
-                       f"ofport_request={pod.ofport}")
+                       f"ofport_request={pod.ofport}", *port_type(tapped))
+        if tapped:
+            hand_over(node, [(pod.port_name, self.pod(pod.host_name).pid)])
         self.pod(pod.host_name).build(cluster, pod)
         if cluster.dns:
             self._resolv_conf(pod)

@@ -13,6 +13,19 @@ Two settings, in the Cluster document (``spec.datapath``) and on the command lin
   and TX checksum offload off in the pods: every 1500-byte packet crosses one by one),
   or ``auto`` (default): tso when *every* cluster of the run can carry it, else none, so
   that backends compared side by side always share one setting.
+* ``attach`` (``--attach``): how pods and node uplinks meet their node's OVS.  ``veth``:
+  a veth pair whose node end is an OVS port; on the userspace datapath OVS reads it
+  through a packet socket, whose receive buffer (which a namespace cannot raise) drops
+  segments under TCP load: ~300,000 retransmits per 4 s host-gw run, 40x the kernel's.
+  ``tap``: an OVS ``type=tap`` port, its kernel end moved into the pod's namespace (as
+  its eth0) or the underlay's (the node's uplink, on the segment bridge); OVS reads and
+  writes the tap's file descriptor, no socket buffer in between: 9.6 Gbit/s with 0
+  retransmits against 7.2 with ~340,000 on the same run (../shared/DESIGN.md, issue 13).
+  ``auto`` (default): tap on the userspace datapath, veth on the kernel's (a tap port of
+  the kernel datapath cannot leave its namespace).  A tap's device lives as long as its
+  ovs-vswitchd: a restarted one makes it anew, and k8snet moves it back and re-plumbs it
+  (topos/attach.py).  With an underlay bandwidth limit the uplinks stay veth: the node's
+  side of the limit is the uplink's egress qdisc, which a moved tap does not have.
 
 On the userspace datapath OVS could not tunnel TSO segments before 3.3 (VXLAN TCP
 stalls; measured on 3.1, see ../shared/DESIGN.md), so ``tso`` with an encapsulating
@@ -108,11 +121,18 @@ class DatapathError(ValueError):
         self.message = message
 
 
+class Attach(str, Enum):
+    AUTO = "auto"
+    VETH = "veth"
+    TAP = "tap"
+
+
 @dataclass(frozen=True)
 class Resolved:
     type: DatapathType          # netdev or system
     offload: Offload            # tso or none
     why: str                    # how auto was decided, for the results' metadata
+    attach: Attach = Attach.VETH
 
     def describe(self) -> str:
         pods = "pod offloads on" if self.offload is Offload.TSO else "pod TX checksum offload off"
@@ -125,17 +145,17 @@ def settle(clusters: "list[Cluster]", caps: Optional[Capabilities] = None, lossy
     """The clusters of one run with their datapath settings resolved together (an
     already-resolved cluster passes through unchanged).  ``lossy``: the run makes links
     lossy to measure what loss does (as a spec's impairments do)."""
-    asked = {(c.offload, c.datapath_type) for c in clusters}
+    asked = {(c.offload, c.datapath_type, c.attach) for c in clusters}
     if len(asked) > 1:
-        raise DatapathError("datapath", f"the clusters of one run must ask for the same offload and datapath "
-                            f"type, not {sorted(asked)}")
-    offload, dtype = asked.pop()
-    if offload != "auto" and dtype != "auto" and all(c.datapath_note for c in clusters):
+        raise DatapathError("datapath", f"the clusters of one run must ask for the same offload, datapath "
+                            f"type and attachment, not {sorted(asked)}")
+    offload, dtype, attach = asked.pop()
+    if "auto" not in (offload, dtype, attach) and all(c.datapath_note for c in clusters):
         return list(clusters)
     lossy = lossy or any(c.underlay.impairments for c in clusters)
-    r = resolve(offload, dtype, [c.backend.value for c in clusters], caps or detect(), lossy)
+    r = resolve(offload, dtype, [c.backend.value for c in clusters], caps or detect(), lossy, attach)
     return [c.model_copy(update={"offload": r.offload.value, "datapath_type": r.type.value,
-                                 "datapath_note": r.why}) for c in clusters]
+                                 "attach": r.attach.value, "datapath_note": r.why}) for c in clusters]
 
 
 #: Why a run with lossy links takes offload none under auto (and what tso means there).
@@ -144,7 +164,7 @@ LOSSY = ("a lossy link drops whole frames, and with TSO a frame on a veth is a s
 
 
 def resolve(offload: str, datapath_type: str, backends: Iterable[str], caps: Capabilities,
-            lossy: bool = False) -> Resolved:
+            lossy: bool = False, attach: str = "auto") -> Resolved:
     """One setting for every cluster of a run (``backends``: their backend names)."""
     backends = list(dict.fromkeys(backends))
     wanted_type = DatapathType(datapath_type)
@@ -178,4 +198,17 @@ def resolve(offload: str, datapath_type: str, backends: Iterable[str], caps: Cap
         chosen, why = wanted, f"{wanted.value} as asked"
         if lossy and wanted is Offload.TSO:
             why += f" (so loss is per TSO segment: {LOSSY})"
-    return Resolved(dtype, chosen, f"{why}; {type_why}")
+    attached, attach_why = resolve_attach(Attach(attach), dtype)
+    return Resolved(dtype, chosen, f"{why}; {type_why}; {attach_why}", attached)
+
+
+def resolve_attach(wanted: Attach, dtype: DatapathType) -> tuple[Attach, str]:
+    """The attachment and how it was decided."""
+    if wanted is Attach.TAP and dtype is not DatapathType.NETDEV:
+        raise DatapathError("datapath.attach", "tap needs the userspace datapath (netdev): a tap port of the "
+                            "kernel datapath cannot be moved into a pod's namespace; use veth, or auto")
+    if wanted is not Attach.AUTO:
+        return wanted, f"attach {wanted.value} as asked"
+    if dtype is DatapathType.NETDEV:
+        return Attach.TAP, "attach tap (auto: the userspace datapath reads a veth through a packet socket that drops)"
+    return Attach.VETH, "attach veth (auto: the kernel datapath)"

@@ -25,15 +25,15 @@ def preflight() -> Optional[str]:
 
 def environment(cluster: Optional[Any] = None, **extra: Any) -> dict[str, Any]:
     """k8snet, Open vSwitch, kernel and Python versions, CPUs, and -- from ``cluster`` (a
-    resolved :class:`k8snet.model.cluster.Cluster`) -- the datapath type and offload setting with
-    how they were chosen; plus ``extra``."""
+    resolved :class:`k8snet.model.cluster.Cluster`) -- the datapath type, offload setting and
+    attachment (topos/datapath.py) with how they were chosen; plus ``extra``."""
     import k8snet
     from topos.ovs import ovs_version
 
     env: dict[str, Any] = {"k8snet": k8snet.__version__, "ovs": ovs_version(), "kernel": platform.release(),
                            "python": platform.python_version(), "cpus": os.cpu_count()}
     if cluster is not None:
-        env.update(datapath_type=cluster.datapath_type, offload=cluster.offload,
+        env.update(datapath_type=cluster.datapath_type, offload=cluster.offload, attach=cluster.attach,
                    offload_detail=describe(cluster), datapath_choice=cluster.datapath_note)
     env.update(extra)
     return env

@@ -31,6 +31,7 @@ from k8snet.model.cluster import BRIDGE_NAME
 from k8snet.model.faults import check_fault
 from k8snet.model.links import underlay_links
 from k8snet.model.underlay import CORE_HOST
+from topos.attach import reattach
 from topos.nodes import CoreRouter
 from topos.ovs import wait_for
 
@@ -127,6 +128,7 @@ class Faults:
         wait_for(lambda: bool(host.ns("ip", "-o", "link", "show", "dev", BRIDGE_NAME, check=False).strip()),
                  15, f"{node}'s bridge to come back")
         host.plumb(self.net.cluster, self.net.cluster.node(node))
+        reattach(self.net, node)  # taps go with their vswitchd: the new ones are put back
         self.net.api.wait_synced([node], 30, since=started)
         self.switches_down.discard(node)
 

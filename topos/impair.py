@@ -46,6 +46,14 @@ class Impairments:
             self.net.cluster = cluster.model_copy(
                 update={"underlay": cluster.underlay.model_copy(update={"impairments": impaired})})
 
+    def reload(self, link: str) -> None:
+        """``link``'s rules again, as they are: its device was made anew (a node's uplink
+        tap, after its vswitchd restarted; topos/attach.py), and a netdev chain goes with
+        the device it hooks.  Its counters restart."""
+        mine = {key: loss for key, loss in self.installed.items() if key[0] == link}
+        if mine:
+            self._load(self.net.cluster, mine)
+
     def counters(self) -> list[LossCount]:
         """Frames seen and dropped by every loss rule installed so far, per link and way."""
         cluster = self.net.cluster

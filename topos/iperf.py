@@ -14,10 +14,11 @@ loses packets, and the diagnosis says where to look.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import time
-from typing import Any, Optional
+from typing import Any, Iterable, Optional, Sequence
 
 from k8snet.procs import CommandError, deferred_signals, run
 
@@ -96,8 +97,21 @@ def _attempt(client: Any, server: Any, args: list[str], listen: int, seconds: in
         return {"error": f"iperf3 printed no JSON: {err.strip()[:300]}"}
 
 
+def cpu_seconds(pids: Iterable[int]) -> float:
+    """User + system CPU time the processes ``pids`` have used so far (gone ones count 0)."""
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat", encoding="ascii") as handle:
+                fields = handle.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat(5))
+    return total / os.sysconf("SC_CLK_TCK")
+
+
 def iperf(client: Any, server: Any, ip: str, port: int, seconds: int, listen: Optional[int] = None,
-          protocol: str = "tcp", streams: int = 1, udp_bitrate: str = "0") -> dict[str, Any]:
+          protocol: str = "tcp", streams: int = 1, udp_bitrate: str = "0", watch: Sequence[int] = ()) -> dict[str, Any]:
     """iperf3 -J from host ``client`` to ``ip:port``, the server in host ``server`` listening
     on ``listen`` (default ``port``; differs when ``ip:port`` is a Service frontend).
 
@@ -105,7 +119,9 @@ def iperf(client: Any, server: Any, ip: str, port: int, seconds: int, listen: Op
     as fast as the sender can); the figure is what the receiver got.
 
     Returns ``{"ok": True, "bits_per_second", "retransmits", "lost_percent", "bytes",
-    "iperf3_end", "doc", "retried"}`` (``doc``: iperf3's whole JSON, as it came;
+    "cpu_percent", "iperf3_end", "doc", "retried"}`` (``cpu_percent``: iperf3's own client and
+    server CPU, and ``watched``: what the processes ``watch`` -- a cluster's ovs-vswitchd,
+    say -- used meanwhile, in percent of one core; ``doc``: iperf3's whole JSON, as it came;
     ``retried``: the diagnosis of a first run that hung, else None) or ``{"ok": False,
     "error": why}`` -- a failure keeps its reason and is never reported as a zero."""
     if shutil.which("iperf3") is None:
@@ -114,7 +130,9 @@ def iperf(client: Any, server: Any, ip: str, port: int, seconds: int, listen: Op
             "-P", str(streams)]
     if protocol == "udp":
         args += ["-u", "-b", udp_bitrate, "-l", str(UDP_LENGTH)]
+    used, t0 = cpu_seconds(watch), time.monotonic()
     got = _attempt(client, server, args, listen or port, seconds)
+    watched = (cpu_seconds(watch) - used) / max(1e-3, time.monotonic() - t0) * 100
     retried = got.get("hung")
     if retried:
         got = _attempt(client, server, args, listen or port, seconds)
@@ -129,7 +147,10 @@ def iperf(client: Any, server: Any, ip: str, port: int, seconds: int, listen: Op
     received = end.get("sum_received")
     if not received or not received.get("bytes"):
         return {"ok": False, "error": "iperf3 finished but the receiver got no data", "doc": doc}
+    cpu = end.get("cpu_utilization_percent", {})
     return {"ok": True, "bits_per_second": received["bits_per_second"],
             "retransmits": end.get("sum_sent", {}).get("retransmits"),
+            "cpu_percent": {"client": cpu.get("host_total"), "server": cpu.get("remote_total"),
+                            **({"watched": round(watched, 1)} if watch else {})},
             "lost_percent": received.get("lost_percent"), "bytes": received["bytes"],
             "iperf3_end": end, "doc": doc, "retried": retried}

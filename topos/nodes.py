@@ -33,6 +33,7 @@ from k8snet.model.cluster import (
 )
 from k8snet.model.links import EXTERNAL_CORE_IFNAME, LB_CORE_IFNAME
 from topos.ovs import OvsInstance
+from topos.attach import pods_tapped, port_type, uplinks_tapped
 
 
 class NsHost(Host):
@@ -45,6 +46,12 @@ class NsHost(Host):
     def ip_batch(self, commands: Sequence[str]) -> None:
         """Several ``ip`` commands in one process (``ip -batch``): fast and atomic-ish."""
         self.ns("ip", "-batch", "-", input="\n".join(commands) + "\n")
+
+    def enslave(self, ports: Sequence[str], mtu: int, up: bool = True) -> None:
+        """Put ``ports`` on this host's bridge (``BRIDGE``): an uplink tap handed over
+        after the bridge was built (topos/attach.py)."""
+        bridge = getattr(self, "BRIDGE")
+        self.ip_batch([f"link set {p} mtu {mtu} master {bridge}{' up' if up else ''}" for p in ports])
 
     def sysctl(self, **settings: str | int) -> None:
         args = [f"{k.replace('__', '.')}={v}" for k, v in settings.items()]
@@ -264,13 +271,15 @@ class K8sNode(NsHost):
                     net__ipv4__ip_forward=0, net__ipv6__conf__all__disable_ipv6=1,
                     net__ipv6__conf__default__disable_ipv6=1)
         pods = cluster.pods_on(node.name)
-        self.ip_batch(["link set lo up", f"link set {UPLINK_IFNAME} mtu {mtu} up"]
-                      + [f"link set {p.port_name} mtu {cluster.pod_mtu} up" for p in pods])
+        # Veth ends are here already; taps are made by vswitchd below and handed over.
+        tap_pods, tap_uplink = pods_tapped(cluster), uplinks_tapped(cluster)
+        self.ip_batch(["link set lo up"] + ([] if tap_uplink else [f"link set {UPLINK_IFNAME} mtu {mtu} up"])
+                      + ([] if tap_pods else [f"link set {p.port_name} mtu {cluster.pod_mtu} up" for p in pods]))
         args = ["add-br", BRIDGE_NAME, "--", "set", "bridge", BRIDGE_NAME, f"datapath_type={cluster.datapath_type}",
                 "fail-mode=secure", "protocols=OpenFlow13", f"other-config:hwaddr={node.mac}",
                 f"other-config:datapath-id={node.dpid:016x}", "other-config:disable-in-band=true",
                 "--", "add-port", BRIDGE_NAME, UPLINK_IFNAME,
-                "--", "set", "interface", UPLINK_IFNAME, f"ofport_request={UPLINK_OFPORT}"]
+                "--", "set", "interface", UPLINK_IFNAME, f"ofport_request={UPLINK_OFPORT}", *port_type(tap_uplink)]
         if cluster.encapsulates:
             # One flow-based VXLAN port: the controller picks the remote end per flow.
             args += ["--", "add-port", BRIDGE_NAME, TUNNEL_IFNAME, "--", "set", "interface", TUNNEL_IFNAME,
@@ -278,7 +287,7 @@ class K8sNode(NsHost):
                      f"options:dst_port={cluster.vxlan_port}", f"ofport_request={TUNNEL_OFPORT}"]
         for pod in pods:
             args += ["--", "add-port", BRIDGE_NAME, pod.port_name,
-                     "--", "set", "interface", pod.port_name, f"ofport_request={pod.ofport}"]
+                     "--", "set", "interface", pod.port_name, f"ofport_request={pod.ofport}", *port_type(tap_pods)]
         args += ["--", "set-controller", BRIDGE_NAME, f"punix:{self.ovs.dir / SWITCH_SOCKET}"]
         if cluster.underlay.bandwidth_mbit:
             # OVS replaces the qdisc of ports it manages unless told to leave it alone.
@@ -386,19 +395,23 @@ class PodHost(NsHost):
         self.model: Pod | None = None
 
     def build(self, cluster: Cluster, pod: Pod) -> None:
+        """Addresses, route, MAC and MTU of ``eth0``: a veth end, or the tap its node's
+        vswitchd made and handed over under the OVS port's name (topos/attach.py) -- again
+        after that vswitchd was restarted, hence ``replace``."""
         self.model = pod
         node = cluster.node(pod.node)
         self.sysctl(net__ipv6__conf__all__disable_ipv6=1, net__ipv6__conf__default__disable_ipv6=1)
-        self.ip_batch(["link set lo up",
+        renamed = [f"link set dev {pod.port_name} name eth0"] if pods_tapped(cluster) else []
+        self.ip_batch(["link set lo up", *renamed,
                        f"link set eth0 address {pod.mac} mtu {cluster.pod_mtu} up",
-                       f"addr add {pod.ip}/{node.pod_cidr.prefixlen} dev eth0",
-                       f"route add default via {node.gateway_ip} dev eth0"])
+                       f"addr replace {pod.ip}/{node.pod_cidr.prefixlen} dev eth0",
+                       f"route replace default via {node.gateway_ip} dev eth0"])
         if cluster.offload != "tso":
             # offload none: the userspace datapath's conntrack rejects the partial checksums
             # of TX checksum offload; with userspace TSO OVS reads the virtio-net header and
             # knows they are partial, so pods keep their offloads (topos/datapath.py).
             self.ns("ethtool", "-K", "eth0", "tx", "off")
-        intf = self.intf("eth0")
+        intf = self.nameToIntf.get("eth0") or Intf("eth0", node=self, port=0, moveIntfFn=lambda *a, **k: True)
         intf.ip, intf.prefixLen, intf.mac = str(pod.ip), node.pod_cidr.prefixlen, pod.mac
 
     def IP(self, intf=None):  # noqa: N802

@@ -299,6 +299,9 @@ class Cluster(_Frozen):
     #: resolved for this machine before the cluster is built; the note says how.
     offload: str = "auto"
     datapath_type: str = "auto"
+    #: spec.datapath.attach (topos.datapath): how pods and node uplinks meet their node's
+    #: OVS, auto|veth|tap, resolved with the rest.
+    attach: str = "auto"
     datapath_note: str = ""
     #: spec.nodeMonitorGracePeriod, seconds (kube-controller-manager's flag).
     node_monitor_grace: float = 2.0

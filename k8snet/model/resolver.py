@@ -48,6 +48,8 @@ class Overrides:
     #: ``--offload`` and ``--datapath`` (topos/datapath.py).
     offload: Optional[str] = None
     datapath_type: Optional[str] = None
+    #: ``--attach``.
+    attach: Optional[str] = None
 
 
 @dataclass
@@ -126,6 +128,7 @@ class Resolver:
                                           "node_port_range": node_port_range,
                                           "offload": self.overrides.offload or spec_in.datapath.offload,
                                           "datapath_type": self.overrides.datapath_type or spec_in.datapath.type,
+                                          "attach": self.overrides.attach or spec_in.datapath.attach,
                                           "node_monitor_grace": spec_in.node_monitor_grace_period})
 
     # -- documents

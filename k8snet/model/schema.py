@@ -249,6 +249,15 @@ class DatapathIn(_In):
 
     offload: str = "auto"
     type: str = "auto"
+    attach: str = "auto"
+
+    @field_validator("attach")
+    @classmethod
+    def _attach(cls, v: str) -> str:
+        if v not in ("auto", "veth", "tap"):
+            raise ValueError(f"{v!r} is not an attachment; allowed: auto, veth (a veth pair, its node end an OVS "
+                             "port), tap (an OVS tap port moved into the pod's or the underlay's namespace)")
+        return v
 
     @field_validator("offload")
     @classmethod

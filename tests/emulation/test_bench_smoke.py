@@ -35,9 +35,9 @@ def test_throughput_bench_runs(tmp_path, no_leaks):
     doc = bench("throughput", "--seconds", "1", "--repeat", "1", tmp_path=tmp_path)
     expected = {"veth", "ovs-normal", "kernel-same-node", "kernel-host-gw", "kernel-vxlan", "kernel-vxlan-routed",
                 "kernel-clusterip", "same-node", "host-gw", "clusterip", "vxlan-flat", "vxlan-routed",
-                "directrouting-same-rack", "directrouting-cross-rack"}
+                "directrouting-same-rack", "directrouting-cross-rack", "vxlan-flat-veth"}
     if doc["tso_possible"]:
-        expected |= {"tso-same-node", "tso-host-gw", "tso-clusterip", "veth-tso", "ovs-normal-tso"}
+        expected |= {"tso-same-node", "tso-host-gw", "tso-clusterip", "veth-tso", "ovs-normal-tso", "tso-host-gw-veth"}
     assert set(doc["cells"]) == expected
     counterparts = {"same-node": "kernel-same-node", "vxlan-routed": "kernel-vxlan-routed",
                     "directrouting-cross-rack": "kernel-vxlan-routed", "host-gw": "kernel-host-gw"}
@@ -50,6 +50,11 @@ def test_throughput_bench_runs(tmp_path, no_leaks):
         elif not name.startswith(("veth", "ovs-normal", "kernel-")):
             assert row["ratios"]["ovs-normal"]["to"] == "ovs-normal", row
     assert doc["goals"]["vxlan / host-gw, both none"]["measured"] > 0
+    # Attachment and CPU in every k8snet cell: tap by default here (userspace), veth where asked.
+    assert doc["cells"]["vxlan-flat"]["attach"] == "tap" and doc["cells"]["vxlan-flat-veth"]["attach"] == "veth"
+    assert doc["cells"]["host-gw"]["cpu_ovs_percent"] > 0 and doc["cells"]["veth"]["attach"] is None
+    assert doc["cells"]["host-gw"]["cpu_client_percent"] > 0
+    assert doc["goals"]["vxlan: tap / veth"]["measured"] > 0
     assert doc["clusters"]["flat-vxlan"]["offload"] == "none"
     if doc["tso_possible"]:
         assert doc["clusters"]["flat-host-gw-tso"]["offload"] == "tso"

@@ -13,6 +13,7 @@ Every test leaves the cluster as it found it (all up, all Ready), so they share 
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import time
@@ -110,9 +111,27 @@ def test_with_the_controller_killed_the_switches_keep_forwarding_then_resynchron
     assert all(r["ok"] for r in served(net))
 
 
+def pod_side(net, node: str) -> dict:
+    """What each pod of ``node`` has on its side of the attachment: eth0's MAC, MTU, carrier,
+    addresses, and the default route."""
+    out = {}
+    for pod in net.cluster.pods_on(node):
+        host = net.pod(pod.host_name)
+        (link,) = json.loads(host.ns("ip", "-j", "link", "show", "eth0"))
+        (addr,) = json.loads(host.ns("ip", "-j", "-4", "addr", "show", "eth0"))
+        out[pod.name] = (link["address"], link["mtu"], "LOWER_UP" in link["flags"],
+                         [(a["local"], a["prefixlen"]) for a in addr["addr_info"]],
+                         host.ns("ip", "route", "show", "default").strip())
+    return out
+
+
 def test_a_crashed_vswitchd_comes_back_with_its_node_ip_routes_and_flows(net):
+    assert net.cluster.attach == "tap"  # (the default here: a restart must re-plumb the pod side)
+    before_pods = pod_side(net, "node-1")
     before = net.node("node-1").ovs.vswitchd()
     net.faults.do("switch", "restart", "node-1")
+    # Its pods have their eth0 again (the new taps), with the same MAC, MTU, address and route.
+    assert pod_side(net, "node-1") == before_pods and all(side[2] for side in before_pods.values())
     after = net.node("node-1").ovs.vswitchd()
     assert before is not None and after is not None and after.pid != before.pid
     entry = net.faults.log[-1]

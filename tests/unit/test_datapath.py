@@ -118,3 +118,40 @@ def test_cli_refuses_tso_with_vxlan_on_this_ovs_and_starts_nothing(argv, tmp_pat
     err = capsys.readouterr().err.replace("\n", " ")
     assert "--offload" in err and "Open vSwitch 3.3" in err and detect().version_text in err
     assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("caps, attach, want, needle", [
+    (OVS31, "auto", "tap", "auto: the userspace datapath"),
+    (KERNEL31, "auto", "veth", "auto: the kernel datapath"),
+    (OVS31, "veth", "veth", "as asked"),
+    (OVS31, "tap", "tap", "as asked"),
+])
+def test_attachment_resolution(caps, attach, want, needle):
+    r = resolve("auto", "auto", ["host-gw"], caps, attach=attach)
+    assert r.attach.value == want and needle in r.why
+
+
+def test_tap_on_the_kernel_datapath_is_refused_naming_the_setting():
+    with pytest.raises(DatapathError) as info:
+        resolve("auto", "system", ["host-gw"], KERNEL31, attach="tap")
+    assert info.value.field == "datapath.attach" and "userspace datapath" in info.value.message \
+        and "use veth" in info.value.message
+
+
+def test_attach_in_the_spec_on_the_command_line_and_in_the_environment():
+    text = default_spec_text().replace("  backend: host-gw\n", "  backend: host-gw\n  datapath: {attach: veth}\n")
+    assert load_text(text).attach == "veth"
+    assert load_text(text, Overrides(attach="tap")).attach == "tap"  # the command line wins
+    (cluster,) = settle([load_text(text)], OVS31)
+    assert cluster.attach == "veth" and environment(cluster)["attach"] == "veth"
+    with pytest.raises(SpecError) as info:
+        load_text(text.replace("attach: veth", "attach: macvlan"))
+    assert any(p.field == "spec.datapath.attach" and "allowed: auto, veth" in p.message
+               for p in info.value.problems), info.value.problems
+    with pytest.raises(DatapathError):
+        settle([load_text(text), load_text(default_spec_text())], OVS31)  # two attachments in one run
+
+
+def test_cli_refuses_tap_on_a_kernel_datapath_it_lacks_and_starts_nothing(capsys):
+    assert main(["check", "--attach", "tap", "--datapath", "system"]) == 2
+    assert "--datapath" in capsys.readouterr().err  # (no kernel module here: the datapath is refused first)
