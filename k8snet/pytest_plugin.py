@@ -13,7 +13,7 @@ Installed with k8snet (a ``pytest11`` entry point), so ``pytest`` finds it by it
 
   ``spec`` is a file (relative to the test file, then to the current folder), the name
   of a shipped example (``default``, ``racks``, ``services``) or YAML text; also
-  ``backend``, ``nodes``, ``pods_per_node``, ``offload``, ``datapath``, ``framework``.
+  ``backend``, ``nodes``, ``pods_per_node``, ``offload``, ``datapath``, ``attach``, ``framework``.
   Tests that ask for the same cluster share it while its scope lasts: ``scope`` in
   the marker, else ``--k8snet-scope``, else the ``k8snet_scope`` ini option, else
   ``module`` (``function``: a fresh cluster per test; ``session``: one for the run).
@@ -36,7 +36,8 @@ import pytest
 
 SCOPES = ("function", "module", "session")
 EXPECT = ("all", "predicted")
-MARKER_FIELDS = ("spec", "backend", "nodes", "pods_per_node", "offload", "datapath", "framework", "scope")
+MARKER_FIELDS = ("spec", "backend", "nodes", "pods_per_node", "offload", "datapath", "attach", "framework",
+                 "scope")
 POOL_KEY = pytest.StashKey["ClusterPool"]()
 
 
@@ -61,7 +62,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "k8snet(spec=None, backend=None, nodes=None, pods_per_node=None, offload=None, datapath=None, "
-                   "framework=None, scope=None): the cluster the k8snet_cluster fixture builds for this test")
+                   "attach=None, framework=None, scope=None): the cluster the k8snet_cluster fixture builds for this test")
     config.stash[POOL_KEY] = ClusterPool(config)
 
 
@@ -77,6 +78,7 @@ class ClusterKey:
     pods_per_node: Optional[int] = None
     offload: Optional[str] = None
     datapath: Optional[str] = None
+    attach: Optional[str] = None
     framework: str = "os-ken"
     scope: str = "module"
 
@@ -86,7 +88,7 @@ class ClusterKey:
         from topos.datapath import DatapathError, settle
 
         overrides = Overrides(backend=self.backend, nodes=self.nodes, pods_per_node=self.pods_per_node,
-                              offload=self.offload, datapath_type=self.datapath)
+                              offload=self.offload, datapath_type=self.datapath, attach=self.attach)
         try:
             return settle([load_text(self.spec_text, overrides)])[0]
         except SpecError as exc:
@@ -135,7 +137,7 @@ def key_for(node: pytest.Item, config: pytest.Config, **given: Any) -> ClusterKe
     return ClusterKey(spec_text=text, spec_label=label,
                       backend=wanted.get("backend") or (backends.split(",")[0] if backends else None),
                       nodes=wanted.get("nodes"), pods_per_node=wanted.get("pods_per_node"),
-                      offload=wanted.get("offload"), datapath=wanted.get("datapath"),
+                      offload=wanted.get("offload"), datapath=wanted.get("datapath"), attach=wanted.get("attach"),
                       framework=wanted.get("framework") or "os-ken", scope=scope)
 
 

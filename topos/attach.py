@@ -42,22 +42,43 @@ def uplinks_tapped(cluster: Cluster) -> bool:
 
 
 def port_type(tapped: bool) -> list[str]:
-    """The ``set interface`` argument that makes an OVS port a tap (none for a veth's end)."""
+    """The ``set interface`` argument that makes an OVS port a tap (none for a veth's end).
+    (Its MTU is set where it lands; ovs-vswitchd cannot see it there, see
+    ``topos.datapath.JUMBO``.)"""
     return ["type=tap"] if tapped else []
 
 
-def _exists(host: Any, device: str) -> bool:
-    return bool(host.ns("ip", "-o", "link", "show", "dev", device, check=False).strip())
+def _links(host: Any) -> set[str]:
+    """The names of the links in ``host``'s namespace (one ``ip`` for all of them)."""
+    return {line.split(":")[1].strip().split("@")[0] for line in host.ns("ip", "-o", "link", "show").splitlines()
+            if line.count(":") >= 2}
+
+
+Side = tuple[str, str]  # (host name, interface name)
+
+
+def tapped_links(cluster: Cluster) -> list[tuple[Side, Side]]:
+    """Each tap as a link: the OVS port's name in its node (no device there any more) and
+    the device in the pod or segment namespace, as Mininet lists a veth's two ends (for
+    ``k8snet trace``, which follows links and captures where the frames are)."""
+    out: list[tuple[Side, Side]] = []
+    if pods_tapped(cluster):
+        out += [((p.node, p.port_name), (p.host_name, "eth0")) for p in cluster.pods]
+    if uplinks_tapped(cluster):
+        links = underlay_links(cluster)
+        out += [((n.name, UPLINK_IFNAME), (links[n.name].host, links[n.name].device)) for n in cluster.nodes]
+    return out
 
 
 def hand_over(node_host: Any, devices: Iterable[tuple[str, int]]) -> None:
     """Move each (device, pid): the tap ovs-vswitchd made in the node's namespace, into the
     namespace of process ``pid``, once it is there (vswitchd makes it as it reconfigures)."""
     moves = list(devices)
-    for device, _ in moves:
-        wait_for(lambda d=device: _exists(node_host, d), 15, f"the tap {device} in {node_host.name}")
-    if moves:
-        node_host.ip_batch([f"link set dev {device} netns {pid}" for device, pid in moves])
+    if not moves:
+        return
+    wanted = {device for device, _ in moves}
+    wait_for(lambda: wanted <= _links(node_host), 15, f"the taps {', '.join(sorted(wanted))} in {node_host.name}")
+    node_host.ip_batch([f"link set dev {device} netns {pid}" for device, pid in moves])
 
 
 def attach_node(net: Any, cluster: Cluster, node: Node) -> None:

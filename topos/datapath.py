@@ -153,7 +153,8 @@ def settle(clusters: "list[Cluster]", caps: Optional[Capabilities] = None, lossy
     if "auto" not in (offload, dtype, attach) and all(c.datapath_note for c in clusters):
         return list(clusters)
     lossy = lossy or any(c.underlay.impairments for c in clusters)
-    r = resolve(offload, dtype, [c.backend.value for c in clusters], caps or detect(), lossy, attach)
+    r = resolve(offload, dtype, [c.backend.value for c in clusters], caps or detect(), lossy, attach,
+                max(c.underlay.mtu for c in clusters))
     return [c.model_copy(update={"offload": r.offload.value, "datapath_type": r.type.value,
                                  "attach": r.attach.value, "datapath_note": r.why}) for c in clusters]
 
@@ -164,7 +165,7 @@ LOSSY = ("a lossy link drops whole frames, and with TSO a frame on a veth is a s
 
 
 def resolve(offload: str, datapath_type: str, backends: Iterable[str], caps: Capabilities,
-            lossy: bool = False, attach: str = "auto") -> Resolved:
+            lossy: bool = False, attach: str = "auto", mtu: int = 1500) -> Resolved:
     """One setting for every cluster of a run (``backends``: their backend names)."""
     backends = list(dict.fromkeys(backends))
     wanted_type = DatapathType(datapath_type)
@@ -198,17 +199,31 @@ def resolve(offload: str, datapath_type: str, backends: Iterable[str], caps: Cap
         chosen, why = wanted, f"{wanted.value} as asked"
         if lossy and wanted is Offload.TSO:
             why += f" (so loss is per TSO segment: {LOSSY})"
-    attached, attach_why = resolve_attach(Attach(attach), dtype)
+    attached, attach_why = resolve_attach(Attach(attach), dtype, chosen, mtu)
     return Resolved(dtype, chosen, f"{why}; {type_why}; {attach_why}", attached)
 
 
-def resolve_attach(wanted: Attach, dtype: DatapathType) -> tuple[Attach, str]:
-    """The attachment and how it was decided."""
+#: Why a jumbo underlay without TSO keeps veth: OVS 3.1 reads a tap into a buffer sized by
+#: the device's MTU, which it cannot read once the device is in another namespace, so it
+#: takes 1,500 (netdev-linux's fallback) and cuts longer frames (coverage counter
+#: miniflow_extract_ipv4_pkt_len_error); with userspace TSO it reads into 64 KB buffers.
+JUMBO = "a tap moved out of ovs-vswitchd's namespace is read 1,500 bytes at a time unless userspace TSO is on"
+
+
+def resolve_attach(wanted: Attach, dtype: DatapathType, offload: Offload = Offload.TSO,
+                   mtu: int = 1500) -> tuple[Attach, str]:
+    """The attachment and how it was decided (``mtu``: the largest underlay MTU of the run)."""
+    jumbo = mtu > 1500 and offload is not Offload.TSO
     if wanted is Attach.TAP and dtype is not DatapathType.NETDEV:
         raise DatapathError("datapath.attach", "tap needs the userspace datapath (netdev): a tap port of the "
                             "kernel datapath cannot be moved into a pod's namespace; use veth, or auto")
+    if wanted is Attach.TAP and jumbo:
+        raise DatapathError("datapath.attach", f"tap with an underlay MTU of {mtu} needs offload tso ({JUMBO}); "
+                            "use veth, offload tso, or auto")
     if wanted is not Attach.AUTO:
         return wanted, f"attach {wanted.value} as asked"
+    if dtype is DatapathType.NETDEV and jumbo:
+        return Attach.VETH, f"attach veth (auto: MTU {mtu} without TSO, and {JUMBO})"
     if dtype is DatapathType.NETDEV:
         return Attach.TAP, "attach tap (auto: the userspace datapath reads a veth through a packet socket that drops)"
     return Attach.VETH, "attach veth (auto: the kernel datapath)"

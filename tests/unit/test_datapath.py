@@ -155,3 +155,12 @@ def test_attach_in_the_spec_on_the_command_line_and_in_the_environment():
 def test_cli_refuses_tap_on_a_kernel_datapath_it_lacks_and_starts_nothing(capsys):
     assert main(["check", "--attach", "tap", "--datapath", "system"]) == 2
     assert "--datapath" in capsys.readouterr().err  # (no kernel module here: the datapath is refused first)
+
+
+def test_a_jumbo_underlay_without_tso_keeps_veth_and_refuses_tap():
+    r = resolve("none", "auto", ["vxlan"], OVS31, mtu=9000)
+    assert r.attach.value == "veth" and "1,500 bytes at a time" in r.why
+    assert resolve("tso", "auto", ["host-gw"], OVS31, mtu=9000).attach.value == "tap"
+    with pytest.raises(DatapathError) as info:
+        resolve("none", "auto", ["vxlan"], OVS31, attach="tap", mtu=9000)
+    assert info.value.field == "datapath.attach" and "offload tso" in info.value.message

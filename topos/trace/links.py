@@ -21,6 +21,7 @@ from typing import Any, Optional
 from k8snet.model.cluster import UPLINK_IFNAME, Cluster
 from k8snet.model.underlay import CORE_HOST
 from k8snet.procs import run
+from topos.attach import tapped_links
 
 
 @dataclass(frozen=True)
@@ -55,8 +56,9 @@ class Links:
         self.mininet = net.net
         self.cluster = cluster
         self.peer: dict[tuple[str, str], tuple[str, str]] = {}
-        for link in self.mininet.links:
-            a, b = (link.intf1.node.name, link.intf1.name), (link.intf2.node.name, link.intf2.name)
+        ends = [((link.intf1.node.name, link.intf1.name), (link.intf2.node.name, link.intf2.name))
+                for link in self.mininet.links]
+        for a, b in ends + tapped_links(cluster):  # (a tap's OVS port and its device count as a link)
             self.peer[a], self.peer[b] = b, a
         self._links: dict[str, list[dict[str, Any]]] = {}
         self._addrs: dict[str, list[dict[str, Any]]] = {}

@@ -20,6 +20,7 @@ from typing import Any, Optional
 
 from k8snet.model.trace_ends import Question
 from k8snet.procs import deferred_signals
+from topos.attach import tapped_links
 from topos.trace.frames import Frame, read_pcap
 from topos.trace.hops import Headers, Trace
 
@@ -80,8 +81,11 @@ else:
 class Capture:
     """``tcpdump`` on one interface of one namespace, its pcap bytes collected."""
 
-    def __init__(self, host: Any, ifname: str):
+    def __init__(self, host: Any, ifname: str, point: Optional[tuple[str, str]] = None):
+        """``point``: the (host, interface) of the trace this capture stands for (a tap's
+        OVS port, captured on the tap's device), else where it is taken."""
         self.host, self.ifname = host, ifname
+        self.point = point or (host.name, ifname)
         self.blob = bytearray()
         self.stderr = ""
         self.last = time.monotonic()
@@ -170,9 +174,12 @@ def observe(net: Any, q: Question, predicted: Trace) -> Trace:
     ident = random.randrange(1, 0xFFFF)
     token = f"k8snet-trace-{ident:04x}".encode()
     captures: list[Capture] = []
+    # A tap's OVS port has no device in its node: the frames are seen on the tap itself.
+    device_of = dict(tapped_links(net.cluster))
     try:
-        for host, ifname in points:
-            captures.append(Capture(net.net[host], ifname))
+        for point in points:
+            host, ifname = device_of.get(point, point)
+            captures.append(Capture(net.net[host], ifname, point))
         deadline = time.monotonic() + 15       # all of them, on a loaded machine
         for capture in captures:
             capture.wait_listening(deadline)
@@ -198,9 +205,9 @@ def observe(net: Any, q: Question, predicted: Trace) -> Trace:
         decoded = read_pcap(bytes(capture.blob), net.cluster.vxlan_port)
         frames = [f for f in decoded if _ours(f, q, q.sport, ident, token)]
         if frames:
-            seen[(capture.host.name, capture.ifname)] = frames
+            seen[capture.point] = frames
         first = predicted.hops[0] if predicted.hops else None
-        if first is not None and (capture.host.name, capture.ifname) == (first.host, first.out_if):
+        if first is not None and capture.point == (first.host, first.out_if):
             answer = next(((f, kind) for f in decoded if (kind := _answer(f, q, ident))), None)
             if answer is not None:
                 predicted.reply, predicted.reply_kind = answer[0].headers, answer[1]
