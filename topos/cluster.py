@@ -94,10 +94,14 @@ class ClusterNet(Spawning):
     def of_socket(self) -> str:
         return str(self.controller_dir / "of.sock")
 
+    def ovs_dir(self, node: Node) -> Path:
+        """``node``'s OVS run directory (its daemons' sockets, pidfiles, logs and database)."""
+        assert self.run is not None
+        return self.run.path / f"n{node.index}"
+
     def switch_socket(self, node: Node) -> str:
         """Where ``node``'s bridge listens for the controller (its OVS rundir)."""
-        assert self.run is not None
-        return str(self.run.path / f"n{node.index}" / SWITCH_SOCKET)
+        return str(self.ovs_dir(node) / SWITCH_SOCKET)
 
     @property
     def api_socket(self) -> str:
@@ -244,7 +248,7 @@ class ClusterNet(Spawning):
         self.progress(f"starting {len(self.cluster.nodes)} Open vSwitch instances (userspace datapath)")
         for node in self.cluster.nodes:
             host = self.node(node.name)
-            host.start_ovs(self.run.sub(f"n{node.index}"), self.cluster)
+            host.start_ovs(self.run.sub(self.ovs_dir(node).name), self.cluster)
             host.build(self.cluster, node)
             attach_node(self, self.cluster, node)
 
