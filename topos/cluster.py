@@ -38,7 +38,7 @@ from k8snet.model.staging import stages
 from topos import checks
 from topos.checks import Reach
 from topos.datapath import settle
-from topos.attach import attach_node, hand_over, pods_tapped, port_type, uplinks_tapped
+from topos.attach import attach_all, hand_over, pods_tapped, port_type, uplinks_tapped
 from k8snet.model.dns import DNS_NAME, DNS_NAMESPACE, resolv_conf
 from topos.dns import unbound_conf
 from k8snet.model.cluster import BRIDGE_NAME, UPLINK_IFNAME, UPLINK_OFPORT, Cluster, Node, Pod, UnderlayType, to_json
@@ -250,7 +250,7 @@ class ClusterNet(Spawning):
             host = self.node(node.name)
             host.start_ovs(self.run.sub(self.ovs_dir(node).name), self.cluster)
             host.build(self.cluster, node)
-            attach_node(self, self.cluster, node)
+        attach_all(self, self.cluster)
 
     def _build_pods(self) -> None:
         for pod in self.cluster.pods:
@@ -385,7 +385,7 @@ class ClusterNet(Spawning):
         node.ovs.vsctl("add-port", BRIDGE_NAME, pod.port_name, "--", "set", "interface", pod.port_name,
                        f"ofport_request={pod.ofport}", *port_type(tapped))
         if tapped:
-            hand_over(node, [(pod.port_name, self.pod(pod.host_name).pid)])
+            hand_over(node, [(pod.port_name, self.pod(pod.host_name).pid, "eth0")])
         self.pod(pod.host_name).build(cluster, pod)
         if cluster.dns:
             self._resolv_conf(pod)

@@ -47,11 +47,11 @@ class NsHost(Host):
         """Several ``ip`` commands in one process (``ip -batch``): fast and atomic-ish."""
         self.ns("ip", "-batch", "-", input="\n".join(commands) + "\n")
 
-    def enslave(self, ports: Sequence[str], mtu: int, up: bool = True) -> None:
-        """Put ``ports`` on this host's bridge (``BRIDGE``): an uplink tap handed over
-        after the bridge was built (topos/attach.py)."""
+    def enslaving(self, ports: Sequence[str], mtu: int, up: bool = True) -> list[str]:
+        """The ``ip -batch`` lines that put ``ports`` on this host's bridge (``BRIDGE``): an
+        uplink tap handed over after the bridge was built (topos/attach.py)."""
         bridge = getattr(self, "BRIDGE")
-        self.ip_batch([f"link set {p} mtu {mtu} master {bridge}{' up' if up else ''}" for p in ports])
+        return [f"link set {p} mtu {mtu} master {bridge}{' up' if up else ''}" for p in ports]
 
     def sysctl(self, **settings: str | int) -> None:
         args = [f"{k.replace('__', '.')}={v}" for k, v in settings.items()]
@@ -396,13 +396,12 @@ class PodHost(NsHost):
 
     def build(self, cluster: Cluster, pod: Pod) -> None:
         """Addresses, route, MAC and MTU of ``eth0``: a veth end, or the tap its node's
-        vswitchd made and handed over under the OVS port's name (topos/attach.py) -- again
-        after that vswitchd was restarted, hence ``replace``."""
+        vswitchd made and handed over (topos/attach.py) -- again after that vswitchd was
+        restarted, hence ``replace``."""
         self.model = pod
         node = cluster.node(pod.node)
         self.sysctl(net__ipv6__conf__all__disable_ipv6=1, net__ipv6__conf__default__disable_ipv6=1)
-        renamed = [f"link set dev {pod.port_name} name eth0"] if pods_tapped(cluster) else []
-        self.ip_batch(["link set lo up", *renamed,
+        self.ip_batch(["link set lo up",
                        f"link set eth0 address {pod.mac} mtu {cluster.pod_mtu} up",
                        f"addr replace {pod.ip}/{node.pod_cidr.prefixlen} dev eth0",
                        f"route replace default via {node.gateway_ip} dev eth0"])
