@@ -55,7 +55,7 @@ def test_a_wrong_expectation_fails_with_a_diff_of_the_pairs(pytester):
     result.stdout.fnmatch_lines([
         "*24 of 44 pairs are not as expected (4 nodes, 4 pods, backend host-gw, underlay routed*",
         "*web-0 -> web-2 [[]pod-pod-cross-node, 10.244.2.2[]]: expected reachable, was unreachable "
-        "(0 of 2 answered); predicted unreachable: host-gw needs node-0 and node-2 on one L2 segment*",
+        "(0 of 4 answered); predicted unreachable: host-gw needs node-0 and node-2 on one L2 segment*",
     ])
     assert "web-0 -> web-1 " not in result.stdout.str()  # a pair as expected is not listed
 
