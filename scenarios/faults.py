@@ -87,17 +87,20 @@ def timeline(attempts: list[Attempt], seconds: float) -> list[tuple[int, int]]:
 
 
 def outage(attempts: list[Attempt], start: float, end: float) -> tuple[float, float, int]:
-    """Within [start, end): (longest run of failures in s -- its first failure's start to the
-    next success's start, or to its last failure's end --, the time from ``start`` to the
-    end of the last failure, how many attempts failed)."""
-    mine = sorted(a for a in attempts if start <= a[0] < end)
+    """Of the attempts that *ended* within [start, end) -- an attempt's outcome is decided
+    when it ends: one begun 0.1 s before the next fault and timed out after it is that
+    fault's (CI twice saw a 0.5 s timeout begun just before a vswitchd restart charged to
+    the controller's window) --: (longest run of failures in s -- its first failure's start,
+    not before ``start``, to the next success's start, or to its last failure's end --, the
+    time from ``start`` to the end of the last failure, how many attempts failed)."""
+    mine = sorted(a for a in attempts if start <= a[1] < end)
     longest, run_from, last_fail_end, failed = 0.0, None, None, 0
     for a_start, a_end, ok in mine:
         if not ok:
             failed += 1
             last_fail_end = a_end
             if run_from is None:
-                run_from = a_start
+                run_from = max(a_start, start)
             longest = max(longest, a_end - run_from)
         elif run_from is not None:
             longest = max(longest, a_start - run_from)
@@ -269,7 +272,7 @@ class Faults(Scenario):
                 rec.add(target, path, "recovered_after", "ms", **where, value=round(recovered * 1000, 1),
                         note="fault start to the end of its last failure (0: nothing failed)")
                 rec.add(target, path, "failed_attempts", "count", **where, value=failed,
-                        note=f"of {sum(1 for a in attempts if start <= a[0] < end)} attempts")
+                        note=f"of {sum(1 for a in attempts if start <= a[1] < end)} attempts")
 
     def summarize(self, measurements: list[Measurement]) -> list[SummaryRow]:
         """Per fault and path for the outage metrics (each fault is its own group);

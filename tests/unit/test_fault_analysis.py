@@ -25,6 +25,14 @@ def test_the_outage_is_the_longest_run_of_failures_and_recovery_ends_at_the_last
     assert outage([(1.0, 1.5, False), (1.5, 2.0, False)], 0.0, 5.0)[0] == 1.0
 
 
+def test_an_attempt_belongs_to_the_window_it_ended_in():
+    # Begun 0.1 s before the next fault (at 10 s), timed out 0.4 s into it: the next fault's.
+    attempts = [(9.8, 9.81, True), (9.9, 10.4, False), (10.5, 10.51, True)]
+    assert outage(attempts, 7.0, 10.0) == (0.0, 0.0, 0)
+    longest, recovered, failed = outage(attempts, 10.0, 12.0)
+    assert (round(longest, 3), round(recovered, 3), failed) == (0.5, 0.4, 1)  # from 10.0, not 9.9
+
+
 def test_the_agents_samples_start_where_they_ended_minus_their_duration():
     out = json.dumps([{"ok": True, "t": 100.5, "ms": 500.0}, {"ok": False, "error": "timeout", "t": 101.0, "ms": 2}])
     assert parse_asks(out, 100.0) == [(0.0, 0.5, True), (pytest.approx(0.998), 1.0, False)]
