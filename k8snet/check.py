@@ -50,6 +50,10 @@ def cmd_check(cluster: Cluster, framework: str = "os-ken", json_path: Optional[s
             json.dump(matrix.document(), handle, indent=1)
         progress(f"wrote {json_path}")
     print_reasons(failed)
+    if failed and matrix.arp_table_fulls:
+        console.print(f"[bold red]the kernel found its ARP table full {matrix.arp_table_fulls} times while "
+                      "probing[/]: one table serves every namespace of this machine, so echoes were lost "
+                      "outside the emulated dataplane; raise net.ipv4.neigh.default.gc_thresh3 (topos/neighbours.py)")
     if surprises:
         console.print(f"[bold red]{len(surprises)} pairs differ from what {cluster.backend.value} on this "
                       "underlay and the policies should do (an emulation bug):[/] "

@@ -38,6 +38,7 @@ from k8snet.model.staging import stages
 from topos import checks
 from topos.checks import Reach
 from topos.datapath import settle
+from topos.neighbours import make_room
 from topos.attach import attach_all, hand_over, pods_tapped, port_type, uplinks_tapped
 from k8snet.model.dns import DNS_NAME, DNS_NAMESPACE, resolv_conf
 from topos.dns import unbound_conf
@@ -146,6 +147,7 @@ class ClusterNet(Spawning):
         (self.run.path / "cluster.json").write_text(to_json(self.cluster, indent=1))
         self.progress(f"run directory {self.run.path}")
         self.start_controller()
+        make_room(self.cluster, self.progress)
         self._build_hosts()
         self.timings["hosts"] = time.monotonic() - t0
         self._build_underlay()
@@ -168,8 +170,9 @@ class ClusterNet(Spawning):
 
     def _build_hosts(self) -> None:
         setLogLevel("warning")
-        # Mininet.init() would raise root-namespace sysctls and limits (fixLimits);
-        # this cluster changes nothing outside its own namespaces.
+        # Mininet.init() would raise root-namespace sysctls and limits (fixLimits) on every
+        # start; the only one a cluster needs, ARP table room, is raised by make_room when
+        # the cluster needs it (topos/neighbours.py).
         Mininet.inited = True
         self.net = Mininet(topo=None, build=False, controller=None, autoSetMacs=False,
                            autoStaticArp=False, waitConnected=False)

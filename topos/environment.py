@@ -30,8 +30,14 @@ def environment(cluster: Optional[Any] = None, **extra: Any) -> dict[str, Any]:
     import k8snet
     from topos.ovs import ovs_version
 
+    from topos.neighbours import limits
+
     env: dict[str, Any] = {"k8snet": k8snet.__version__, "ovs": ovs_version(), "kernel": platform.release(),
                            "python": platform.python_version(), "cpus": os.cpu_count()}
+    try:
+        env["arp_limits"] = limits()  # one ARP table for all namespaces (topos/neighbours.py)
+    except OSError:
+        env["arp_limits"] = None
     if cluster is not None:
         env.update(datapath_type=cluster.datapath_type, offload=cluster.offload, attach=cluster.attach,
                    offload_detail=describe(cluster), datapath_choice=cluster.datapath_note)

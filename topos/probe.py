@@ -30,6 +30,7 @@ from k8snet.model.sampling import Sample
 from k8snet.procs import CommandError, run
 from topos.agent import SCRIPT as AGENT
 from topos.environment import environment
+from topos.neighbours import table_fulls
 
 _FPING_LINE = re.compile(
     r"^(?P<ip>\S+)\s*:\s*xmt/rcv/%loss = (?P<xmt>\d+)/(?P<rcv>\d+)/\d+%"
@@ -230,12 +231,11 @@ def probe(net: Any, cluster: Cluster, count: int = 1, timeout_ms: int = 500,
         results = [r for chunk in pool.map(lambda kv: one(kv[0], kv[1], count, timeout_ms), by_src.items())
                    for r in chunk]
     if retry_unreachable:
-        # A first packet can be lost to ARP resolution, and on a large cluster the probe
-        # itself loads the datapath (32 sources at once, 512 pods: echoes late or lost in
-        # the switches' packet-socket buffers, issue 13); failures get one more chance
-        # once the switches have drained (1 s), at a quarter of the pace and twice the
-        # patience (a 32x16 sample of 20,000 pairs: 1,581 misses retried at once without
-        # the pause, 1,581 missed again; 4 missed 3 s later).
+        # A first packet can be lost to ARP resolution or to a probe that loads the
+        # datapath it measures (32 sources at once); failures get one more chance once the
+        # switches have drained (1 s), at a quarter of the pace and twice the patience.
+        # (The misses once seen at 512 pods were the kernel's one ARP table overflowing,
+        # not the dataplane: topos/neighbours.py.)
         failed: dict[str, list[Pair]] = {}
         for r in results:
             if not r.reachable:
@@ -259,9 +259,8 @@ def _both(first: Result, again: Optional[Result]) -> Result:
 def wait_reachable(net: Any, cluster: Cluster, timeout: float = 30.0, only: Optional[list[Pair]] = None) -> float:
     """Probe until every pair the backend can carry has answered (``only``: these
     pairs); return the seconds it took.  Each round probes the pairs that have not
-    answered yet: a large cluster's probe loads the datapath it measures, and one lost
-    echo must not send every pair round again (a 512-pod sample of 20,000 pairs never
-    answered whole in one round within 90 s)."""
+    answered yet: one lost echo (an ARP resolution under way) must not send every pair
+    round again."""
     t0 = time.monotonic()
     pending = [p for p in (pairs(cluster) if only is None else only) if p.predicted]
     while pending:
@@ -291,6 +290,9 @@ class Matrix:
     #: When a sample was probed, not the whole matrix: its size, seed and path types
     #: (:func:`k8snet.model.sampling.summary`); None for the full matrix.
     sample: Optional[dict[str, Any]] = None
+    #: How often the kernel found its one ARP table full while probing (topos/neighbours.py):
+    #: a lost echo then says nothing about the dataplane.  None where it cannot be read.
+    arp_table_fulls: Optional[int] = None
 
     @property
     def port_failed(self) -> list[PortResult]:
@@ -337,7 +339,7 @@ class Matrix:
                                            framework=self.framework),
                 "cluster": json.loads(to_json(self.cluster)),
                 "timings_s": {**self.timings, "probe": self.probe_s}, "summary": self.summary(),
-                "sample": self.sample,
+                "sample": self.sample, "arp_table_fulls": self.arp_table_fulls,
                 "port_summary": self.port_summary(),
                 "ok": not self.failed and not self.port_failed,
                 "as_predicted": not self.surprises and not self.port_surprises,
@@ -365,8 +367,9 @@ def measure(net: Any, cluster: Cluster, timings: Optional[dict[str, float]] = No
     partial = sample is not None and sample.partial
     chosen = sample.pairs if sample is not None else pairs(cluster)
     about = sample.document() if partial else None
-    started, t0 = datetime.now(timezone.utc), time.monotonic()
+    started, t0, fulls = datetime.now(timezone.utc), time.monotonic(), table_fulls()
     results = probe(net, cluster, only=chosen)
     l4 = probe_ports(net, cluster, matrix_pairs=chosen) if ports else []
+    after = table_fulls()
     return Matrix(cluster, results, started, datetime.now(timezone.utc), time.monotonic() - t0, dict(timings or {}),
-                  framework, l4, about)
+                  framework, l4, about, None if fulls is None or after is None else after - fulls)
