@@ -42,8 +42,7 @@ from topos.cluster import ClusterNet  # noqa: E402
 from topos.datapath import settle  # noqa: E402
 from k8snet.model.manifests import Overrides, load_text  # noqa: E402
 from topos.specs import default_spec_text  # noqa: E402
-from k8snet.model.reach import pairs  # noqa: E402
-from k8snet.model.sampling import draw  # noqa: E402
+from k8snet.model.sampling import Sample, draw  # noqa: E402
 from topos.probe import probe, wait_reachable  # noqa: E402
 
 GOALS = {"4x4": {"up_s": 10.0}, "16x4": {"up_s": 30.0}, "100x4": {"up_s": 60.0, "cluster_rss_mib": 6 * 1024},
@@ -90,9 +89,8 @@ def cluster_rss_kib(net: ClusterNet) -> dict[str, int]:
 
 def measure(nodes: int, pods: int, sample: int = 0) -> dict:
     cluster = load_text(default_spec_text(), Overrides(nodes=nodes, pods_per_node=pods))
-    drawn = draw(cluster, sample) if sample else None
-    everything = drawn.everything if drawn else pairs(cluster)
-    chosen = drawn.pairs if drawn else everything
+    drawn = draw(cluster, sample) if sample else Sample.full(cluster)
+    everything, chosen = drawn.everything, drawn.pairs
     wait = 60.0 + nodes
     before = mem_available_kib()
     t0 = time.monotonic()

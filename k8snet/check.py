@@ -18,7 +18,7 @@ from typing import Optional
 from rich.table import Table
 
 from k8snet.model.cluster import Cluster
-from k8snet.model.reach import pairs, port_pairs
+from k8snet.model.reach import port_pairs
 from k8snet.model.sampling import Sample
 from k8snet.term import EXIT_OK, EXIT_UNREACHABLE, console, datapath_line, out, progress
 from topos.checks import declared_servers
@@ -32,12 +32,12 @@ def cmd_check(cluster: Cluster, framework: str = "os-ken", json_path: Optional[s
     denies is unreachable, or a pair does other than predicted (a policy not enforced,
     a backend carrying what it cannot)."""
     datapath_line(cluster)
+    sample = sample or Sample.full(cluster)
     with ClusterNet(cluster, framework=framework, progress=progress) as net:
-        partial = sample is not None and sample.partial
-        probes = port_pairs(cluster, sample.pairs if partial else None)
+        probes = port_pairs(cluster, sample.pairs if sample.partial else None)
         with declared_servers(net):
             what = f"{len(sample.pairs)} of {len(sample.everything)} pairs (a sample stratified by path type)" \
-                if partial else f"{len(sample.everything) if sample else len(pairs(cluster))} pairs"
+                if sample.partial else f"{len(sample.pairs)} pairs"
             progress(f"probing {what} in parallel"
                      + (f", and {len(probes)} declared ports (TCP/UDP)" if probes else ""))
             matrix = measure(net.net, cluster, net.timings, framework, ports=bool(probes), sample=sample)

@@ -364,9 +364,8 @@ def measure(net: Any, cluster: Cluster, timings: Optional[dict[str, float]] = No
     """Probe the full matrix once (``net`` maps host names to Mininet hosts); ``ports``:
     also every port the destination pods declare (L4, :func:`probe_ports`); ``sample``:
     only its pairs (:func:`k8snet.model.sampling.draw`, stratified by path type)."""
-    partial = sample is not None and sample.partial
-    chosen = sample.pairs if sample is not None else pairs(cluster)
-    about = sample.document() if partial else None
+    sample = sample or Sample.full(cluster)
+    chosen, about = sample.pairs, sample.document() if sample.partial else None
     started, t0, fulls = datetime.now(timezone.utc), time.monotonic(), table_fulls()
     results = probe(net, cluster, only=chosen)
     l4 = probe_ports(net, cluster, matrix_pairs=chosen) if ports else []

@@ -36,6 +36,12 @@ class Sample:
     everything: list[Pair]
     seed: int
 
+    @classmethod
+    def full(cls, cluster: Cluster) -> "Sample":
+        """The whole matrix, as a sample of itself (what is probed without ``--sample``)."""
+        everything = matrix_pairs(cluster)
+        return cls(cluster, everything, everything, 0)
+
     @property
     def partial(self) -> bool:
         return len(self.pairs) < len(self.everything)

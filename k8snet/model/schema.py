@@ -177,20 +177,25 @@ NO_DELAY = ("link delay needs the kernel's netem qdisc (or fq/ETF with timestamp
             "(loss and bandwidth are available)")
 
 
+def one_of(what: str, *choices: str) -> AfterValidator:
+    """A validator for a field that takes one of ``choices`` (each a name, maybe followed by
+    `` (what it means)``); the message names them all, with their meanings."""
+    names = {choice.split(" (")[0] for choice in choices}
+
+    def check(v: str) -> str:
+        if v not in names:
+            raise ValueError(f"{v!r} is not {what}; allowed: {', '.join(choices)}")
+        return v
+    return AfterValidator(check)
+
+
 class ImpairmentIn(_In):
     """``spec.underlay.impairments[]``: one lossy link (see k8snet/model/impairment.py)."""
 
     link: str
     loss: float = Field(ge=0, lt=100, description="percent of the frames dropped")
-    direction: str = "both"
-
-    @field_validator("direction")
-    @classmethod
-    def _direction(cls, v: str) -> str:
-        if v not in ("both", "egress", "ingress"):
-            raise ValueError(f"{v!r} is not a direction; allowed: both, egress (what the named host sends), "
-                             "ingress (what it receives)")
-        return v
+    direction: Annotated[str, one_of("a direction", "both", "egress (what the named host sends)",
+                                     "ingress (what it receives)")] = "both"
 
 
 class UnderlayIn(_In):
@@ -199,7 +204,7 @@ class UnderlayIn(_In):
     core router.  ``loss`` (percent, every link, both directions) and ``impairments``
     (per link) are nftables drops (k8snet/model/links.py); delay is refused clearly."""
 
-    type: str = "flat"
+    type: Annotated[str, one_of("an underlay type", "flat", "routed")] = "flat"
     cidr: Optional[str] = None
     mtu: int = Field(default=1500, ge=1280, le=9000)
     racks: Optional[int] = Field(default=None, ge=1, le=63)
@@ -210,13 +215,6 @@ class UnderlayIn(_In):
     loss: Optional[float] = Field(default=None, ge=0, lt=100,
                                   description="percent of the frames dropped on every underlay link, each way")
     impairments: list[ImpairmentIn] = []
-
-    @field_validator("type")
-    @classmethod
-    def _type(cls, v: str) -> str:
-        if v not in ("flat", "routed"):
-            raise ValueError(f"{v!r} is not an underlay type; allowed: flat, routed")
-        return v
 
     @field_validator("delay")
     @classmethod
@@ -247,32 +245,10 @@ class BackendIn(_In):
 class DatapathIn(_In):
     """``spec.datapath``: see topos/datapath.py."""
 
-    offload: str = "auto"
-    type: str = "auto"
-    attach: str = "auto"
-
-    @field_validator("attach")
-    @classmethod
-    def _attach(cls, v: str) -> str:
-        if v not in ("auto", "veth", "tap"):
-            raise ValueError(f"{v!r} is not an attachment; allowed: auto, veth (a veth pair, its node end an OVS "
-                             "port), tap (an OVS tap port moved into the pod's or the underlay's namespace)")
-        return v
-
-    @field_validator("offload")
-    @classmethod
-    def _offload(cls, v: str) -> str:
-        if v not in ("auto", "tso", "none"):
-            raise ValueError(f"{v!r} is not an offload setting; allowed: auto, tso, none")
-        return v
-
-    @field_validator("type")
-    @classmethod
-    def _type(cls, v: str) -> str:
-        if v not in ("auto", "netdev", "system"):
-            raise ValueError(f"{v!r} is not a datapath type; allowed: auto, netdev (userspace), "
-                             "system (kernel module)")
-        return v
+    offload: Annotated[str, one_of("an offload setting", "auto", "tso", "none")] = "auto"
+    type: Annotated[str, one_of("a datapath type", "auto", "netdev (userspace)", "system (kernel module)")] = "auto"
+    attach: Annotated[str, one_of("an attachment", "auto", "veth (a veth pair, its node end an OVS port)",
+                                  "tap (an OVS tap port moved into the pod's or the underlay's namespace)")] = "auto"
 
 
 class ClusterSpecIn(_In):
