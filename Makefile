@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 DEB_PACKAGES := openvswitch-switch openvswitch-common mininet iperf3 iputils-ping fping \
                 ethtool tcpdump iproute2 procps net-tools util-linux nftables conntrack \
-                unbound bind9-dnsutils curl nginx-light
+                unbound bind9-dnsutils curl nginx-light bird2
 # Ryu 4.34 only installs with an old setuptools (see README, "Running under Ryu").
 PIP_CONSTRAINTS := .ci/constraints.txt
 

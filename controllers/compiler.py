@@ -11,12 +11,15 @@ from __future__ import annotations
 
 from typing import Iterator
 
-from controllers import egress, hostgw, noderoutes, podnet, policy, services, vxlan
+from controllers import bgp, egress, hostgw, noderoutes, podnet, policy, services, vxlan
 from controllers.flows import Desired, Flow, merge
-from k8snet.model.cluster import Cluster, Node, RouteKind
+from k8snet.model.cluster import Backend, Cluster, Node, RouteKind
 
 
 def _pod_routes(cluster: Cluster, node: Node) -> Iterator[Flow]:
+    if cluster.backend is Backend.BGP:
+        yield from bgp.flows(cluster, node)  # what BGP learned, not the model's decision
+        return
     for peer in cluster.peers_of(node.name):
         kind = cluster.route(node, peer).kind
         if kind is RouteKind.DIRECT:

@@ -195,6 +195,7 @@ class Feature(IntEnum):
     SERVICES = 0x05
     MTU = 0x06
     POLICY = 0x07
+    BGP = 0x08
 
 
 FEATURE_SHIFT = 56

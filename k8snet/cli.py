@@ -19,7 +19,7 @@ import signal
 import sys
 import textwrap
 import time
-from typing import Any, Optional
+from typing import Any, Iterable, Optional
 
 from rich.table import Table
 
@@ -35,7 +35,7 @@ from k8snet.term import EXIT_INTERRUPTED, EXIT_OK, EXIT_UNREACHABLE, EXIT_USAGE,
 
 def _cluster_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("spec", nargs="?", help="cluster spec YAML (default: the embedded 3x2 cluster)")
-    p.add_argument("--backend", help="pod network backend (host-gw)")
+    p.add_argument("--backend", help="pod network backend: host-gw, vxlan, directrouting, bgp (default: the spec's)")
     p.add_argument("--nodes", type=int, metavar="N", help="number of nodes (overrides the spec)")
     p.add_argument("--pods-per-node", type=int, metavar="M",
                    help="replace the spec's workloads with M pods per node")
@@ -80,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
                           description=_scenario_list(), formatter_class=argparse.RawDescriptionHelpFormatter)
     runp.add_argument("scenarios", nargs="+", metavar="SCENARIO", help="scenario names (listed above) or all")
     runp.add_argument("--spec", help="cluster spec YAML or embedded spec name (default: the embedded default)")
-    runp.add_argument("--backend", help="one or more backends, comma-separated: host-gw,vxlan,directrouting "
+    runp.add_argument("--backend", help="one or more backends, comma-separated: host-gw,vxlan,directrouting,bgp "
                       "(each gets its own cluster, measured side by side)")
     runp.add_argument("--nodes", type=int, metavar="N", help="number of nodes (overrides the spec)")
     runp.add_argument("--pods-per-node", type=int, metavar="M",
@@ -174,7 +174,7 @@ def main(argv: Optional[list[str]] = None) -> int:
             if isinstance(sample, str):
                 console.print(f"[bold red]--sample:[/] {sample}", soft_wrap=True)
                 return EXIT_USAGE
-        if not _preflight():
+        if not _preflight([cluster]):
             return EXIT_USAGE
         if args.command == "up":
             return cmd_up(cluster, args.framework)
@@ -197,7 +197,7 @@ def _trace(args: argparse.Namespace) -> int:
     def prepare(a: argparse.Namespace) -> Optional[Cluster]:
         """The cluster to build for the trace, or None when this machine cannot."""
         cluster = load_cluster(a)
-        return cluster if _preflight() else None
+        return cluster if _preflight([cluster]) else None
 
     try:
         return cmd_trace(args, prepare)
@@ -207,10 +207,10 @@ def _trace(args: argparse.Namespace) -> int:
         return _bad_datapath(exc)
 
 
-def _preflight() -> bool:
+def _preflight(clusters: Iterable[Cluster] = ()) -> bool:
     from topos.environment import preflight
 
-    problem = preflight()
+    problem = preflight(clusters)
     if problem:
         console.print(problem, markup=False)
     return problem is None
@@ -285,7 +285,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         for problem in problems:
             console.print(f"[bold red]k8snet run:[/] {escape(problem)}", markup=True, soft_wrap=True)
         return EXIT_USAGE
-    if not _preflight():
+    if not _preflight(clusters):
         return EXIT_USAGE
     outcome = run_scenarios(scenarios, clusters, options, out, console, framework=args.framework,
                             command=typed_command())

@@ -39,6 +39,7 @@ from topos import checks
 from topos.checks import Reach
 from topos.datapath import settle
 from topos.neighbours import make_room
+from topos.bgp import Fabric
 from topos.attach import attach_all, hand_over, pods_tapped, port_type, uplinks_tapped
 from k8snet.model.dns import DNS_NAME, DNS_NAMESPACE, resolv_conf
 from topos.dns import unbound_conf
@@ -81,6 +82,7 @@ class ClusterNet(Spawning):
         self.impairments = Impairments(self)
         self.faults = Faults(self)
         self.monitor = NodeMonitor(self)
+        self.bgp = Fabric(self)
         #: Processes started in hosts (servers, unbound), by host name.
         self._spawned_in: dict[str, list[subprocess.Popen]] = {}
         self._lock = threading.RLock()
@@ -144,6 +146,7 @@ class ClusterNet(Spawning):
         with deferred_signals():
             self.run = RunDir.create()
         self.run.sub("controller")
+        self.cluster = self.bgp.impose(self.cluster)  # (bgp: no pod route until BGP learns one)
         (self.run.path / "cluster.json").write_text(to_json(self.cluster, indent=1))
         self.progress(f"run directory {self.run.path}")
         self.start_controller()
@@ -161,8 +164,14 @@ class ClusterNet(Spawning):
         self.progress("waiting for every switch to hold the desired flows")
         self.api.wait_synced([n.name for n in self.cluster.nodes], self.sync_timeout)
         self.timings["synced"] = time.monotonic() - t0
+        if self.bgp.active:
+            self.progress(f"starting BGP: {len(self.cluster.nodes)} nodes' BIRD, "
+                          f"{len(self.cluster.underlay.racks)} rack gateways' and the core's")
+            self.bgp.start()
+            self.timings["bgp"] = time.monotonic() - t0
+            self.progress(f"BGP converged in {self.bgp.converged_s:.2f}s")
         self.monitor.start()
-        self.progress(f"cluster up in {self.timings['synced']:.1f}s: {self.cluster.summary()}")
+        self.progress(f"cluster up in {time.monotonic() - t0:.1f}s: {self.cluster.summary()}")
 
     @property
     def routed(self) -> bool:
@@ -346,8 +355,8 @@ class ClusterNet(Spawning):
         with self._lock:
             # Run-time state is not the caller's to change: node readiness (the control
             # plane's) and the links' loss (set by faults) come from the running cluster.
-            cluster = self.monitor.impose(cluster.model_copy(update={"underlay": cluster.underlay.model_copy(
-                update={"impairments": self.cluster.underlay.impairments})}))
+            cluster = self.bgp.impose(self.monitor.impose(cluster.model_copy(update={
+                "underlay": cluster.underlay.model_copy(update={"impairments": self.cluster.underlay.impairments})})))
             before = {p.host_name: p for p in self.cluster.pods}
             after = {p.host_name: p for p in cluster.pods}
             moved = [h for h in before.keys() & after.keys()
@@ -441,6 +450,7 @@ class ClusterNet(Spawning):
 
     def _stop(self) -> None:
         self.monitor.stop()
+        self.bgp.stop()
         for host_name in list(self._spawned_in):
             self._stop_spawned(host_name)
         if self.net is not None:

@@ -7,19 +7,24 @@ from __future__ import annotations
 import os
 import platform
 import shutil
-from typing import Any, Optional
+from typing import Any, Iterable, Optional
 
 #: The programs a cluster cannot be built without (Debian packages in the Makefile).
 REQUIRED_TOOLS = ("ovs-vswitchd", "ovsdb-server", "ovs-vsctl", "mnexec", "fping", "ethtool", "ip")
 
 
-def preflight() -> Optional[str]:
-    """Why no cluster can be built here (not root, a tool missing), or None when one can."""
+def preflight(clusters: Iterable[Any] = ()) -> Optional[str]:
+    """Why no cluster can be built here (not root, a tool missing, BIRD for a ``bgp``
+    cluster among ``clusters``), or None when one can."""
     if os.geteuid() != 0:
         return "k8snet needs root (network namespaces, veths, OVS): run it with sudo"
     missing = [t for t in REQUIRED_TOOLS if shutil.which(t) is None]
     if missing:
         return f"missing tools: {', '.join(missing)} (Open vSwitch, Mininet, fping, ...); run `make setup` first"
+    if any(c.backend.value == "bgp" for c in clusters):
+        from topos.bgp import missing as bird_missing
+
+        return bird_missing()
     return None
 
 

@@ -52,6 +52,8 @@ class Backend(str, Enum):
     HOST_GW = "host-gw"
     VXLAN = "vxlan"
     DIRECTROUTING = "directrouting"
+    #: Calico-style routing: BGP daemons on nodes and rack gateways (k8snet/model/bgp.py).
+    BGP = "bgp"
 
 
 class UnderlayType(str, Enum):
@@ -65,7 +67,18 @@ class RouteKind(str, Enum):
     LOCAL = "local"          # the same node
     DIRECT = "direct"        # host-gw: unencapsulated to the peer's MAC on a shared segment
     VXLAN = "vxlan"          # encapsulated to the peer's node IP
+    ROUTED = "routed"        # bgp: unencapsulated to the rack gateway, which routes it on
     NONE = "none"            # no route: the backend cannot reach that node
+
+
+class BgpRoute(BaseModel):
+    """A route a node's BGP daemon installed (k8snet/model/bgp.py): ``prefix via via``."""
+
+    model_config = ConfigDict(frozen=True)
+
+    node: str
+    prefix: ipaddress.IPv4Network
+    via: ipaddress.IPv4Address
 
 
 class Route(BaseModel):
@@ -279,6 +292,13 @@ class Cluster(_Frozen):
     #: 4789 is the IANA one).
     vni: int = 1
     vxlan_port: int = 8472
+    #: backend bgp: the core's AS; rack i's is this + 1 + i (k8snet/model/bgp.py).
+    bgp_as: int = 64512
+    #: backend bgp: the routes the nodes' daemons installed, as their route watcher last
+    #: saw them; None until observed (then BGP is taken as converged: ``k8snet flows``).
+    bgp_routes: Optional[tuple[BgpRoute, ...]] = None
+    #: backend bgp: the sessions not Established when the routes last changed ("a<->b").
+    bgp_down: tuple[str, ...] = ()
     pod_cidr: ipaddress.IPv4Network = ipaddress.IPv4Network("10.244.0.0/16")
     subnet_len: int = 24
     underlay: Underlay = Underlay()
@@ -329,6 +349,13 @@ class Cluster(_Frozen):
         if src.name == dst.name:
             return Route(kind=RouteKind.LOCAL)
         same_segment = src.subnet == dst.subnet
+        if self.backend is Backend.BGP:
+            via = self.bgp_next_hop(src, dst.pod_cidr)
+            if via is None:
+                down = (f"BGP session{'s' if len(self.bgp_down) > 1 else ''} {', '.join(self.bgp_down)} down"
+                        if self.bgp_down else "not learned, though every BGP session is up")
+                return Route(kind=RouteKind.NONE, reason=f"no route to {dst.pod_cidr} on {src.name}: {down}")
+            return Route(kind=RouteKind.DIRECT if via == dst.ip else RouteKind.ROUTED)
         if self.backend is Backend.VXLAN:
             return Route(kind=RouteKind.VXLAN)
         if same_segment:
@@ -338,6 +365,24 @@ class Cluster(_Frozen):
         return Route(kind=RouteKind.NONE, reason=(
             f"host-gw needs {src.name} and {dst.name} on one L2 segment: {dst.name} ({dst.ip}) is "
             f"not on {src.name}'s subnet {src.subnet}, so there is no L2 next hop for {dst.pod_cidr}"))
+
+    def bgp_next_hop(self, node: "Node", prefix: ipaddress.IPv4Network) -> Optional[ipaddress.IPv4Address]:
+        """Where ``node`` sends ``prefix`` under BGP: what its daemon installed, or before any
+        was observed, what BGP converges to -- the owner itself on a shared segment, else
+        the rack gateway (k8snet/model/bgp.py)."""
+        if self.bgp_routes is not None:
+            return next((r.via for r in self.bgp_routes if r.node == node.name and r.prefix == prefix), None)
+        owner = next((n for n in self.nodes if n.pod_cidr == prefix), None)
+        if owner is None:
+            return None
+        if owner.subnet == node.subnet:
+            return owner.ip
+        return self.rack(node.rack).gateway_ip if node.rack and self.underlay.racks else None
+
+    def underlay_mac(self, ip: ipaddress.IPv4Address) -> Optional[str]:
+        """The MAC of a node or rack gateway by its underlay IP (a BGP next hop)."""
+        return next((n.mac for n in self.nodes if n.ip == ip), None) or \
+            next((r.gateway_mac for r in self.underlay.racks if r.gateway_ip == ip), None)
 
     def default_next_hop(self, node: "Node") -> Optional[str]:
         """Where a node sends what is for outside the cluster: its rack gateway on a

@@ -19,6 +19,7 @@ from k8snet.model.cluster import (
     FIRST_POD_OFPORT, SERVICE_CIDR, Backend, Cluster, ContainerPort, Node, Pod, Underlay, UnderlayType,
     mac_from_ip,
 )
+from k8snet.model.bgp import DEFAULT_AS, as_problem
 from k8snet.model.impairment import Direction
 from k8snet.model.links import impairments_of, underlay_links, unknown_link
 from k8snet.model.dns import DNS_IP, DNS_NAME, DNS_NAMESPACE
@@ -26,7 +27,8 @@ from k8snet.model.documents import CLUSTER_API, KINDS_HELP, KNOWN_KINDS, NOT_YET
 from k8snet.model.policy import Namespace, NetworkPolicy
 from k8snet.model.policy_schema import NamespaceDoc, NetworkPolicyDoc
 from k8snet.model.schema import (
-    MAX_NODES, MAX_PODS, ClusterDoc, ClusterSpecIn, DeploymentDoc, NodeIn, PodDoc, Problem, ServiceDoc, SpecError, _In,
+    MAX_NODES, MAX_PODS, BackendIn, ClusterDoc, ClusterSpecIn, DeploymentDoc, NodeIn, PodDoc, Problem, ServiceDoc,
+    SpecError, _In,
     check_backend, parse_port_range,
 )
 from k8snet.model.services import resolve_services
@@ -288,13 +290,27 @@ class Resolver:
         subnets = pod_cidr.subnets(new_prefix=spec.subnet_len)
         nodes = [Node(name=n.name, index=i, ip=n.ip, mac=mac_from_ip(n.ip, "02:00"), pod_cidr=next(subnets),
                       rack=n.rack, subnet=n.subnet) for i, n in enumerate(layout.nodes)]
+        bgp_as = self._bgp_as(index, what, backend, len(layout.racks))
         cluster = Cluster(name=doc.metadata.name, backend=Backend(backend.type), vni=backend.vni,
-                          vxlan_port=backend.port, pod_cidr=pod_cidr, subnet_len=spec.subnet_len,
+                          vxlan_port=backend.port, bgp_as=bgp_as, pod_cidr=pod_cidr, subnet_len=spec.subnet_len,
                           underlay=Underlay(type=UnderlayType(spec.underlay.type), cidr=under_cidr,
                                             mtu=spec.underlay.mtu, bandwidth_mbit=spec.underlay.bandwidth,
                                             racks=layout.racks, external=layout.external, lb=layout.lb),
                           nodes=tuple(nodes))
         return self._impair(index, what, spec, cluster)
+
+    def _bgp_as(self, index: int, what: str, backend: BackendIn, racks: int) -> int:
+        """spec.backend.asNumber: only for bgp, and room for the core's and every rack's AS."""
+        if backend.as_number is None:
+            return DEFAULT_AS
+        if backend.type != "bgp":
+            self.fail(index, what, "spec.backend.asNumber", f"asNumber is for backend bgp, not {backend.type}; "
+                      "remove it or use type: bgp")
+            return DEFAULT_AS
+        problem = as_problem(backend.as_number, racks)
+        if problem:
+            self.fail(index, what, "spec.backend.asNumber", problem)
+        return backend.as_number
 
     def _impair(self, index: int, what: str, spec: ClusterSpecIn, cluster: Cluster) -> Cluster:
         """``underlay.loss`` on every link, then ``underlay.impairments`` per link (each

@@ -240,6 +240,8 @@ class BackendIn(_In):
     vni: int = Field(default=1, ge=1, le=16_777_215, alias="vni")
     port: int = Field(default=8472, ge=1, le=65535)
     direct_routing: bool = False
+    #: backend bgp: the core's AS number (racks take the next ones; k8snet/model/bgp.py).
+    as_number: Optional[int] = None
 
 
 class DatapathIn(_In):

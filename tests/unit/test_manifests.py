@@ -263,7 +263,7 @@ BAD = {
     "backend neither name nor mapping": (CLUSTER + "  backend: 7\n", 1, "spec.backend",
                                          "must be a backend name"),
     "backend mapping with unknown field": (CLUSTER + "  backend: {type: vxlan, mtu: 9000}\n", 1,
-                                           "spec.backend.mtu", "unknown field; allowed here: directRouting"),
+                                           "spec.backend.mtu", "unknown field; allowed here: asNumber, directRouting"),
     "missing pod name": (spec(CLUSTER, "apiVersion: v1\nkind: Pod\nmetadata: {}\n"), 2, "metadata.name",
                          "required field is missing"),
 }
