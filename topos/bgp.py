@@ -129,9 +129,9 @@ class Fabric:
         self._thread.start()
         want = expected_routes(self.net.cluster)
         deadline = time.monotonic() + timeout
-        while self.routes != want:
+        while self.net.cluster.bgp_routes != want:  # (applied: the switches hold the flows)
             if time.monotonic() > deadline:
-                missing_routes = sorted(set(want) - set(self.routes or ()), key=_key)
+                missing_routes = sorted(set(want) - set(self.net.cluster.bgp_routes or ()), key=_key)
                 raise TimeoutError(f"BGP did not converge in {timeout:g}s: {len(missing_routes)} routes missing, "
                                    f"e.g. {', '.join(f'{r.prefix} on {r.node}' for r in missing_routes[:4])}; "
                                    f"sessions: {self.session_summary()}; logs in {self.directory()}")

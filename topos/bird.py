@@ -5,7 +5,7 @@ startup hold 240 s, error wait 60-300 s, which would make one flap cost minutes)
 
 * ``hold time 3`` / ``keepalive time 1``: a dead peer is noticed within 3 s (RFC 4271's
   smallest hold time);
-* ``connect delay time 1`` / ``connect retry time 1`` / ``error wait time 1, 4``: a session
+* ``connect delay time 1`` / ``connect retry time 1`` / ``error wait time 1, 2``: a session
   comes (back) up within a second or so of its peer being reachable;
 * ``scan time 1`` on the device protocol: an interface that comes back is seen at once.
 
@@ -21,7 +21,7 @@ from pathlib import Path
 from k8snet.model.bgp import Peer, Speaker
 
 LAB_TIMERS = ("hold time 3; keepalive time 1; connect delay time 1; connect retry time 1; "
-              "error wait time 1, 4; error forget time 10;")
+              "error wait time 1, 2; error forget time 10;")
 
 
 def config(speaker: Speaker, log: Path) -> str:

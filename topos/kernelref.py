@@ -19,7 +19,9 @@ any error half way)::
 * ``clusterip`` (host-gw mode): kube-proxy's nftables mode in its simplest form, a
   ``dnat`` in the client node's prerouting hook from VIP:port to the server pod;
 * ``same-node`` (host-gw mode): two pods on one node's ``cni0`` bridge;
-* ``routed=True`` (vxlan): the nodes in two subnets behind a router namespace, as two racks.
+* ``routed=True`` (vxlan): the nodes in two subnets behind a router namespace, as two racks;
+* :class:`KernelRouted`: what Calico's BGP leaves in the kernels of two nodes in two racks
+  and of the routers between them (rack gateway, core, rack gateway): plain routes.
 
 Offloads are left as the kernel sets them (on), as on a real node.
 """
@@ -107,3 +109,45 @@ class KernelCluster(Namespaces):
             paths.append(ReferencePath("kernel-clusterip", "kube-proxy's nftables DNAT to the pod on the other node",
                                        pods[0], pods[1], VIP))
         return paths
+
+
+class KernelRouted(Namespaces):
+    """Pod to pod across racks by kernel routing alone, through the same three routers as a
+    k8snet ``racks`` cluster (the reference for ``backend: bgp``)::
+
+        kpod0 ─ knode0 ─ kgw0 ─ kcore ─ kgw1 ─ knode1 ─ kpod1
+
+    Every hop holds the routes BIRD would have installed there (pod CIDR via the next
+    router, or via the node on the gateway's own segment); nothing is encapsulated."""
+
+    kind = "kernel reference"
+
+    def _build(self) -> list[ReferencePath]:
+        n0, g0, core, g1, n1 = (self._host(n) for n in ("node0", "gw0", "core", "gw1", "node1"))
+        pods = [self._host(f"pod{i}") for i in range(2)]
+        for a, b, ia, ib in ((n0, g0, "eth0", "n0"), (g0, core, "core", "r0"), (core, g1, "r1", "core"),
+                             (g1, n1, "n1", "eth0")):
+            self.net.addLink(a, b, intfName1=ia, intfName2=ib)
+        for pod, node in zip(pods, (n0, n1)):
+            self.net.addLink(pod, node, intfName1="eth0", intfName2="veth0")
+        r0, r1 = f"{PODS}.0.0/24", f"{PODS}.1.0/24"
+        plan = {n0: ["addr add 192.168.80.1/24 dev eth0", f"route add {r1} via 192.168.80.254"],
+                g0: ["addr add 192.168.80.254/24 dev n0", "addr add 192.168.90.2/30 dev core",
+                     f"route add {r0} via 192.168.80.1", f"route add {r1} via 192.168.90.1"],
+                core: ["addr add 192.168.90.1/30 dev r0", "addr add 192.168.90.5/30 dev r1",
+                       f"route add {r0} via 192.168.90.2", f"route add {r1} via 192.168.90.6"],
+                g1: ["addr add 192.168.81.254/24 dev n1", "addr add 192.168.90.6/30 dev core",
+                     f"route add {r1} via 192.168.81.2", f"route add {r0} via 192.168.90.5"],
+                n1: ["addr add 192.168.81.2/24 dev eth0", f"route add {r0} via 192.168.81.254"]}
+        for host, cmds in plan.items():
+            host.sysctl(net__ipv4__ip_forward=1, net__ipv4__conf__all__rp_filter=0)
+            links = [f"link set {i} up" for i in host.intfNames() if i != "lo"]
+            bridge = ["link add cni0 type bridge", "link set cni0 up", "link set veth0 master cni0"] \
+                if host in (n0, n1) else []
+            host.ip_batch(["link set lo up", *links, *bridge, *cmds])
+        for i, (pod, node) in enumerate(zip(pods, (n0, n1))):
+            node.ip_batch([f"addr add {PODS}.{i}.1/24 dev cni0"])
+            pod.ip_batch(["link set lo up", "link set eth0 up", f"addr add {PODS}.{i}.2/24 dev eth0",
+                          f"route add default via {PODS}.{i}.1"])
+        return [ReferencePath("kernel-routed", "kernel routes across rack gateway, core and rack gateway "
+                              "(what Calico's BGP installs)", pods[0], pods[1], f"{PODS}.1.2")]

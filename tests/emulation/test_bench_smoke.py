@@ -35,7 +35,8 @@ def test_throughput_bench_runs(tmp_path, no_leaks):
     doc = bench("throughput", "--seconds", "1", "--repeat", "1", tmp_path=tmp_path)
     expected = {"veth", "ovs-normal", "kernel-same-node", "kernel-host-gw", "kernel-vxlan", "kernel-vxlan-routed",
                 "kernel-clusterip", "same-node", "host-gw", "clusterip", "vxlan-flat", "vxlan-routed",
-                "directrouting-same-rack", "directrouting-cross-rack", "vxlan-flat-veth"}
+                "directrouting-same-rack", "directrouting-cross-rack", "vxlan-flat-veth", "kernel-routed",
+                "bgp-cross-rack"}
     if doc["tso_possible"]:
         expected |= {"tso-same-node", "tso-host-gw", "tso-clusterip", "veth-tso", "ovs-normal-tso", "tso-host-gw-veth"}
     assert set(doc["cells"]) == expected
@@ -45,11 +46,14 @@ def test_throughput_bench_runs(tmp_path, no_leaks):
         assert not row["failures"] and row["median_gbps"] > 0 and row["n"] == 1, (name, row)
         if name in counterparts:
             assert row["kernel_counterpart"] == counterparts[name] and row["ratio_to_kernel"] > 0
-        if name.startswith("tso-"):  # divided by references built with its own offloads
+        if row["offload"] == "tso" and not name.startswith(("veth", "ovs-normal")):  # by references of its offloads
             assert row["ratios"]["ovs-normal"]["to"] == "ovs-normal-tso", row
         elif not name.startswith(("veth", "ovs-normal", "kernel-")):
             assert row["ratios"]["ovs-normal"]["to"] == "ovs-normal", row
     assert doc["goals"]["vxlan / host-gw, both none"]["measured"] > 0
+    assert doc["cells"]["bgp-cross-rack"]["kernel_counterpart"] == "kernel-routed"
+    relative = doc["goals"]["bgp / kernel routing >= host-gw (tso) / kernel host-gw"]
+    assert relative["measured"] > 0 and (relative["goal"] is None) == (not doc["tso_possible"])
     # Attachment and CPU in every k8snet cell: tap by default here (userspace), veth where asked.
     assert doc["cells"]["vxlan-flat"]["attach"] == "tap" and doc["cells"]["vxlan-flat-veth"]["attach"] == "veth"
     assert doc["cells"]["host-gw"]["cpu_ovs_percent"] > 0 and doc["cells"]["veth"]["attach"] is None
@@ -106,3 +110,14 @@ def test_faults_bench_runs(tmp_path, no_leaks):
     # little before the cut, so that is up to one renewal interval less after the cut).
     assert lost["failed"] > 0 and lost["silent_before_not_ready_s"] >= lost["grace_s"]
     assert lost["not_ready_after_s"] >= lost["grace_s"] * 0.9 - 0.05
+
+
+def test_bgp_bench_runs(tmp_path, no_leaks):
+    doc = bench("bgp", "--repeat", "1", tmp_path=tmp_path)
+    assert doc["kind"] == "k8snet.bench.bgp" and doc["goal_s"] == 3.0
+    rows = doc["measurements"]
+    assert set(rows) == {"start", "gateway-core session withdrawn", "gateway-core session back",
+                         "node session withdrawn", "node session back", "router failure withdrawn",
+                         "router failure back"}
+    for row in rows.values():
+        assert len(row["samples_s"]) == 1 and row["p50_s"] == row["max_s"] > 0

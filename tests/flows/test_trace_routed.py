@@ -38,8 +38,8 @@ def sim():
         yield s
 
 
-def load(sim, backend: str):
-    cluster = cluster_for(backend)
+def load(sim, backend: str, cluster=None):
+    cluster = cluster or cluster_for(backend)
     sim.load(cluster, "node-0", compile_node(cluster, "node-0"))
     n = cluster.nodes
     pods = {p.name: p for p in cluster.pods}
@@ -89,7 +89,28 @@ def test_host_gw_has_no_route_across_racks(sim):
     assert sim.trace(pod_to(pods["web-0"], n[0], str(pods["web-2"].ip))).outputs == []
 
 
-@pytest.mark.parametrize("backend", ["host-gw", "vxlan", "directrouting"])
+def test_bgp_sends_within_the_rack_to_the_peer_and_across_to_the_gateway_unencapsulated(sim):
+    cluster, n, pods = load(sim, "bgp")
+    gw = cluster.underlay.racks[0]
+    same = sim.trace(pod_to(pods["web-0"], n[0], str(pods["web-1"].ip)))
+    assert same.outputs == ["output:1"] and same.final_field("dl_dst") == n[1].mac
+    cross = sim.trace(pod_to(pods["web-0"], n[0], str(pods["web-2"].ip)))
+    assert cross.outputs == ["output:1"] and cross.final_field("dl_dst") == gw.gateway_mac
+    assert cross.final_field("nw_ttl") == "63" and cross.final_field("tun_dst") is None
+
+
+def test_bgp_drops_what_no_route_was_learned_for(sim):
+    from topos.bgp import expected_routes
+
+    full = cluster_for("bgp")
+    n2 = full.node("node-2")
+    learned = tuple(r for r in expected_routes(full) if r.prefix != n2.pod_cidr)
+    cluster, n, pods = load(sim, "bgp", full.model_copy(update={"bgp_routes": learned}))
+    assert sim.trace(pod_to(pods["web-0"], n[0], str(pods["web-2"].ip))).outputs == []
+    assert sim.trace(pod_to(pods["web-0"], n[0], str(pods["web-3"].ip))).outputs == ["output:1"]
+
+
+@pytest.mark.parametrize("backend", ["host-gw", "vxlan", "directrouting", "bgp"])
 def test_pod_to_a_node_in_another_rack_goes_to_the_rack_gateway(sim, backend):
     cluster, n, pods = load(sim, backend)
     gw = cluster.underlay.racks[0]
