@@ -2,7 +2,8 @@
 
 This is what Flannel's ``cni0`` bridge plus the node kernel do for a node's own pods:
 pods ARP for their gateway (``10.244.N.1``) and for each other; same-node traffic is
-bridged; traffic to or from the node's host network is routed through the gateway.
+bridged; traffic to or from the node's host network is routed through the gateway.  With
+``access: routed-veth`` (Calico) pods ask only for 169.254.1.1, and everything is routed.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from controllers.pipeline import (
     SERVICE_DNAT, SERVICE_ENDPOINT, SERVICE_LB, SERVICE_PICK, UNSNAT,
     Feature, Priority, Source, cookie, source_match,
 )
+from k8snet.model.access import LINK_LOCAL_GATEWAY
 from k8snet.model.cluster import UPLINK_OFPORT, Cluster, Node, Pod
 
 
@@ -46,7 +48,7 @@ def arp_reply(mac: str, ip: str) -> tuple:
 def flows(cluster: Cluster, node: Node) -> Iterator[Flow]:
     node_cookie = cookie(Feature.PODNET)
     yield from _classifier(cluster, node, node_cookie)
-    yield from _arp(node, node_cookie)
+    yield from _arp(cluster, node, node_cookie)
     for pod in cluster.pods_on(node.name):
         yield from _pod(cluster, node, pod)
     yield Flow(L3_FORWARDING, Priority.ROUTE_HOST, Match.of(eth_type=ETH_TYPE_IP, ipv4_dst=str(node.ip)),
@@ -95,13 +97,21 @@ def _classifier(cluster: Cluster, node: Node, c: int) -> Iterator[Flow]:
                cookie=c)
 
 
-def _arp(node: Node, c: int) -> Iterator[Flow]:
+def _arp(cluster: Cluster, node: Node, c: int) -> Iterator[Flow]:
     gateway = str(node.gateway_ip)
     for source in (Source.POD, Source.LOCAL):
         yield Flow(ARP, Priority.SPECIFIC,
                    Match.of(eth_type=ETH_TYPE_ARP, arp_op=1, arp_tpa=gateway,
                             **{REG_SOURCE: source_match(source)}),
                    arp_reply(node.gateway_mac, gateway), cookie=c)
+    if cluster.access == "routed-veth":
+        # Calico's pods route everything via 169.254.1.1, which the node answers (Calico's
+        # host veth does it by proxy ARP); the pods send every packet to the gateway MAC,
+        # so even a pod on this node is reached by the routed flow below (TTL - 1).
+        yield Flow(ARP, Priority.SPECIFIC,
+                   Match.of(eth_type=ETH_TYPE_ARP, arp_op=1, arp_tpa=LINK_LOCAL_GATEWAY,
+                            **{REG_SOURCE: source_match(Source.POD)}),
+                   arp_reply(node.gateway_mac, LINK_LOCAL_GATEWAY), cookie=c)
     # Underlay ARP between the node's stack and its neighbours passes untouched.
     yield Flow(ARP, Priority.FALLBACK, Match.of(eth_type=ETH_TYPE_ARP, **{REG_SOURCE: source_match(Source.LOCAL)}),
                (Output(UPLINK_OFPORT),), cookie=c)
@@ -119,7 +129,8 @@ def _pod(cluster: Cluster, node: Node, pod: Pod) -> Iterator[Flow]:
     yield Flow(CLASSIFIER, Priority.SPECIFIC,
                Match.of(in_port=pod.ofport, eth_src=pod.mac, eth_type=ETH_TYPE_IP, ipv4_src=ip),
                (_source(Source.POD),), goto=IP_INGRESS, cookie=c)
-    # Pods on one node share a subnet and ARP for each other, as on cni0.
+    # Pods on one node share a subnet and ARP for each other, as on cni0 (with routed-veth
+    # they hold /32s and ask only for their gateway: this is never used).
     yield Flow(ARP, Priority.ROUTE_HOST,
                Match.of(eth_type=ETH_TYPE_ARP, arp_op=1, arp_tpa=ip, **{REG_SOURCE: source_match(Source.POD)}),
                arp_reply(pod.mac, ip), cookie=c)

@@ -53,6 +53,9 @@ def _datapath_args(p: argparse.ArgumentParser) -> None:
                    help="how pods and node uplinks meet their node's OVS: tap (an OVS tap port moved into the "
                         "pod's or the underlay's namespace: no packet-socket drops), veth, auto (default: tap "
                         "on the userspace datapath)")
+    p.add_argument("--access", choices=["bridge", "routed-veth", "macvlan", "ipvlan"],
+                   help="how pods meet their node: bridge (a veth into the node's switch, as Flannel's cni0; "
+                        "default), routed-veth (Calico's /32 and link-local gateway: every packet routed)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -133,7 +136,8 @@ def load_cluster(args: argparse.Namespace) -> Cluster:
     """The spec with the command line's overrides (SpecError), its datapath settled for
     this machine unless only flows are printed (DatapathError)."""
     overrides = Overrides(nodes=args.nodes, pods_per_node=args.pods_per_node, backend=args.backend,
-                          offload=args.offload, datapath_type=args.datapath_type, attach=args.attach)
+                          offload=args.offload, datapath_type=args.datapath_type, attach=args.attach,
+                          access=args.access)
     cluster = specs.load(args.spec, overrides)
     return cluster if args.command == "flows" else settle([cluster])[0]
 
@@ -230,9 +234,10 @@ def _draw_sample(cluster: Cluster, sample: int, seed: int) -> Sample | str | Non
 
 
 def _bad_datapath(exc: "DatapathError") -> int:
-    console.print(f"[bold red]cannot honour the datapath setting[/] (spec.{exc.field}, or --"
-                  f"{exc.field.rsplit('.', 1)[-1] if exc.field.endswith(('offload', 'attach')) else 'datapath'}): "
-                  f"{exc.message}", soft_wrap=True)
+    flag = exc.field.rsplit('.', 1)[-1] if exc.field.endswith(('offload', 'attach', 'access')) else 'datapath'
+    what = "access mode" if exc.field == "access" else "datapath setting"
+    console.print(f"[bold red]cannot honour the {what}[/] (spec.{exc.field}, or --{flag}): {exc.message}",
+                  soft_wrap=True)
     return EXIT_USAGE
 
 
@@ -273,7 +278,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     try:
         clusters = load_clusters(args.spec, backends, scenarios,
                                  nodes=args.nodes, pods_per_node=args.pods_per_node, offload=args.offload,
-                                 datapath_type=args.datapath_type, attach=args.attach)
+                                 datapath_type=args.datapath_type, attach=args.attach, access=args.access)
     except SpecError as exc:
         return _bad_spec(args.spec, exc)
     except DatapathError as exc:

@@ -85,7 +85,7 @@ def parse_losses(text: str) -> tuple[float, ...]:
 def load_clusters(spec: Optional[str], backends: list[Optional[str]], scenarios: list[Scenario],
                   nodes: Optional[int] = None, pods_per_node: Optional[int] = None,
                   offload: Optional[str] = None, datapath_type: Optional[str] = None,
-                  attach: Optional[str] = None) -> list[Cluster]:
+                  attach: Optional[str] = None, access: Optional[str] = None) -> list[Cluster]:
     """One cluster model per backend, every problem of every backend at once (SpecError),
     then one datapath and offload setting for all of them (DatapathError); exit 2."""
     dns = True if any(s.needs_dns for s in scenarios) and shutil.which("unbound") else None
@@ -93,7 +93,7 @@ def load_clusters(spec: Optional[str], backends: list[Optional[str]], scenarios:
     clusters, problems = [], []
     for backend in backends:
         overrides = Overrides(backend=backend, dns=dns, nodes=nodes, pods_per_node=pods_per_node, offload=offload,
-                              datapath_type=datapath_type, attach=attach)
+                              datapath_type=datapath_type, attach=attach, access=access)
         try:
             cluster = specs.load(spec, overrides)
             low, high = cluster.node_port_range

@@ -41,7 +41,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import TYPE_CHECKING, Iterable, Optional
 
-from k8snet.procs import run
+from k8snet.procs import CommandError, run
 
 if TYPE_CHECKING:
     from k8snet.model.cluster import Cluster
@@ -70,6 +70,8 @@ class Capabilities:
 
     ovs_version: tuple[int, ...]
     kernel_module: bool
+    #: The kernel's ipvlan driver (``ip link add ... type ipvlan`` works).
+    ipvlan: bool = True
 
     @property
     def version_text(self) -> str:
@@ -103,13 +105,35 @@ def has_kernel_module(sys_module: str = "/sys/module/openvswitch") -> bool:
 _detected: Optional[Capabilities] = None
 
 
+def can_make(link_type: str) -> bool:
+    """Does this kernel make a ``link_type`` child of a veth?  Tried for real, in a network
+    namespace that lives as long as the ``unshare`` (a driver built in shows nowhere else:
+    this kernel has CONFIG_MACVLAN=y and no /sys/module/macvlan)."""
+    script = f"ip link add v0 type veth peer name v1 && ip link add c0 link v0 type {link_type}"
+    try:
+        return run(["unshare", "--net", "sh", "-c", script], check=False, timeout=5).returncode == 0
+    except CommandError:
+        return False
+
+
 def detect() -> Capabilities:
     """This machine's capabilities (once per process)."""
     global _detected
     if _detected is None:
         out = run(["ovs-vswitchd", "--version"], timeout=5).stdout.splitlines()[0]
-        _detected = Capabilities(parse_version(out), has_kernel_module())
+        _detected = Capabilities(parse_version(out), has_kernel_module(), can_make("ipvlan"))
     return _detected
+
+
+def access_problem(access: str, caps: Capabilities) -> Optional[str]:
+    """Why ``spec.access`` cannot be had here, or None."""
+    if access == "ipvlan" and not caps.ipvlan:
+        return ("ipvlan needs the kernel's ipvlan driver, and this kernel has none (CONFIG_IPVLAN is not set: "
+                "`ip link add ... type ipvlan` says \"Unknown device type\"); use bridge, routed-veth or macvlan")
+    if access in ("macvlan", "ipvlan"):
+        return (f"{access} is not built yet in this version of k8snet (issue 16: the bridge and routed-veth "
+                "modes are); use bridge or routed-veth")
+    return None
 
 
 class DatapathError(ValueError):
@@ -145,6 +169,10 @@ def settle(clusters: "list[Cluster]", caps: Optional[Capabilities] = None, lossy
     """The clusters of one run with their datapath settings resolved together (an
     already-resolved cluster passes through unchanged).  ``lossy``: the run makes links
     lossy to measure what loss does (as a spec's impairments do)."""
+    for cluster in clusters:
+        problem = access_problem(cluster.access, caps or detect()) if cluster.access != "bridge" else None
+        if problem:
+            raise DatapathError("access", problem)
     asked = {(c.offload, c.datapath_type, c.attach) for c in clusters}
     if len(asked) > 1:
         raise DatapathError("datapath", f"the clusters of one run must ask for the same offload, datapath "

@@ -32,6 +32,7 @@ from k8snet.model.cluster import (
     Rack,
 )
 from k8snet.model.links import EXTERNAL_CORE_IFNAME, LB_CORE_IFNAME
+from k8snet.model.access import pod_routes
 from topos.ovs import OvsInstance
 from topos.attach import pods_tapped, port_type, uplinks_tapped
 
@@ -401,10 +402,8 @@ class PodHost(NsHost):
         self.model = pod
         node = cluster.node(pod.node)
         self.sysctl(net__ipv6__conf__all__disable_ipv6=1, net__ipv6__conf__default__disable_ipv6=1)
-        self.ip_batch(["link set lo up",
-                       f"link set eth0 address {pod.mac} mtu {cluster.pod_mtu} up",
-                       f"addr replace {pod.ip}/{node.pod_cidr.prefixlen} dev eth0",
-                       f"route replace default via {node.gateway_ip} dev eth0"])
+        self.ip_batch(["link set lo up", f"link set eth0 address {pod.mac} mtu {cluster.pod_mtu} up",
+                       *pod_routes(cluster.access, str(pod.ip), node.pod_cidr.prefixlen, str(node.gateway_ip))])
         if cluster.offload != "tso":
             # offload none: the userspace datapath's conntrack rejects the partial checksums
             # of TX checksum offload; with userspace TSO OVS reads the virtio-net header and

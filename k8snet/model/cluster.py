@@ -323,6 +323,8 @@ class Cluster(_Frozen):
     #: OVS, auto|veth|tap, resolved with the rest.
     attach: str = "auto"
     datapath_note: str = ""
+    #: spec.access (k8snet/model/access.py): bridge, routed-veth, macvlan or ipvlan.
+    access: str = "bridge"
     #: spec.nodeMonitorGracePeriod, seconds (kube-controller-manager's flag).
     node_monitor_grace: float = 2.0
 

@@ -19,6 +19,7 @@ from k8snet.model.cluster import (
     FIRST_POD_OFPORT, SERVICE_CIDR, Backend, Cluster, ContainerPort, Node, Pod, Underlay, UnderlayType,
     mac_from_ip,
 )
+from k8snet.model.access import MODES
 from k8snet.model.bgp import DEFAULT_AS, as_problem
 from k8snet.model.impairment import Direction
 from k8snet.model.links import impairments_of, underlay_links, unknown_link
@@ -52,6 +53,8 @@ class Overrides:
     datapath_type: Optional[str] = None
     #: ``--attach``.
     attach: Optional[str] = None
+    #: ``--access``.
+    access: Optional[str] = None
 
 
 @dataclass
@@ -131,6 +134,7 @@ class Resolver:
                                           "offload": self.overrides.offload or spec_in.datapath.offload,
                                           "datapath_type": self.overrides.datapath_type or spec_in.datapath.type,
                                           "attach": self.overrides.attach or spec_in.datapath.attach,
+                                          "access": self._access(spec_in.access),
                                           "node_monitor_grace": spec_in.node_monitor_grace_period})
 
     # -- documents
@@ -298,6 +302,16 @@ class Resolver:
                                             racks=layout.racks, external=layout.external, lb=layout.lb),
                           nodes=tuple(nodes))
         return self._impair(index, what, spec, cluster)
+
+    def _access(self, spec_access: str) -> str:
+        """spec.access, or ``--access`` (checked as the spec's field is)."""
+        if self.overrides.access is None:
+            return spec_access
+        if self.overrides.access not in MODES:
+            self.fail(None, "command line", "--access", f"{self.overrides.access!r} is not an access mode; "
+                      f"allowed: {', '.join(MODES)}")
+            raise SpecError(self.problems)
+        return self.overrides.access
 
     def _bgp_as(self, index: int, what: str, backend: BackendIn, racks: int) -> int:
         """spec.backend.asNumber: only for bgp, and room for the core's and every rack's AS."""

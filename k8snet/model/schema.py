@@ -264,6 +264,11 @@ class ClusterSpecIn(_In):
     #: kube-apiserver's --service-node-port-range, e.g. "30000-32767" (the default).
     service_node_port_range: str = Field(default="30000-32767", alias="serviceNodePortRange")
     datapath: DatapathIn = DatapathIn()
+    #: How pods meet their node (k8snet/model/access.py).
+    access: Annotated[str, one_of("an access mode", "bridge (a veth into the node's switch, as Flannel's cni0)",
+                                  "routed-veth (Calico's: a /32 and a link-local gateway, every packet routed)",
+                                  "macvlan (children of the node's uplink)",
+                                  "ipvlan (children of the node's uplink, one MAC)")] = "bridge"
     #: kube-controller-manager's --node-monitor-grace-period, in seconds: a node whose
     #: lease is not renewed for this long is NotReady (topos/lifecycle.py).  Kubernetes'
     #: default is 40 s (50 s from 1.32); 2 s here, so that an experiment sees it happen.

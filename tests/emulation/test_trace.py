@@ -12,7 +12,7 @@ from k8snet.model.resolver import Overrides
 from k8snet.model.trace_ends import TraceInputError
 from topos.cluster import ClusterNet
 from topos.control import ClusterControl
-from topos.specs import embedded_spec_text
+from topos.specs import default_spec_text, embedded_spec_text
 from topos.trace import trace
 
 from tests.emulation.conftest import K8SNET, ROOT, k8snet_env
@@ -270,6 +270,24 @@ def test_host_gw_across_racks_ends_at_the_first_node_like_flannels(no_leaks):
         # Pod IPs are not routed outside the cluster: the core has no route for them.
         outside = trace(net, "external", "web-0", observe=False)
         assert outside.verdict == "dropped" and outside.reason.startswith("core has no route to 10.244.0.")
+
+
+def test_bgp_across_racks_is_routed_by_both_gateways_and_the_core(no_leaks):
+    cluster = load_text(embedded_spec_text("racks"), Overrides(backend="bgp"))
+    with ClusterNet(cluster) as net:
+        t = trace(net, "web-0", "web-2")
+        assert t.verdict == "delivered" and t.hops[-1].arrived.ttl == 59, [h.where for h in t.hops]
+        assert {"gw-rack-0", "core", "gw-rack-1"} <= {h.host for h in t.hops}
+        agrees(t)
+
+
+def test_routed_veth_routes_even_to_a_pod_on_the_same_node(no_leaks):
+    cluster = load_text(default_spec_text(), Overrides(access="routed-veth"))
+    with ClusterNet(cluster) as net:
+        t = trace(net, "web-0", "web-3")
+        assert t.verdict == "delivered" and t.hops[-1].arrived.ttl == 63
+        assert "169.254.1.1" in t.hops[0].decisions[0].what
+        agrees(t)
 
 
 @pytest.mark.parametrize("args, words", [

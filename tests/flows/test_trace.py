@@ -152,3 +152,24 @@ def test_node_stack_to_remote_pod_uses_host_gw(node0):
 def test_loaded_flows_match_the_compiled_text(node0):
     desired = compile_node(CLUSTER, "node-0")
     assert len(node0.dump()) == len(desired.flows)
+
+
+# ------------------------------------------------------------------------------ access: routed-veth
+def test_routed_veth_pods_get_their_link_local_gateway_and_every_packet_is_routed():
+    from k8snet.model.manifests import Overrides
+
+    routed = load_text(default_spec_text(), Overrides(access="routed-veth"))
+    web0, web3 = routed.pod("web-0"), routed.pod("web-3")
+    with FlowSim() as sim:
+        sim.load(routed, "node-0", compile_node(routed, "node-0"))
+        t = sim.trace(arp_request(web0.ofport, web0.mac, web0.ip, "169.254.1.1"))
+        assert t.outputs == ["IN_PORT"] and t.final_field("arp_sha") == N0.gateway_mac
+        assert t.final_field("arp_spa") == "169.254.1.1"
+        # The pod sends everything to that MAC: a pod on the same node is routed, TTL - 1.
+        t = sim.trace(from_pod(web0, N0.gateway_mac, web3.ip))
+        assert t.outputs == [f"output:{web3.ofport}"] and t.final_field("nw_ttl") == "63"
+        assert t.final_field("dl_src") == N0.gateway_mac and t.final_field("dl_dst") == web3.mac
+    # With the bridge, nobody answers for 169.254.1.1.
+    with FlowSim() as sim:
+        sim.load(CLUSTER, "node-0", compile_node(CLUSTER, "node-0"))
+        assert sim.trace(arp_request(web0.ofport, web0.mac, web0.ip, "169.254.1.1")).outputs == []

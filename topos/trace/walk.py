@@ -18,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Optional
 
+from k8snet.model.access import LINK_LOCAL_GATEWAY
 from k8snet.model.cluster import BRIDGE_NAME, TUNNEL_IFNAME, TUNNEL_OFPORT, UPLINK_IFNAME, UPLINK_OFPORT, Cluster, Pod
 from k8snet.model.trace_ends import Question, TraceInputError
 from topos.nodes import lb_targets
@@ -88,7 +89,8 @@ class Walker:
         if src.kind == "pod":
             pod = self.pods[src.host]
             node = self.nodes[pod.node]
-            mac = node.gateway_mac if hop_ip == str(node.gateway_ip) else next(
+            # (routed-veth: the pod's gateway is 169.254.1.1, answered with the same MAC)
+            mac = node.gateway_mac if hop_ip in (str(node.gateway_ip), LINK_LOCAL_GATEWAY) else next(
                 (p.mac for p in self.cluster.pods_on(pod.node) if str(p.ip) == hop_ip), None)
             if mac is None:
                 raise TraceInputError("DST", f"{dst} is on {src.name}'s subnet but no pod has it: no ARP answer")
