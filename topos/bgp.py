@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import selectors
 import shutil
 import subprocess
@@ -37,6 +38,8 @@ from topos.bird import config
 
 LOG = logging.getLogger(__name__)
 
+#: Every node's table is read again this often, whatever ``ip monitor`` said (a safety net).
+RESYNC_S = 5.0
 #: Debian's package with ``bird`` and ``birdc`` (the Makefile installs it).
 PACKAGE = "bird2"
 
@@ -116,14 +119,15 @@ class Fabric:
             return
         t0 = time.monotonic()
         self.routes = ()
-        every = speakers(self.net.cluster)
-        for speaker in every:
-            self._start_bird(speaker)
+        # The watchers first: a session takes a second (connect delay) to bring routes, by
+        # which time every ``ip monitor`` listens; a periodic re-read covers the rest.
         sel = selectors.DefaultSelector()
         for node in self.net.cluster.nodes:
             proc = self.net.spawn(node.name, ["ip", "monitor", "route"], f"route watcher {node.name}",
                                   stdout=subprocess.PIPE)
-            sel.register(proc.stdout, selectors.EVENT_READ, node.name)
+            sel.register(proc.stdout.fileno(), selectors.EVENT_READ, node.name)
+        for speaker in speakers(self.net.cluster):
+            self._start_bird(speaker)
         self._sync(list(self._names()))
         self._thread = threading.Thread(target=self._watch, args=(sel,), name="bgp-routes", daemon=True)
         self._thread.start()
@@ -149,16 +153,27 @@ class Fabric:
                                       "-P", str(d / f"{speaker.name}.pid")], f"bird {speaker.name}")
 
     def _watch(self, sel: selectors.BaseSelector) -> None:
+        last_full = time.monotonic()
         while not self._stopped:
-            events = sel.select(timeout=0.5)
+            try:
+                events = sel.select(timeout=0.5)
+            except (OSError, ValueError):  # a watcher's pipe closed under us: teardown
+                return
             dirty = set()
             for key, _ in events:
-                line = key.fileobj.readline()  # type: ignore[union-attr]
-                if not line:
-                    sel.unregister(key.fileobj)
+                # Everything the pipe holds (a buffered readline could keep a line back
+                # where select no longer sees it).
+                try:
+                    chunk = os.read(key.fd, 65536)
+                except OSError:
+                    chunk = b""
+                if not chunk:
+                    sel.unregister(key.fd)
                     continue
-                if f"table {NODE_ROUTE_TABLE}" in line:
+                if f"table {NODE_ROUTE_TABLE}".encode() in chunk:
                     dirty.add(key.data)
+            if time.monotonic() - last_full > RESYNC_S:
+                dirty, last_full = set(self._names()), time.monotonic()
             if dirty and not self._stopped:
                 try:
                     self._sync(sorted(dirty))
@@ -233,5 +248,9 @@ class Fabric:
         return ", ".join(down) + " not Established" if down else "all Established"
 
     def stop(self) -> None:
+        """No more changes from here on (teardown, before the watchers are killed): waits
+        for the watcher thread, which looks at the flag at least every half second."""
         with self.net._lock:
             self._stopped = True
+        if self._thread is not None:
+            self._thread.join(timeout=2.0)

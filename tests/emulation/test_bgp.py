@@ -10,6 +10,7 @@ import time
 
 import pytest
 
+from k8snet.model.apply import apply_text
 from k8snet.model.manifests import Overrides, load_text
 from tests.emulation.capture import capture
 from tests.emulation.conftest import K8SNET, k8snet_env
@@ -94,6 +95,12 @@ def test_a_session_brought_down_withdraws_its_prefixes_and_says_why_then_recover
         assert net.reachable(pods["node-1"].host_name, pods["node-3"].host_name)
         flows = net.node("node-0").ovs.ofctl("dump-flows", "br-k8s", "cookie=0x0800000000000000/0xff00000000000000")
         assert "nw_dst=10.244" not in flows, flows
+        # The matrix predicts it and says why (what `k8snet check` prints for a pair).
+        doc = net.matrix()
+        a, b = pods["node-0"].host_name, pods["node-2"].host_name
+        cut = [r for r in doc["results"] if r["src"] == a and r["dst"] == b]
+        assert cut and not cut[0]["reachable"] and cut[0]["as_predicted"], cut
+        assert "BGP session" in cut[0]["reason"] and "down" in cut[0]["reason"], cut
     finally:
         net.bgp.set_session("gw-rack-0", "node-0", up=True)
     t1 = time.monotonic()
@@ -114,6 +121,23 @@ def test_services_work_on_bgp_across_racks(bgp_net):
     assert all(r["ok"] for r in served), served
     # Endpoints in both racks answered (kube-proxy's random pick over 4 endpoints, 12 tries).
     assert len({r["server"] for r in served}) >= 2, served
+
+
+def test_network_policy_holds_on_bgp_across_racks(bgp_net):
+    net = bgp_net
+    before = net.cluster
+    deny = ("apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: only-rack-1}\n"
+            "spec:\n  podSelector: {matchLabels: {app: web}}\n  ingress:\n"
+            "  - from: [{ipBlock: {cidr: 10.244.2.0/23}}]\n")
+    net.apply(apply_text(net.cluster, deny))
+    try:
+        results = probe(net.net, net.cluster)
+        assert all(r.as_predicted for r in results), [r.pair.id for r in results if not r.as_predicted]
+        denied = [r for r in results if r.pair.denied_by]
+        assert denied and not any(r.reachable for r in denied)
+        assert any(r.reachable for r in results if r.pair.kind.startswith("pod-pod") and not r.pair.denied_by)
+    finally:
+        net.apply(before)
 
 
 def test_a_flat_underlay_peers_in_a_full_mesh(no_leaks):
