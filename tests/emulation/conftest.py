@@ -19,3 +19,16 @@ def _root_and_no_leaks(root_required, no_leaks_module):
 
 def k8snet_env() -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "200"}
+
+
+#: A ClusterIP Service over the specs' ``app: web`` pods, port 80 to the agent's 8080
+#: (the servers are started by the test: ``net.serve(pod, 8080)``).
+WEB_SERVICE = """
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web}
+spec:
+  selector: {app: web}
+  ports: [{port: 80, targetPort: 8080}]
+"""

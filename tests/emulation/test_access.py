@@ -8,23 +8,13 @@ import pytest
 
 from k8snet.model.manifests import Overrides, load_text
 from topos.cluster import ClusterNet
+from tests.emulation.conftest import WEB_SERVICE
 from topos.probe import probe
 from topos.specs import default_spec_text
 
-SERVICE = """
----
-apiVersion: v1
-kind: Service
-metadata: {name: web}
-spec:
-  selector: {app: web}
-  ports: [{port: 80, targetPort: 8080}]
-"""
-
-
 @pytest.fixture(scope="module")
 def routed():
-    cluster = load_text(default_spec_text() + SERVICE, Overrides(access="routed-veth"))
+    cluster = load_text(default_spec_text() + WEB_SERVICE, Overrides(access="routed-veth"))
     with ClusterNet(cluster) as net:
         yield net
 

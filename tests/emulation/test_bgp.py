@@ -13,7 +13,7 @@ import pytest
 from k8snet.model.apply import apply_text
 from k8snet.model.manifests import Overrides, load_text
 from tests.emulation.capture import capture
-from tests.emulation.conftest import K8SNET, k8snet_env
+from tests.emulation.conftest import K8SNET, WEB_SERVICE, k8snet_env
 from topos.bgp import expected_routes
 from topos.cluster import ClusterNet
 from topos.ovs import wait_for
@@ -21,20 +21,9 @@ from topos.probe import probe
 from topos.specs import embedded_spec_text
 
 
-SERVICE = """
----
-apiVersion: v1
-kind: Service
-metadata: {name: web}
-spec:
-  selector: {app: web}
-  ports: [{port: 80, targetPort: 8080}]
-"""
-
-
 @pytest.fixture(scope="module")
 def bgp_net():
-    cluster = load_text(embedded_spec_text("racks") + SERVICE, Overrides(backend="bgp"))
+    cluster = load_text(embedded_spec_text("racks") + WEB_SERVICE, Overrides(backend="bgp"))
     with ClusterNet(cluster) as net:
         yield net
 
