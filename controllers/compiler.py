@@ -17,6 +17,8 @@ from k8snet.model.cluster import Backend, Cluster, Node, RouteKind
 
 
 def _pod_routes(cluster: Cluster, node: Node) -> Iterator[Flow]:
+    if cluster.access == "macvlan":
+        return  # pods are on the wire, not behind their nodes' switches (controllers/podnet.py)
     if cluster.backend is Backend.BGP:
         yield from bgp.flows(cluster, node)  # what BGP learned, not the model's decision
         return

@@ -49,8 +49,11 @@ def flows(cluster: Cluster, node: Node) -> Iterator[Flow]:
     node_cookie = cookie(Feature.PODNET)
     yield from _classifier(cluster, node, node_cookie)
     yield from _arp(cluster, node, node_cookie)
-    for pod in cluster.pods_on(node.name):
-        yield from _pod(cluster, node, pod)
+    if cluster.access == "macvlan":
+        yield from _macvlan(cluster, node)
+    else:
+        for pod in cluster.pods_on(node.name):
+            yield from _pod(cluster, node, pod)
     yield Flow(L3_FORWARDING, Priority.ROUTE_HOST, Match.of(eth_type=ETH_TYPE_IP, ipv4_dst=str(node.ip)),
                (SetField("eth_src", node.gateway_mac), SetField("eth_dst", node.mac), Output(OFPP_LOCAL)),
                cookie=node_cookie)
@@ -147,3 +150,25 @@ def _pod(cluster: Cluster, node: Node, pod: Pod) -> Iterator[Flow]:
     yield Flow(L3_FORWARDING, Priority.ROUTE_HOST, Match.of(eth_type=ETH_TYPE_IP, ipv4_dst=ip),
                (SetField("eth_src", node.gateway_mac), SetField("eth_dst", pod.mac), DecTtl(), *actions),
                goto=goto, cookie=c)
+
+
+def _macvlan(cluster: Cluster, node: Node) -> Iterator[Flow]:
+    """``access: macvlan``: pods are not on the switch.  This node's own pods are its
+    uplink's children, whose frames the kernel hands them before the switch's packet
+    socket could matter -- the copy the switch also reads is dropped, and nothing of the
+    node's reaches them (a child and its parent never meet).  A macvlan pod of another node
+    on this segment is a neighbour on the wire: the node reaches it (its host network, a
+    Service's DNAT) by the pod's MAC straight out of the uplink, no router, no TTL change,
+    as a host on that L2 network would after ARP."""
+    yield Flow(CLASSIFIER, Priority.SPECIFIC,
+               Match.of(in_port=UPLINK_OFPORT, eth_type=ETH_TYPE_IP, ipv4_dst=str(node.pod_cidr)), (),
+               cookie=cookie(Feature.PODNET))
+    yield Flow(L3_FORWARDING, Priority.ROUTE_SUBNET, Match.of(eth_type=ETH_TYPE_IP, ipv4_dst=str(node.pod_cidr)), (),
+               cookie=cookie(Feature.PODNET))
+    for pod in cluster.pods:
+        peer = cluster.node(pod.node)
+        if peer.name == node.name or peer.subnet != node.subnet:
+            continue
+        yield Flow(L3_FORWARDING, Priority.ROUTE_HOST, Match.of(eth_type=ETH_TYPE_IP, ipv4_dst=str(pod.ip)),
+                   (SetField("eth_src", node.mac), SetField("eth_dst", pod.mac), Output(UPLINK_OFPORT)),
+                   cookie=cookie(Feature.PODNET, pod_object(pod)))

@@ -103,7 +103,8 @@ def print_trace(doc: dict[str, Any]) -> None:
     out.print(f"[bold {colour}]{doc['verdict']}[/]: {doc['reason']}", soft_wrap=True)
     if doc["kind"] == "observed":
         if doc["agrees"]:
-            out.print(f"observed: the captures agree with the prediction (last seen at {doc['seen_last']})")
+            out.print("observed: the captures agree with the prediction "
+                      + (f"(last seen at {doc['seen_last']})" if doc["seen_last"] else "(nothing left the source)"))
         else:
             bad = [str(i) for i, h in enumerate(doc["hops"], 1) if h["mismatch"]]
             out.print(f"[bold red]observed: differs from the prediction at hop {', '.join(bad)}[/] "

@@ -25,8 +25,9 @@ namespace with its shell.  The links between routers stay veth pairs: no OVS rea
 from __future__ import annotations
 
 import json
-from typing import Any, Iterable
+from typing import Any, Iterable, Tuple
 
+from k8snet.model.access import MACVLAN_MODE
 from k8snet.model.cluster import UPLINK_IFNAME, Cluster, Node
 from k8snet.model.links import underlay_links
 from topos.ovs import wait_for
@@ -94,10 +95,28 @@ def hand_over(node_host: Any, devices: Iterable[tuple[str, int, str]]) -> None:
                         for device, pid, name in moves])
 
 
+def on_switch(cluster: Cluster) -> bool:
+    """Are pods ports of their node's switch?  Not with macvlan (:func:`macvlan_children`)."""
+    return cluster.access != "macvlan"
+
+
+def macvlan_children(host: Any, pods: Iterable[Tuple[str, int]]) -> None:
+    """``spec.access: macvlan``: each (port name, pod shell pid) becomes a macvlan child of
+    the node's uplink (a veth then, topos/datapath.py), made in the node's namespace where
+    its parent is and moved into the pod as ``eth0`` in the same request.  The child keeps
+    its parent's ifindex link across namespaces, as the macvlan CNI plugin's do."""
+    host.ip_batch([f"link add {name} link {UPLINK_IFNAME} type macvlan mode {MACVLAN_MODE}\n"
+                   f"link set dev {name} netns {pid} name eth0" for name, pid in pods])
+
+
 def attach_node(net: Any, cluster: Cluster, node: Node) -> None:
     """Right after ``K8sNode.build`` (or a vswitchd restart): the node's pod taps into their
-    pods, its uplink tap onto its segment's bridge (under the uplink's link name)."""
+    pods, its uplink tap onto its segment's bridge (under the uplink's link name); or
+    with macvlan, the pods' children of the uplink."""
     host = net.node(node.name)
+    if not on_switch(cluster):
+        macvlan_children(host, [(p.port_name, net.pod(p.host_name).pid) for p in cluster.pods_on(node.name)])
+        return
     pods = cluster.pods_on(node.name) if pods_tapped(cluster) else []
     moves = [(p.port_name, net.pod(p.host_name).pid, "eth0") for p in pods]
     link = underlay_links(cluster)[node.name] if uplinks_tapped(cluster) else None

@@ -40,7 +40,7 @@ from topos.checks import Reach
 from topos.datapath import settle
 from topos.neighbours import make_room
 from topos.bgp import Fabric
-from topos.attach import attach_all, hand_over, pods_tapped, port_type, uplinks_tapped
+from topos.attach import attach_all, hand_over, macvlan_children, on_switch, pods_tapped, port_type, uplinks_tapped
 from k8snet.model.dns import DNS_NAME, DNS_NAMESPACE, resolv_conf
 from topos.dns import unbound_conf
 from k8snet.model.cluster import BRIDGE_NAME, UPLINK_IFNAME, UPLINK_OFPORT, Cluster, Node, Pod, UnderlayType, to_json
@@ -215,7 +215,7 @@ class ClusterNet(Spawning):
             segment = self.cluster.rack(node.rack).host_name if self.routed else UNDERLAY_HOST
             self.net.addLink(node.name, segment, port1=UPLINK_OFPORT, port2=node.index + 1,
                              intfName1=UPLINK_IFNAME, intfName2=f"n{node.index}")
-        for pod in [] if pods_tapped(self.cluster) else self.cluster.pods:
+        for pod in [] if pods_tapped(self.cluster) or not on_switch(self.cluster) else self.cluster.pods:
             self.net.addLink(pod.host_name, pod.node, port1=0, port2=pod.ofport,
                              intfName1="eth0", intfName2=pod.port_name)
 
@@ -384,18 +384,21 @@ class ClusterNet(Spawning):
                 self.remove_pod(before[name])
 
     def add_pod(self, cluster: Cluster, pod: Pod) -> None:
-        """A new pod namespace on a running node: veth (or tap), OVS port, addresses."""
+        """A new pod namespace on a running node: veth (or tap) and OVS port, or a macvlan child; addresses."""
         assert self.net is not None
         self._add_host(pod.host_name, PodHost)
         node = self.node(pod.node)
         tapped = pods_tapped(cluster)
-        if not tapped:
+        if not on_switch(cluster):
+            macvlan_children(node, [(pod.port_name, self.pod(pod.host_name).pid)])
+        elif not tapped:
             self.net.addLink(pod.host_name, pod.node, port1=0, port2=pod.ofport, intfName1="eth0",
                              intfName2=pod.port_name)
             node.ip_batch([f"link set {pod.port_name} mtu {cluster.pod_mtu} up"])
         assert node.ovs is not None
-        node.ovs.vsctl("add-port", BRIDGE_NAME, pod.port_name, "--", "set", "interface", pod.port_name,
-                       f"ofport_request={pod.ofport}", *port_type(tapped))
+        if on_switch(cluster):
+            node.ovs.vsctl("add-port", BRIDGE_NAME, pod.port_name, "--", "set", "interface", pod.port_name,
+                           f"ofport_request={pod.ofport}", *port_type(tapped))
         if tapped:
             hand_over(node, [(pod.port_name, self.pod(pod.host_name).pid, "eth0")])
         self.pod(pod.host_name).build(cluster, pod)

@@ -72,6 +72,8 @@ class Capabilities:
     kernel_module: bool
     #: The kernel's ipvlan driver (``ip link add ... type ipvlan`` works).
     ipvlan: bool = True
+    #: The kernel's macvlan driver.
+    macvlan: bool = True
 
     @property
     def version_text(self) -> str:
@@ -121,7 +123,8 @@ def detect() -> Capabilities:
     global _detected
     if _detected is None:
         out = run(["ovs-vswitchd", "--version"], timeout=5).stdout.splitlines()[0]
-        _detected = Capabilities(parse_version(out), has_kernel_module(), can_make("ipvlan"))
+        _detected = Capabilities(parse_version(out), has_kernel_module(), can_make("ipvlan"),
+                                 can_make("macvlan"))
     return _detected
 
 
@@ -130,9 +133,30 @@ def access_problem(access: str, caps: Capabilities) -> Optional[str]:
     if access == "ipvlan" and not caps.ipvlan:
         return ("ipvlan needs the kernel's ipvlan driver, and this kernel has none (CONFIG_IPVLAN is not set: "
                 "`ip link add ... type ipvlan` says \"Unknown device type\"); use bridge, routed-veth or macvlan")
-    if access in ("macvlan", "ipvlan"):
-        return (f"{access} is not built yet in this version of k8snet (issue 16: the bridge and routed-veth "
-                "modes are); use bridge or routed-veth")
+    if access == "ipvlan":
+        return ("ipvlan is not built yet in this version of k8snet (this machine could not test it); "
+                "use bridge, routed-veth or macvlan")
+    if access == "macvlan" and not caps.macvlan:
+        return ("macvlan needs the kernel's macvlan driver, and this kernel has none (`ip link add ... type "
+                "macvlan` says \"Unknown device type\"); use bridge or routed-veth")
+    return None
+
+
+#: Why macvlan pods need veth uplinks and the userspace datapath.
+MACVLAN_UPLINK = ("macvlan pods are children of the node's uplink, which must stay a kernel device in the node "
+                  "with no other receive handler")
+
+
+def macvlan_problem(datapath_type: str, attach: str) -> Optional[tuple[str, str]]:
+    """(field, why) when the asked datapath cannot hold macvlan pods, or None: a kernel
+    datapath port takes the device's one receive handler (macvlan's parent needs it:
+    EBUSY), and an uplink tap lives in the segment's namespace, not the node's."""
+    if datapath_type == "system":
+        return "datapath.type", (f"system cannot carry macvlan: {MACVLAN_UPLINK}, and the kernel datapath "
+                                 "takes the uplink's receive handler; use netdev or auto")
+    if attach == "tap":
+        return "datapath.attach", (f"tap cannot carry macvlan: {MACVLAN_UPLINK}, and a tap uplink is moved to "
+                                   "its segment's namespace; use veth or auto")
     return None
 
 
@@ -173,7 +197,13 @@ def settle(clusters: "list[Cluster]", caps: Optional[Capabilities] = None, lossy
         problem = access_problem(cluster.access, caps or detect()) if cluster.access != "bridge" else None
         if problem:
             raise DatapathError("access", problem)
-    asked = {(c.offload, c.datapath_type, c.attach) for c in clusters}
+        held = macvlan_problem(cluster.datapath_type, cluster.attach) if cluster.access == "macvlan" else None
+        if held:
+            raise DatapathError(*held)
+    # (A macvlan cluster settled before has attach veth whatever the run's is: see below.)
+    settled_macvlan = [c for c in clusters if c.access == "macvlan" and c.datapath_note]
+    asked = {(c.offload, c.datapath_type, c.attach) for c in clusters if c not in settled_macvlan} \
+        or {(c.offload, c.datapath_type, c.attach) for c in clusters}
     if len(asked) > 1:
         raise DatapathError("datapath", f"the clusters of one run must ask for the same offload, datapath "
                             f"type and attachment, not {sorted(asked)}")
@@ -183,8 +213,19 @@ def settle(clusters: "list[Cluster]", caps: Optional[Capabilities] = None, lossy
     lossy = lossy or any(c.underlay.impairments for c in clusters)
     r = resolve(offload, dtype, [c.backend.value for c in clusters], caps or detect(), lossy, attach,
                 max(c.underlay.mtu for c in clusters))
-    return [c.model_copy(update={"offload": r.offload.value, "datapath_type": r.type.value,
-                                 "attach": r.attach.value, "datapath_note": r.why}) for c in clusters]
+    out = []
+    for c in clusters:
+        update = {"offload": r.offload.value, "datapath_type": r.type.value, "attach": r.attach.value,
+                  "datapath_note": r.why}
+        if c.access == "macvlan":
+            held = macvlan_problem(r.type.value, "veth")
+            if held:
+                raise DatapathError(*held)
+            # The pods are macvlan children, and the uplinks their parents: veth (whatever
+            # auto chose for the other clusters of the run).
+            update.update(attach="veth", datapath_note=f"{r.why}; macvlan: uplinks are veth ({MACVLAN_UPLINK})")
+        out.append(c.model_copy(update=update))
+    return out
 
 
 #: Why a run with lossy links takes offload none under auto (and what tso means there).

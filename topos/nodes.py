@@ -34,7 +34,7 @@ from k8snet.model.cluster import (
 from k8snet.model.links import EXTERNAL_CORE_IFNAME, LB_CORE_IFNAME
 from k8snet.model.access import pod_routes
 from topos.ovs import OvsInstance
-from topos.attach import pods_tapped, port_type, uplinks_tapped
+from topos.attach import on_switch, pods_tapped, port_type, uplinks_tapped
 
 
 class NsHost(Host):
@@ -271,7 +271,7 @@ class K8sNode(NsHost):
         self.sysctl(net__ipv4__conf__all__arp_ignore=1, net__ipv4__conf__all__arp_announce=2,
                     net__ipv4__ip_forward=0, net__ipv6__conf__all__disable_ipv6=1,
                     net__ipv6__conf__default__disable_ipv6=1)
-        pods = cluster.pods_on(node.name)
+        pods = cluster.pods_on(node.name) if on_switch(cluster) else []  # (macvlan: no pod ports)
         # Veth ends are here already; taps are made by vswitchd below and handed over.
         tap_pods, tap_uplink = pods_tapped(cluster), uplinks_tapped(cluster)
         self.ip_batch(["link set lo up"] + ([] if tap_uplink else [f"link set {UPLINK_IFNAME} mtu {mtu} up"])
@@ -403,7 +403,8 @@ class PodHost(NsHost):
         node = cluster.node(pod.node)
         self.sysctl(net__ipv6__conf__all__disable_ipv6=1, net__ipv6__conf__default__disable_ipv6=1)
         self.ip_batch(["link set lo up", f"link set eth0 address {pod.mac} mtu {cluster.pod_mtu} up",
-                       *pod_routes(cluster.access, str(pod.ip), node.pod_cidr.prefixlen, str(node.gateway_ip))])
+                       *pod_routes(cluster.access, str(pod.ip), node.pod_cidr.prefixlen, str(node.gateway_ip),
+                                   str(cluster.pod_cidr), str(node.subnet))])
         if cluster.offload != "tso":
             # offload none: the userspace datapath's conntrack rejects the partial checksums
             # of TX checksum offload; with userspace TSO OVS reads the virtio-net header and

@@ -463,7 +463,8 @@ class Cluster(_Frozen):
 
     def summary(self) -> str:
         racks = f" ({len(self.underlay.racks)} racks)" if self.underlay.type is UnderlayType.ROUTED else ""
-        return (f"{len(self.nodes)} nodes, {len(self.pods)} pods, backend {self.backend.value}, "
+        access = f", access {self.access}" if self.access != "bridge" else ""
+        return (f"{len(self.nodes)} nodes, {len(self.pods)} pods, backend {self.backend.value}{access}, "
                 f"underlay {self.underlay.type.value}{racks} {self.underlay.cidr}, pod CIDR {self.pod_cidr}"
                 + (f", loss on {len({i.link for i in self.underlay.impairments})} links"
                    if self.underlay.impairments else ""))

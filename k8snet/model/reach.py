@@ -17,6 +17,7 @@ import fnmatch
 from dataclasses import dataclass
 from typing import Callable, Mapping, Optional, Union
 
+from k8snet.model.access import macvlan_path
 from k8snet.model.cluster import Cluster, Pod, RouteKind
 from k8snet.model.policy_eval import Endpoint, Verdict, evaluate
 
@@ -50,8 +51,11 @@ class Pair:
 
 def round_trip(cluster: Cluster, a: str, b: str) -> tuple[bool, str]:
     """Can traffic between nodes ``a`` and ``b``'s pods make the round trip?  Both
-    directions need a route to the other's pod CIDR (:meth:`Cluster.route`)."""
+    directions need a route to the other's pod CIDR (:meth:`Cluster.route`); macvlan pods
+    bypass their switches and need one segment instead (:func:`macvlan_path`)."""
     na, nb = cluster.node(a), cluster.node(b)
+    if cluster.access == "macvlan":
+        return macvlan_path(cluster, na, nb)
     for x, y in ((na, nb), (nb, na)):
         route = cluster.route(x, y)
         if route.kind is RouteKind.NONE:
@@ -61,9 +65,17 @@ def round_trip(cluster: Cluster, a: str, b: str) -> tuple[bool, str]:
 
 def node_to_pod(cluster: Cluster, node: str, pod_node: str) -> tuple[bool, str]:
     """A node's host network and a pod: the node needs a route to the pod's CIDR; the
-    pod reaches the node IP over the underlay in any case."""
+    pod reaches the node IP over the underlay in any case.  (macvlan: :func:`macvlan_path`.)"""
+    if cluster.access == "macvlan":
+        return macvlan_path(cluster, cluster.node(pod_node), cluster.node(node), host_end=True)
     route = cluster.route(cluster.node(node), cluster.node(pod_node))
     return route.kind is not RouteKind.NONE, route.reason
+
+
+def enforced(cluster: Cluster) -> bool:
+    """Do the policies act on pod traffic?  Not with macvlan: pods' frames never meet a
+    switch (Kubernetes' NetworkPolicy is only as good as the CNI that enforces it)."""
+    return cluster.access != "macvlan"
 
 
 def _pair(cluster: Cluster, src: str, dst: str, dst_ip: str, kind: str, route: tuple[bool, str],
@@ -71,7 +83,7 @@ def _pair(cluster: Cluster, src: str, dst: str, dst_ip: str, kind: str, route: t
     """A pair with the backend's prediction and, with policies, their ICMP verdict."""
     carried, reason = route
     denied = ""
-    if cluster.policies:
+    if cluster.policies and enforced(cluster):
         verdict = evaluate(cluster, src_end, dst_end, None, "ICMP")
         denied = "" if verdict.allowed else f"NetworkPolicy: {verdict.deciding.reason}"
     return Pair(src, dst, dst_ip, kind, carried and not denied, reason or denied, denied, carried)
@@ -152,7 +164,7 @@ def port_pairs(cluster: Cluster, matrix_pairs: Optional[list[Pair]] = None) -> l
             continue
         for port, protocol, name in declared_ports(dst):
             denied = ""
-            if cluster.policies:
+            if cluster.policies and enforced(cluster):
                 verdict = evaluate(cluster, src, dst, port, protocol)
                 denied = "" if verdict.allowed else f"NetworkPolicy: {verdict.deciding.reason}"
             route_reason = "" if pair.carried else pair.reason

@@ -327,3 +327,21 @@ def test_directrouting_routes_within_a_rack_and_tunnels_across(no_leaks):
         assert [h.host for h in far.hops if h.role == "router"] == ["gw-rack-0", "core", "gw-rack-1"]
         agrees(near)
         agrees(far)
+
+
+def test_macvlan_pods_cross_the_wire_and_never_reach_their_own_node(no_leaks):
+    cluster = load_text(default_spec_text(), Overrides(access="macvlan"))
+    with ClusterNet(cluster) as net:
+        t = trace(net, "web-0", "web-1")  # node-0 -> node-1: the fabric, no switch, no router
+        assert t.verdict == "delivered" and roles(t) == ["pod", "segment", "pod"]
+        assert t.hops[-1].arrived.ttl == 64
+        agrees(t)
+        t = trace(net, "web-0", "web-3")  # siblings on node-0: inside the kernel
+        assert t.verdict == "delivered" and roles(t) == ["pod", "pod"]
+        agrees(t)
+        t = trace(net, "node-1", "web-0")  # a node reaches another node's macvlan pod by its MAC
+        assert t.verdict == "delivered" and roles(t) == ["node", "switch", "segment", "pod"]
+        agrees(t)
+        t = trace(net, "web-0", "node-0")
+        assert t.verdict == "dropped" and "macvlan child and its parent" in t.reason
+        agrees(t)

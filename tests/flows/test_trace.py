@@ -173,3 +173,32 @@ def test_routed_veth_pods_get_their_link_local_gateway_and_every_packet_is_route
     with FlowSim() as sim:
         sim.load(CLUSTER, "node-0", compile_node(CLUSTER, "node-0"))
         assert sim.trace(arp_request(web0.ofport, web0.mac, web0.ip, "169.254.1.1")).outputs == []
+
+
+# ------------------------------------------------------------------------------ access: macvlan
+def test_macvlan_pods_are_neighbours_on_the_wire_and_never_the_own_nodes():
+    from k8snet.model.manifests import Overrides
+
+    mv = load_text(default_spec_text(), Overrides(access="macvlan"))
+    web0, web1 = mv.pod("web-0"), mv.pod("web-1")  # on node-0 and node-1
+    n0, n1 = mv.node("node-0"), mv.node("node-1")
+    with FlowSim() as sim:
+        sim.load(mv, "node-0", compile_node(mv, "node-0"))
+        # The node's stack (or a Service's DNAT) to another node's pod: its MAC, out of
+        # the uplink, no router on the way (TTL kept).
+        t = sim.trace(f"in_port=LOCAL,dl_src={n0.mac},dl_dst={n0.gateway_mac},icmp,nw_src={n0.ip},"
+                      f"nw_dst={web1.ip},nw_ttl=64")
+        assert t.outputs == ["output:1"] and t.final_field("dl_dst") == web1.mac
+        assert t.final_field("dl_src") == n0.mac and t.final_field("nw_ttl") == "64"
+        # ...to its own pod: nowhere (the frame would leave by the parent, which the child never hears).
+        t = sim.trace(f"in_port=LOCAL,dl_src={n0.mac},dl_dst={n0.gateway_mac},icmp,nw_src={n0.ip},"
+                      f"nw_dst={web0.ip},nw_ttl=64")
+        assert t.outputs == []
+        # The switch's copy of a frame for its own pod (the macvlan child takes the real one): dropped.
+        t = sim.trace(f"in_port=1,dl_src={web1.mac},dl_dst={web0.mac},icmp,nw_src={web1.ip},nw_dst={web0.ip}")
+        assert t.outputs == []
+        # A macvlan pod of another node asking this node: delivered to the node's stack.
+        t = sim.trace(f"in_port=1,dl_src={web1.mac},dl_dst={n0.mac},icmp,nw_src={web1.ip},nw_dst={n0.ip},"
+                      "nw_ttl=64")
+        assert t.outputs == ["LOCAL"] and t.final_field("nw_ttl") == "64"
+    assert n1.subnet == n0.subnet

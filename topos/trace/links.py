@@ -139,10 +139,21 @@ class Links:
         carries the node's own IP and MAC (the kernel's address is on ``br-k8s``)."""
         if ifname == UPLINK_IFNAME and host in {n.name for n in self.cluster.nodes}:
             node = self.cluster.node(host)
-            return [Member(str(node.ip), node.mac, host, ifname)]
+            # (macvlan: the node's pods are on its uplink's wire too, each with its own MAC)
+            pods = self.cluster.pods_on(host) if self.cluster.access == "macvlan" else []
+            return [Member(str(node.ip), node.mac, host, ifname)] + [
+                Member(str(p.ip), p.mac, p.host_name, "eth0") for p in pods]
         mac = self.mac(host, ifname)
         return [Member(addr, mac, host, ifname) for addr in self._ip_addrs(host, ifname)] or \
             [Member("", mac, host, ifname)]
+
+    def port(self, member: Member) -> str:
+        """The interface of the far side of ``member``'s link (its bridge port): a macvlan
+        pod's is its parent's, the node's uplink."""
+        pod = next((p for p in self.cluster.pods if p.host_name == member.host), None)
+        if pod is not None and (member.host, member.ifname) not in self.peer:
+            return self.peer[(pod.node, UPLINK_IFNAME)][1]
+        return self.peer[(member.host, member.ifname)][1]
 
     def next_hop_mac(self, host: str, ifname: str, ip: str) -> Optional[Member]:
         """Who answers ARP for ``ip`` on the domain of ``(host, ifname)``."""

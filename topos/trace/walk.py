@@ -81,12 +81,21 @@ class Walker:
         try:
             route = self.links.route(src.host, dst)
         except NoRoute as exc:
+            if src.kind == "pod" and self.cluster.access == "macvlan":
+                # (as the macvlan CNI's pods: what is off their wire, a ClusterIP among it, they cannot reach)
+                hops.append(Hop(src.host, "pod", f"{src.name} eth0", arrived=Headers(
+                    self.pods[src.host].mac, "", str(q.src.ip), dst, q.ttl, q.protocol, q.sport, q.dport)))
+                raise End("dropped", f"{src.name} has no route to {dst} ({exc}): a macvlan pod reaches its own "
+                                     "segment only, and no switch on its path knows Services")
             raise TraceInputError("DST", f"{src.name} has no route to {dst}: {exc}") from exc
         hop_ip = route.gateway or dst
         where = f"{src.name} {route.dev}"
         decisions = [Decision("route", f"{dst} " + (f"via {route.gateway} " if route.gateway else "on-link ")
                               + f"dev {route.dev}", f"{src.name}'s routing table")]
-        if src.kind == "pod":
+        if src.kind == "pod" and self.cluster.access == "macvlan":
+            h, at = self._send_macvlan(q, route, hop_ip, decisions, hops)
+            role = "pod"
+        elif src.kind == "pod":
             pod = self.pods[src.host]
             node = self.nodes[pod.node]
             # (routed-veth: the pod's gateway is 169.254.1.1, answered with the same MAC)
@@ -130,6 +139,33 @@ class Walker:
             raise End("dropped", f"{src.name}'s kernel refuses to send {q.size} bytes with Don't Fragment out of "
                                  f"{route.dev} (MTU {mtu}): EMSGSIZE, nothing leaves")
         return h, at
+
+    def _send_macvlan(self, q: Question, route: Any, hop_ip: str, decisions: list[Decision],
+                      hops: list[Hop]) -> tuple[Headers, At]:
+        """A macvlan pod sends on its parent's wire: a sibling (same parent) is reached
+        inside the kernel, anything else through the segment -- never the parent's own
+        node, which the kernel keeps apart from its children."""
+        src, dst = q.src, str(q.dst.ip)
+        assert src.host is not None
+        pod = self.pods[src.host]
+        node = self.nodes[pod.node]
+        sibling = next((p for p in self.cluster.pods_on(pod.node) if str(p.ip) == hop_ip), None)
+        member = None if sibling else self.links.next_hop_mac(node.name, UPLINK_IFNAME, hop_ip)
+        if sibling is None and member is None:
+            unsent = Headers(pod.mac, "", str(pod.ip), dst, q.ttl, q.protocol, q.sport, q.dport)
+            hops.append(Hop(src.host, "pod", f"{src.name} {route.dev}", arrived=unsent, decisions=decisions))
+            why = (f"{hop_ip} is {node.name}, this macvlan pod's own node: the kernel passes no frame between a "
+                   "macvlan child and its parent" if hop_ip == str(node.ip)
+                   else f"no one on {node.name}'s segment answers ARP for {hop_ip}")
+            raise End("dropped", f"{src.name}: {why}")
+        mac = sibling.mac if sibling else member.mac  # type: ignore[union-attr]
+        answer = (f"{sibling.namespace}/{sibling.name}, a macvlan sibling (mode bridge: inside the kernel)"
+                  if sibling else f"{member.host} {member.ifname}")  # type: ignore[union-attr]
+        decisions.append(Decision("arp", f"{hop_ip} is at {mac}", answer))
+        h = Headers(pod.mac, mac, str(pod.ip), dst, q.ttl, q.protocol, q.sport, q.dport)
+        if sibling is not None:
+            return h, At("pod", sibling.host_name)
+        return h, At("wire", node.name, ifname=UPLINK_IFNAME)
 
     def _switch(self, h: Headers, at: At, hops: list[Hop]) -> tuple[Headers, At]:
         step = self.switch(at.host)
@@ -181,14 +217,15 @@ class Walker:
         if not segment.startswith("link "):
             bridge_host = segment.split()[0]
             port_in = at.ifname if at.host == bridge_host else self.links.peer[(at.host, at.ifname)][1]
-            port_out = member.ifname if member.host == bridge_host else self.links.peer[(member.host,
-                                                                                         member.ifname)][1]
+            port_out = member.ifname if member.host == bridge_host else self.links.port(member)
             hops.append(Hop(bridge_host, "segment", segment, arrived=h, left=h,
                             out=f"to {member.host} {member.ifname}", in_if=port_in, out_if=port_out,
                             decisions=[Decision("bridge", f"{mac} -> {member.host} {member.ifname}",
                                                 "the frame's destination MAC")]))
         if member.ifname == UPLINK_IFNAME and member.host in self.nodes:
             return h, At("switch", member.host, in_port=str(UPLINK_OFPORT))
+        if member.host in self.pods:  # a macvlan child takes it before its parent's switch
+            return h, At("pod", member.host)
         return h, At("kernel", member.host, ifname=member.ifname)
 
     def _kernel(self, h: Headers, at: At, hops: list[Hop]) -> tuple[Headers, At]:
