@@ -386,11 +386,14 @@ class K8snetController(BaseApp):
             if switch is None or self.cluster is None:
                 return
             outs = egress.resend(msg.datapath, bytes(msg.data), msg.match, self.cluster.pod_mtu)
-            if not outs:
+            if outs:
+                switch.fragmented += 1
+            else:  # Don't Fragment: refused, with "fragmentation needed" (controllers/egress.py)
                 switch.mtu_drops += 1
+                node = next((n for n in self.cluster.nodes if n.name == switch.name), None)
+                outs = egress.refuse(msg.datapath, bytes(msg.data), msg.match, self.cluster, node) if node else []
             for out in outs:
                 self._send(switch, out)
-            switch.fragmented += 1
 
     @set_ev_cls(ofp_event.EventOFPBarrierReply, MAIN_DISPATCHER)
     def on_barrier(self, ev: Any) -> None:

@@ -13,14 +13,21 @@ for a pod port or the tunnel leaves through two tables:
   (:mod:`controllers.fragment`) and sends the pieces out of the same port, with the same
   tunnel destination; otherwise out of the port the routing flow chose (``REG_OUT_PORT``).
 
-A packet with Don't Fragment set is dropped and counted (a Linux router would answer
-"fragmentation needed", which needs the packet's pre-NAT addresses; TCP does not get
-here, its MSS already fits).  With offload ``tso`` (not possible with VXLAN on OVS 3.1)
+A packet with Don't Fragment set is refused as a Linux router refuses it: with ICMP
+"fragmentation needed" and the pod MTU (:func:`refuse`), so the sender's path MTU
+discovery works (TCP rarely gets here: its MSS already fits).  The answer must reach the
+client with the addresses it sent to, which NodePort, Service and masquerade NAT have
+changed by now; so it is written as the reply direction of the packet's connection and
+sent back into the switch where that reply would enter -- the pod's port, or the tunnel
+from the pod's node -- and conntrack, seeing an ICMP error related to a connection,
+undoes every NAT in the outer and the quoted header (as Linux's conntrack does for the
+kernel's own ICMP errors).  With offload ``tso`` (not possible with VXLAN on OVS 3.1)
 the check is left out: its segments are larger by design.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import struct
 from dataclasses import dataclass
 from typing import Any, Iterator
@@ -96,6 +103,40 @@ def node_flows(cluster: Cluster, node: Node) -> Iterator[Flow]:
     yield Flow(EGRESS_OUT, Priority.SPECIFIC, Match.of(**{REG_SOURCE: f"{bit:#x}/{bit:#x}"}),
                (Output(OFPP_CONTROLLER),), cookie=c)
     yield Flow(EGRESS_OUT, Priority.FALLBACK, Match(), (OutputReg(REG_OUT_PORT),), cookie=c)
+
+
+def reply_port(cluster: Cluster, node: Node, out_port: int, reply_dst: str) -> int:
+    """Where the reply of a packet sent out of ``out_port`` enters ``node``'s switch: a local
+    pod's port; from a pod on another node (``out_port`` the tunnel), the tunnel when it is
+    addressed into this node's pod CIDR (the hairpin gateway address), else the uplink --
+    pods reach a node's own IP (a NodePort's masquerade address) over the underlay."""
+    from k8snet.model.cluster import TUNNEL_OFPORT, UPLINK_OFPORT
+
+    if out_port != TUNNEL_OFPORT:
+        return out_port
+    return TUNNEL_OFPORT if ipaddress.ip_address(reply_dst) in node.pod_cidr else UPLINK_OFPORT
+
+
+def refuse(datapath: Any, frame: bytes, match: Any, cluster: Cluster, node: Node) -> list[Any]:
+    """For an oversize frame with Don't Fragment: the packet-out that puts its ICMP
+    "fragmentation needed" into the switch as the connection's reply would arrive (see the
+    module's docstring), or nothing for what is not IPv4."""
+    from controllers.fragment import frag_needed
+    from k8snet.model.cluster import TUNNEL_OFPORT
+
+    if len(frame) < ETH_HEADER + 28 or frame[12:14] != b"\x08\x00":
+        return []
+    parser, ofp = datapath.ofproto_parser, datapath.ofproto
+    mac = ":".join(f"{b:02x}" for b in frame[:6]), ":".join(f"{b:02x}" for b in frame[6:12])
+    answer = frag_needed(frame, cluster.pod_mtu, eth_src=mac[0], eth_dst=mac[1])
+    port = reply_port(cluster, node, match.get(REG_OUT_PORT), str(ipaddress.IPv4Address(frame[26:30])))
+    actions = []
+    if port == TUNNEL_OFPORT:  # as decapsulated from the pod's node: the tunnel's far end, same VNI
+        actions += [parser.OFPActionSetField(tun_ipv4_src=match.get("tun_ipv4_dst")),
+                    parser.OFPActionSetField(tunnel_id=match.get("tunnel_id"))]
+    actions.append(parser.OFPActionOutput(ofp.OFPP_TABLE, 0))
+    return [parser.OFPPacketOut(datapath=datapath, buffer_id=ofp.OFP_NO_BUFFER, in_port=port, actions=actions,
+                                data=answer)]
 
 
 def resend(datapath: Any, frame: bytes, match: Any, pod_mtu: int) -> list[Any]:

@@ -42,7 +42,7 @@ def _cluster_args(p: argparse.ArgumentParser) -> None:
     _datapath_args(p)
 
 
-def _datapath_args(p: argparse.ArgumentParser) -> None:
+def _datapath_args(p: argparse.ArgumentParser, grid: bool = False) -> None:
     p.add_argument("--offload", choices=["auto", "tso", "none"],
                    help="tso: pods keep offloads, OVS userspace TSO on; none: TX checksum offload off; auto "
                         "(default): tso when every backend can carry it on this OVS")
@@ -53,9 +53,13 @@ def _datapath_args(p: argparse.ArgumentParser) -> None:
                    help="how pods and node uplinks meet their node's OVS: tap (an OVS tap port moved into the "
                         "pod's or the underlay's namespace: no packet-socket drops), veth, auto (default: tap "
                         "on the userspace datapath)")
-    p.add_argument("--access", choices=["bridge", "routed-veth", "macvlan", "ipvlan"],
-                   help="how pods meet their node: bridge (a veth into the node's switch, as Flannel's cni0; "
-                        "default), routed-veth (Calico's /32 and link-local gateway: every packet routed)")
+    what = ("how pods meet their node: bridge (a veth into the node's switch, as Flannel's cni0; default), "
+            "routed-veth (Calico's /32 and link-local gateway: every packet routed), macvlan (children of "
+            "the node's uplink: no switch on the pods' path)")
+    if grid:  # k8snet run: a cluster per backend and access mode, measured side by side
+        p.add_argument("--access", metavar="A1,A2", help="one or more access modes, comma-separated; " + what)
+    else:
+        p.add_argument("--access", choices=["bridge", "routed-veth", "macvlan", "ipvlan"], help=what)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -88,7 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     runp.add_argument("--nodes", type=int, metavar="N", help="number of nodes (overrides the spec)")
     runp.add_argument("--pods-per-node", type=int, metavar="M",
                       help="replace the spec's workloads with M pods per node")
-    _datapath_args(runp)
+    _datapath_args(runp, grid=True)
     runp.add_argument("--out", metavar="DIR", help="parent folder of the run folder (default: ./results)")
     runp.add_argument("--seconds", type=int, default=2, help="iperf3 seconds per throughput cell (default 2)")
     runp.add_argument("--repeat", type=int, default=3, help="repetitions per cell (default 3)")
@@ -253,7 +257,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from k8snet.runner import (
-        UsageError, default_out, load_clusters, parse_backends, parse_losses, parse_scenarios, run_scenarios,
+        UsageError, default_out, load_clusters, parse_backends, parse_list, parse_losses, parse_scenarios,
+        run_scenarios,
     )
     from k8snet.scenario import Options
     from scenarios import ScenarioError, discover
@@ -262,6 +267,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         found = discover()
         names = parse_scenarios(args.scenarios, list(found))
         backends = parse_backends(args.backend)
+        accesses = parse_list(args.access, "--access", "bridge,routed-veth,macvlan", "access modes")
         for option in ("seconds", "repeat", "pings", "connections"):
             if getattr(args, option) < 1:
                 raise UsageError(f"--{option} must be at least 1, not {getattr(args, option)}")
@@ -278,7 +284,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     try:
         clusters = load_clusters(args.spec, backends, scenarios,
                                  nodes=args.nodes, pods_per_node=args.pods_per_node, offload=args.offload,
-                                 datapath_type=args.datapath_type, attach=args.attach, access=args.access)
+                                 datapath_type=args.datapath_type, attach=args.attach, accesses=accesses)
     except SpecError as exc:
         return _bad_spec(args.spec, exc)
     except DatapathError as exc:

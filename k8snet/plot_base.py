@@ -39,7 +39,7 @@ def colour(label: str, labels: list[str]) -> str:
 
 
 def label_of(row: SummaryRow | Measurement) -> str:
-    return "reference" if row.backend == "reference" else f"{row.backend}/{row.underlay}"
+    return row.label
 
 
 def grouped_bars(ax, groups: list[str], series: dict[str, dict[str, SummaryRow]], ylabel: str,

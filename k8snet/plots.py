@@ -20,6 +20,7 @@ import matplotlib.ticker  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.colors import ListedColormap  # noqa: E402
 
+from k8snet import grid  # noqa: E402
 from k8snet.results import Figure, ScenarioResult, SummaryRow  # noqa: E402
 from k8snet.plot_base import (  # noqa: E402, F401  (bars_of: re-exported for users and tests)
     PALETTE, Drawn, bars_of, colour, grouped_bars, label_of, style,
@@ -94,7 +95,8 @@ def throughput(result: ScenarioResult) -> list[Drawn]:
                "whiskers, one colour per backend; the grey bars are this run's references (a bare veth pair "
                "and one userspace OVS bridge with a NORMAL flow). UDP sends as fast as the sender can, so its "
                "bars are what arrived. A red x is a cell that could not be measured (reason in the CSV).")
-    return [Drawn("throughput", "Throughput by path and backend", caption, fig)] + loss_sweep(result)
+    return [Drawn("throughput", "Throughput by path and backend", caption, fig)] + loss_sweep(result) + \
+        grid.figure(result)
 
 
 def loss_sweep(result: ScenarioResult) -> list[Drawn]:
@@ -170,7 +172,7 @@ def latency(result: ScenarioResult) -> list[Drawn]:
     caption = ("Empirical CDF of every RTT sample per path and backend (colour: backend, line style: path). "
                "ICMP only works on pod and node IPs; the TCP request/response probe also crosses the ClusterIP, "
                "NodePort and LoadBalancer paths. Further right is slower; a long tail is jitter.")
-    return [Drawn("latency-cdf", "Latency CDFs", caption, fig)]
+    return [Drawn("latency-cdf", "Latency CDFs", caption, fig)] + grid.figure(result)
 
 
 def services(result: ScenarioResult) -> list[Drawn]:
@@ -183,7 +185,7 @@ def services(result: ScenarioResult) -> list[Drawn]:
         for ax, path in zip(axes[0], paths):
             mine = [m for m in rows if m.path == path]
             endpoints = list(dict.fromkeys(m.dst for m in mine))
-            series = {label: {m.dst: SummaryRow(backend=m.backend, underlay=m.underlay, path=m.path,
+            series = {label: {m.dst: SummaryRow(backend=m.backend, underlay=m.underlay, access=m.access, path=m.path,
                                                 protocol=m.protocol, streams=None, metric=m.metric, unit=m.unit,
                                                 n=1, failed=0, median=m.value, min=m.value, max=m.value)
                               for m in mine if label_of(m) == label} for label in labels}
@@ -321,13 +323,13 @@ COMPARED = {"throughput": ("throughput", "throughput (Gbit/s)"), "latency": ("rt
 
 def reachable_fractions(result: ScenarioResult) -> list[SummaryRow]:
     """Per (backend, path): the fraction of probed pairs that answered, as a bar."""
-    groups: dict[tuple[str, str, str, str], list[float]] = {}
+    groups: dict[tuple[str, str, str, str, str], list[float]] = {}
     for m in result.measurements:
         if m.metric == "reachable" and m.ok and m.value is not None:
-            groups.setdefault((m.backend, m.underlay, m.path, m.protocol), []).append(m.value)
-    return [SummaryRow(backend=b, underlay=u, path=p, protocol=proto, streams=None, metric="reachable",
+            groups.setdefault((m.backend, m.underlay, m.access, m.path, m.protocol), []).append(m.value)
+    return [SummaryRow(backend=b, underlay=u, access=a, path=p, protocol=proto, streams=None, metric="reachable",
                        unit="fraction", n=len(v), failed=0, median=sum(v) / len(v), min=sum(v) / len(v),
-                       max=sum(v) / len(v)) for (b, u, p, proto), v in groups.items()]
+                       max=sum(v) / len(v)) for (b, u, a, p, proto), v in groups.items()]
 
 
 def compare(runs: dict[str, list[ScenarioResult]]) -> list[Drawn]:

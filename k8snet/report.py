@@ -11,7 +11,9 @@ import html
 from pathlib import Path
 from typing import Any, Optional
 
+from k8snet import grid
 from k8snet.results import ScenarioResult, SummaryRow
+from k8snet.results import label as results_label
 
 CSS = """
 body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;max-width:1100px;margin:2em auto;color:#222;
@@ -46,17 +48,17 @@ def headlines(result: ScenarioResult) -> list[tuple[str, str, str]]:
         by: dict[str, list[float]] = {}
         for m in result.measurements:
             if m.ok and m.value is not None:
-                by.setdefault(f"{m.backend}/{m.underlay}", []).append(m.value)
+                by.setdefault(m.label, []).append(m.value)
         for label, values in by.items():
             out.append((f"{label}: pairs reachable", f"{int(sum(values))}/{len(values)}",
                         "the Kubernetes model needs all"))
     elif result.scenario == "throughput":
-        labels = list(dict.fromkeys(f"{r.backend}/{r.underlay}" for r in rows if r.backend != "reference"))
-        for label in labels:
-            b, u = label.split("/")
-            cross = _find(rows, backend=b, underlay=u, path="cross-node", protocol="tcp", streams=1,
+        cells = list(dict.fromkeys((r.backend, r.underlay, r.access) for r in rows if r.backend != "reference"))
+        for b, u, a in cells:
+            label = results_label(b, u, a)
+            cross = _find(rows, backend=b, underlay=u, access=a, path="cross-node", protocol="tcp", streams=1,
                           metric="throughput")
-            cip = _find(rows, backend=b, underlay=u, path="clusterip", protocol="tcp", streams=1,
+            cip = _find(rows, backend=b, underlay=u, access=a, path="clusterip", protocol="tcp", streams=1,
                         metric="throughput")
             if cross and cross.median:
                 out.append((f"{label}: cross-node TCP, 1 stream", _fmt(cross.median, "Gbit/s"),
@@ -66,8 +68,9 @@ def headlines(result: ScenarioResult) -> list[tuple[str, str, str]]:
                                 f"{cip.median / cross.median:.2f}", "same run; ~1 means the Service costs nothing"))
         for r in rows:
             if r.metric == "throughput_at_loss" and r.median is not None:
-                mathis = _find(rows, backend=r.backend, underlay=r.underlay, path=r.path, metric="mathis")
-                out.append((f"{r.backend}/{r.underlay}: TCP at {r.path}", _fmt(r.median, "Gbit/s"),
+                mathis = _find(rows, backend=r.backend, underlay=r.underlay, access=r.access, path=r.path,
+                               metric="mathis")
+                out.append((f"{r.label}: TCP at {r.path}", _fmt(r.median, "Gbit/s"),
                             f"Mathis estimate {_fmt(mathis.median, 'Gbit/s')}" if mathis and mathis.median
                             else "no Mathis estimate without loss"))
         base = [r for r in rows if r.path == "cross-node" and r.protocol == "tcp" and r.streams == 1 and r.median
@@ -75,36 +78,36 @@ def headlines(result: ScenarioResult) -> list[tuple[str, str, str]]:
         if len(base) > 1:
             first = base[0]
             for other in base[1:]:
-                out.append((f"{other.backend}/{other.underlay} ÷ {first.backend}/{first.underlay}, cross-node TCP",
+                out.append((f"{other.label} ÷ {first.label}, cross-node TCP",
                             f"{other.median / first.median:.2f}", "same run, same offloads"))
     elif result.scenario == "latency":
         for r in rows:
             if r.metric == "rtt" and r.median is not None:
-                out.append((f"{r.backend}/{r.underlay}: {r.path} {r.protocol} RTT", _fmt(r.median, "ms"),
+                out.append((f"{r.label}: {r.path} {r.protocol} RTT", _fmt(r.median, "ms"),
                             f"median of {r.n}; min {_fmt(r.min)}, max {_fmt(r.max)}"))
     elif result.scenario == "services":
         for r in rows:
             if r.metric == "chi2_p":
-                out.append((f"{r.backend}/{r.underlay}: {r.path} chi-square p", _fmt(r.median),
+                out.append((f"{r.label}: {r.path} chi-square p", _fmt(r.median),
                             "spread: > 0.001 is consistent with even" if r.path == "spread"
                             else "affinity: ~0 (one endpoint) is right"))
             if r.metric == "convergence" and r.median is not None:
-                out.append((f"{r.backend}/{r.underlay}: {r.path} -> traffic followed", _fmt(r.median, "ms"),
+                out.append((f"{r.label}: {r.path} -> traffic followed", _fmt(r.median, "ms"),
                             f"median of {r.n} changes, max {_fmt(r.max, 'ms')}"))
     elif result.scenario == "ingress":
         for m in result.measurements:
             if m.metric in ("reachable", "routed"):
-                out.append((f"{m.backend}/{m.underlay}: {m.path} {m.src} -> {m.dst}",
+                out.append((f"{m.label}: {m.path} {m.src} -> {m.dst}",
                             "failed" if not m.ok else ("yes" if m.value else "NO"), (m.error or m.note)[:120]))
         for r in rows:
             if r.metric == "throughput" and r.median is not None:
-                out.append((f"{r.backend}/{r.underlay}: {r.path} download", _fmt(r.median, "Gbit/s"),
+                out.append((f"{r.label}: {r.path} download", _fmt(r.median, "Gbit/s"),
                             f"median of {r.n}"))
     elif result.scenario == "faults":
         worst: dict[tuple[str, str], tuple[float, str]] = {}
         for m in result.measurements:
             if m.metric == "outage" and m.ok and m.value is not None:
-                key = (f"{m.backend}/{m.underlay}", m.dst)
+                key = (m.label, m.dst)
                 if m.value >= worst.get(key, (-1.0, ""))[0]:
                     worst[key] = (m.value, f"{m.path} {m.protocol} from {m.src}")
         for (label, fault), (value, where) in worst.items():
@@ -113,7 +116,7 @@ def headlines(result: ScenarioResult) -> list[tuple[str, str, str]]:
     else:  # a scenario of one's own: every summary row
         for r in rows:
             if r.median is not None:
-                out.append((f"{r.backend}/{r.underlay}: {r.path} {r.metric}", _fmt(r.median, r.unit),
+                out.append((f"{r.label}: {r.path} {r.metric}", _fmt(r.median, r.unit),
                             f"median of {r.n}; min {_fmt(r.min)}, max {_fmt(r.max)}"))
     return out
 
@@ -135,6 +138,7 @@ def write_report(directory: Path, results: list[ScenarioResult], run: dict[str, 
             parts.append(f"<tr><td>{e(r.scenario)}</td><td>{e(what)}</td><td class='n'>{e(value)}</td>"
                          f"<td>{e(note)}</td></tr>")
     parts.append("</table>")
+    parts.append(grid.table_html(results))
     for r in results:
         failed = [m for m in r.measurements if not m.ok]
         parts.append(f"<h2 id='{e(r.scenario)}'>{e(r.scenario)}</h2><p>{e(r.description)}.</p>"

@@ -27,6 +27,15 @@ SCHEMA_VERSION = "k8snet.scenario/1"
 SCHEMA_PATH = Path(__file__).resolve().parent / "schema" / "scenario-result.schema.json"
 
 
+def label(backend: str, underlay: str, access: str = "bridge") -> str:
+    """How figures and tables name a cluster: ``backend/underlay``, with the access mode
+    when it is not the default bridge (``host-gw/flat/macvlan``); ``reference`` for the
+    machine's references."""
+    if backend == "reference":
+        return "reference"
+    return f"{backend}/{underlay}" + ("" if access == "bridge" else f"/{access}")
+
+
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -38,6 +47,8 @@ class Measurement(_Model):
     scenario: str
     backend: str = Field(description="the pod network backend, or 'reference' for the machine's references")
     underlay: str = Field(description="flat | routed | '-' (references)")
+    access: str = Field(default="bridge", description="how pods meet their node (spec.access): bridge | routed-veth "
+                        "| macvlan | '-' (references)")
     path: str = Field(description="what was crossed: same-node, cross-node, clusterip, nodeport, veth, ...")
     src: str
     dst: str
@@ -52,6 +63,10 @@ class Measurement(_Model):
     note: str = Field(default="", description="context: the predicted reason, the endpoint that answered, ...")
     t: float = Field(description="seconds since the scenario started")
     raw: Optional[str] = Field(default=None, description="key into the document's 'raw' map")
+
+    @property
+    def label(self) -> str:
+        return label(self.backend, self.underlay, self.access)
 
     @model_validator(mode="after")
     def _failed_has_reason(self) -> "Measurement":
@@ -70,6 +85,7 @@ class SummaryRow(_Model):
 
     backend: str
     underlay: str
+    access: str = "bridge"
     path: str
     protocol: str
     streams: Optional[int]
@@ -84,6 +100,10 @@ class SummaryRow(_Model):
                                      description="median / the named reference's median, same run")
     errors: list[str] = Field(default_factory=list)
 
+    @property
+    def label(self) -> str:
+        return label(self.backend, self.underlay, self.access)
+
 
 class Figure(_Model):
     name: str = Field(description="file stem; the files are <name>.png and <name>.svg")
@@ -93,9 +113,10 @@ class Figure(_Model):
 
 
 class ClusterInfo(_Model):
-    label: str = Field(description="backend/underlay as shown in figures")
+    label: str = Field(description="backend/underlay[/access] as shown in figures")
     backend: str
     underlay: str
+    access: str = "bridge"
     spec: dict[str, Any] = Field(description="the full cluster model the run built")
     workloads: list[str] = Field(default_factory=list, description="YAML the scenario applied")
 
@@ -135,14 +156,16 @@ def schema_text() -> str:
 
 
 def summarize(rows: Iterable[Measurement]) -> list[SummaryRow]:
-    """Group by (backend, underlay, path, protocol, streams, metric); keep first-seen order."""
+    """Group by (backend, underlay, access, path, protocol, streams, metric); keep first-seen order."""
     groups: dict[tuple, list[Measurement]] = {}
     for m in rows:
-        groups.setdefault((m.backend, m.underlay, m.path, m.protocol, m.streams, m.metric, m.unit), []).append(m)
+        groups.setdefault((m.backend, m.underlay, m.access, m.path, m.protocol, m.streams, m.metric, m.unit),
+                          []).append(m)
     out = []
-    for (backend, underlay, path, protocol, streams, metric, unit), ms in groups.items():
+    for (backend, underlay, access, path, protocol, streams, metric, unit), ms in groups.items():
         values = [m.value for m in ms if m.ok and m.value is not None]
-        out.append(SummaryRow(backend=backend, underlay=underlay, path=path, protocol=protocol, streams=streams,
+        out.append(SummaryRow(backend=backend, underlay=underlay, access=access, path=path, protocol=protocol,
+                              streams=streams,
                               metric=metric, unit=unit, n=len(values), failed=sum(not m.ok for m in ms),
                               median=statistics.median(values) if values else None,
                               min=min(values) if values else None, max=max(values) if values else None,

@@ -60,13 +60,19 @@ def parse_scenarios(names: list[str], known: list[str]) -> list[str]:
     return sorted(set(chosen), key=known.index)
 
 
-def parse_backends(text: Optional[str]) -> list[Optional[str]]:
+def parse_list(text: Optional[str], option: str, example: str, noun: str = "values") -> list[Optional[str]]:
+    """``--backend host-gw,vxlan`` and the like: distinct names, each validated when its
+    cluster loads (SpecError names the choices); [None] when not given (the spec's)."""
     if not text:
         return [None]
-    backends = [b.strip() for b in text.split(",")]
-    if any(not b for b in backends) or len(set(backends)) != len(backends):
-        raise UsageError(f"--backend {text!r}: give distinct backends separated by commas, e.g. host-gw,vxlan")
-    return backends  # each is validated when its cluster loads (SpecError names the choices)
+    names = [b.strip() for b in text.split(",")]
+    if any(not b for b in names) or len(set(names)) != len(names):
+        raise UsageError(f"{option} {text!r}: give distinct {noun} separated by commas, e.g. {example}")
+    return names
+
+
+def parse_backends(text: Optional[str]) -> list[Optional[str]]:
+    return parse_list(text, "--backend", "host-gw,vxlan", "backends")
 
 
 def parse_losses(text: str) -> tuple[float, ...]:
@@ -85,15 +91,18 @@ def parse_losses(text: str) -> tuple[float, ...]:
 def load_clusters(spec: Optional[str], backends: list[Optional[str]], scenarios: list[Scenario],
                   nodes: Optional[int] = None, pods_per_node: Optional[int] = None,
                   offload: Optional[str] = None, datapath_type: Optional[str] = None,
-                  attach: Optional[str] = None, access: Optional[str] = None) -> list[Cluster]:
-    """One cluster model per backend, every problem of every backend at once (SpecError),
-    then one datapath and offload setting for all of them (DatapathError); exit 2."""
+                  attach: Optional[str] = None, access: Optional[str] = None,
+                  accesses: Optional[list[Optional[str]]] = None) -> list[Cluster]:
+    """One cluster model per backend and access mode (``accesses``, or the one ``access``:
+    the grid of ``--backend a,b --access c,d``, backends outer), every problem of every
+    cluster at once (SpecError), then one datapath and offload setting for all of them
+    (DatapathError); exit 2."""
     dns = True if any(s.needs_dns for s in scenarios) and shutil.which("unbound") else None
     wanted = sorted({port for s in scenarios for port in s.node_ports})
     clusters, problems = [], []
-    for backend in backends:
+    for backend, mode in [(b, a) for b in backends for a in (accesses or [access])]:
         overrides = Overrides(backend=backend, dns=dns, nodes=nodes, pods_per_node=pods_per_node, offload=offload,
-                              datapath_type=datapath_type, attach=attach, access=access)
+                              datapath_type=datapath_type, attach=attach, access=mode)
         try:
             cluster = specs.load(spec, overrides)
             low, high = cluster.node_port_range
@@ -200,14 +209,15 @@ def run_scenarios(scenarios: list[Scenario], clusters: list[Cluster], options: O
                "options": options.as_dict(), "environment": env, "status": "running"}
     (directory / "run.json").write_text(json.dumps(run_doc, indent=1))
     log(f"run {directory.name}: {', '.join(scenario_names)} on "
-        f"{', '.join(f'{c.backend.value}/{c.underlay.type.value}' for c in clusters)} "
+        f"{', '.join(results.label(c.backend.value, c.underlay.type.value, c.access) for c in clusters)} "
         f"(OVS {env['ovs']}, offload {env['offload_detail']}; {env['datapath_choice']})")
     steps: Optional[Steps] = None
     try:
         with ExitStack() as stack:
             targets: list[Target] = []
             for cluster in clusters:
-                log(f"building {cluster.backend.value}/{cluster.underlay.type.value}: {cluster.summary()}")
+                log(f"building {results.label(cluster.backend.value, cluster.underlay.type.value, cluster.access)}: "
+                    f"{cluster.summary()}")
                 net = ClusterNet(cluster, framework=framework, progress=lambda m: None)
                 stack.callback(net.stop)
                 net.start()
@@ -248,7 +258,7 @@ def run_scenarios(scenarios: list[Scenario], clusters: list[Cluster], options: O
 
 def _result(scenario: Scenario, rec: Recorder, run_id: str, status: str, reason: Optional[str], started: str,
             command: list[str], env: dict, options: Options, targets: list[Target]) -> results.ScenarioResult:
-    clusters = [results.ClusterInfo(label=t.label, backend=t.backend, underlay=t.underlay,
+    clusters = [results.ClusterInfo(label=t.label, backend=t.backend, underlay=t.underlay, access=t.access,
                                     spec=json.loads(to_json(t.cluster)), workloads=list(t.workloads))
                 for t in targets]
     summary = scenario.summarize(rec.measurements)

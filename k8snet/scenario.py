@@ -20,6 +20,7 @@ from k8snet.results import Measurement, SummaryRow
 from k8snet.model.apply import apply_text
 from topos.cluster import ClusterNet
 from k8snet.model.cluster import Cluster, Node
+from k8snet.model.access import macvlan_service
 from k8snet.model.reach import round_trip
 
 
@@ -44,7 +45,7 @@ class Options:
 
 @dataclass
 class Target:
-    """One running cluster under test, labelled ``backend/underlay`` in the results."""
+    """One running cluster under test, labelled ``backend/underlay[/access]`` in the results."""
 
     net: ClusterNet
     workloads: list[str] = field(default_factory=list)
@@ -62,8 +63,12 @@ class Target:
         return self.cluster.underlay.type.value
 
     @property
+    def access(self) -> str:
+        return self.cluster.access
+
+    @property
     def label(self) -> str:
-        return f"{self.backend}/{self.underlay}"
+        return results.label(self.backend, self.underlay, self.access)
 
     def apply(self, text: str) -> Cluster:
         """``kubectl apply`` on this cluster, recorded in the results' metadata."""
@@ -75,6 +80,21 @@ class Target:
     def reachable(self, a: Node, b: Node) -> tuple[bool, str]:
         """Can pods on ``a`` and ``b`` make the round trip (the backend's prediction)?"""
         return round_trip(self.cluster, a.name, b.name)
+
+    def service_reachable(self, client: Node, endpoint: Node, from_pod: bool = True) -> tuple[bool, str]:
+        """Can a Service connection reach an endpoint on ``endpoint``: from a pod on ``client``
+        (ClusterIP), or through ``client``'s own switch (a NodePort, the load balancer's
+        pick)?  As :meth:`reachable`, except where the access mode keeps Services off a
+        path (macvlan: :func:`k8snet.model.access.macvlan_service`)."""
+        if self.cluster.access == "macvlan":
+            return macvlan_service(self.cluster, None if from_pod else client, endpoint)
+        return self.reachable(client, endpoint)
+
+    def load_balanced(self, endpoint: Node) -> tuple[bool, str]:
+        """Can the load balancer's every pick (any node) reach an endpoint on ``endpoint``?"""
+        bad = [why for ok, why in (self.service_reachable(n, endpoint, from_pod=False) for n in self.cluster.nodes)
+               if not ok]
+        return not bad, bad[0] if bad else ""
 
 
 Step = Callable[[str], None]
@@ -103,7 +123,9 @@ class Recorder:
             error: Optional[str] = None, note: str = "", raw: Any = None, t: Optional[float] = None) -> Measurement:
         backend = target.backend if target else "reference"
         underlay = target.underlay if target else "-"
-        base = "/".join(str(x) for x in (self.scenario, backend, underlay, path, src, dst, protocol,
+        access = target.access if target else "-"
+        cell = (backend, underlay) if access in ("bridge", "-") else (backend, underlay, access)
+        base = "/".join(str(x) for x in (self.scenario, *cell, path, src, dst, protocol,
                                          streams or "-", metric, repeat))
         mid, n = base, 1
         while mid in self._ids:
@@ -114,7 +136,8 @@ class Recorder:
         if raw is not None:
             raw_key = mid
             self.raw[mid] = raw
-        m = Measurement(id=mid, scenario=self.scenario, backend=backend, underlay=underlay, path=path, src=src,
+        m = Measurement(id=mid, scenario=self.scenario, backend=backend, underlay=underlay, access=access,
+                        path=path, src=src,
                         dst=dst, protocol=protocol, streams=streams, repeat=repeat, metric=metric,
                         value=None if error else value, unit=unit, ok=error is None, error=error, note=note,
                         t=self.now() if t is None else t, raw=raw_key)

@@ -77,10 +77,10 @@ def walks(result: Any) -> list[Any]:
         doc = result.raw.get(m.raw) if m.raw else None
         if m.metric != "hops" or not doc:
             continue
-        name = f"walk-{m.backend}-{m.underlay}-{m.path}".replace("/", "-")
+        name = f"walk-{m.label}-{m.path}".replace("/", "-")
         caption = (f"{doc['question']}: one packet, hop by hop, as OVS's ofproto/trace and the kernels predict it "
-                   f"({m.backend}, {m.underlay} underlay). Columns are the places it passes, arrows its steps, "
+                   f"({m.backend}, {m.underlay} underlay, access {m.access}). Columns are the places it passes, arrows its steps, "
                    "the text what changed there; '!' marks a hop where the capture differed from the prediction. "
                    f"Ends: {doc['verdict']}.")
-        out.append(Drawn(name, f"walk: {m.path} ({m.backend}/{m.underlay})", caption, draw(doc)))
+        out.append(Drawn(name, f"walk: {m.path} ({m.label})", caption, draw(doc)))
     return out

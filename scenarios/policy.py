@@ -122,9 +122,9 @@ class Policy(Scenario):
         with its ratio to no policy (same cluster, same run).  The per-pair rows are in the
         measurements and the figures, not summarised, nor are the counters."""
         rows = results.summarize([m for m in measurements if m.metric not in ("reachable", "policy_packets")])
-        base = {(r.backend, r.underlay): r.median for r in rows if r.metric == "throughput" and r.path == "rules-0"}
-        return [r.model_copy(update={"ratios": {"rules-0": r.median / base[(r.backend, r.underlay)]}})
-                if r.metric == "throughput" and r.median and base.get((r.backend, r.underlay)) else r for r in rows]
+        base = {(r.backend, r.underlay, r.access): r.median for r in rows if r.metric == "throughput" and r.path == "rules-0"}
+        return [r.model_copy(update={"ratios": {"rules-0": r.median / base[(r.backend, r.underlay, r.access)]}})
+                if r.metric == "throughput" and r.median and base.get((r.backend, r.underlay, r.access)) else r for r in rows]
 
     def steps(self, targets: list[Target]) -> int:
         return len(targets) * (2 + len(cases(targets[0].cluster)) + len(RULES) * self.options.repeat)

@@ -44,20 +44,20 @@ class Reachability(Scenario):
             rec.step(f"{target.label}: pods -> ClusterIP {perf.service.cluster_ip}:{ECHO_PORT}")
             server_node = cluster.node(perf.server.node)
             for pod in cluster.pods:
-                predicted, why = target.reachable(cluster.node(pod.node), server_node)
+                predicted, why = target.service_reachable(cluster.node(pod.node), server_node)
                 self.connect(target, rec, "pod-clusterip", pod.host_name, f"svc/{perf.service.name}",
                              str(perf.service.cluster_ip), ECHO_PORT, predicted, why)
             rec.step(f"{target.label}: external -> NodePorts and LoadBalancer")
             ext = cluster.underlay.external
             assert ext is not None
             node_port = perf.node_port(ECHO_PORT)
-            every = [target.reachable(n, server_node) for n in cluster.nodes]
-            for node, (predicted, why) in zip(cluster.nodes, every):
+            for node in cluster.nodes:
+                predicted, why = target.service_reachable(node, server_node, from_pod=False)
                 self.connect(target, rec, "external-nodeport", ext.name, f"{node.name}:{node_port}", str(node.ip),
                              node_port, predicted, why)
-            bad = [why for ok, why in every if not ok]
+            predicted, why = target.load_balanced(server_node)
             self.connect(target, rec, "external-loadbalancer", ext.name, f"lb/{perf.lb.name}",
-                         str(perf.lb.load_balancer_ip), ECHO_PORT, not bad, bad[0] if bad else "")
+                         str(perf.lb.load_balancer_ip), ECHO_PORT, predicted, why)
 
     @staticmethod
     def connect(target: Target, rec: Recorder, path: str, src: str, dst: str, ip: str, port: int,

@@ -64,6 +64,8 @@ class Throughput(Scenario):
         net = target.net
         client, local, server = (net.pod(p.host_name) for p in (perf.client, perf.local, perf.server))
         ok, why = target.reachable(perf.node_a, perf.node_b)
+        cip_ok, cip_why = target.service_reachable(perf.node_a, perf.node_b)
+        np_ok, np_why = target.service_reachable(perf.node_a, perf.node_b, from_pod=False)
         ext = target.cluster.underlay.external
         assert ext is not None
         node_port = perf.node_port(IPERF_PORT)
@@ -72,9 +74,9 @@ class Throughput(Scenario):
                  Cell(target, "cross-node", perf.client.name, perf.server.name, client, server,
                       str(perf.server.ip), IPERF_PORT, IPERF_PORT, "" if ok else why),
                  Cell(target, "clusterip", perf.client.name, f"svc/{perf.service.name}", client, server,
-                      str(perf.service.cluster_ip), IPERF_PORT, IPERF_PORT, "" if ok else why),
+                      str(perf.service.cluster_ip), IPERF_PORT, IPERF_PORT, "" if cip_ok else cip_why),
                  Cell(target, "nodeport", ext.name, f"{perf.node_a.name}:{node_port}", net.net[ext.name], server,
-                      str(perf.node_a.ip), node_port, IPERF_PORT, "" if ok else why)]
+                      str(perf.node_a.ip), node_port, IPERF_PORT, "" if np_ok else np_why)]
         if perf.node_a.name == perf.node_b.name:
             for cell in cells[1:]:
                 cell.path += "(same-node)"

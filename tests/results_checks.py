@@ -77,6 +77,8 @@ def check_figures(directory: Path, result: results.ScenarioResult) -> int:
             compared += _check_outages(d.figure, result)
         elif name == "throughput-loss":
             compared += _check_loss_sweep(d.figure, result)
+        elif name.endswith("-grid"):
+            compared += _check_grid(d.figure, result)
         for ax in _axes(d.figure):
             if ax.images or not ax.axison:          # a heatmap, or a diagram (no axes drawn)
                 continue
@@ -100,6 +102,21 @@ def _check_throughput(fig, result) -> int:
                     if plots.label_of(r) == label and r.median is not None]
             assert sorted(heights) == sorted(r.median for r in rows), (label, proto, streams)
             n += len(heights)
+    return n
+
+
+def _check_grid(fig, result) -> int:
+    """The access x channel bars are the grid cells' medians (k8snet/grid.py), per access mode."""
+    from k8snet import grid
+
+    g = grid.grid(result)
+    assert g is not None
+    (ax,) = _axes(fig)
+    n = 0
+    for access, heights in plots.bars_of(ax).items():
+        rows = [g.row(c, access) for c in g.channels]
+        assert heights == [r.median for r in rows if r is not None and r.median is not None], access
+        n += len(heights)
     return n
 
 

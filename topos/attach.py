@@ -115,6 +115,12 @@ def attach_node(net: Any, cluster: Cluster, node: Node) -> None:
     with macvlan, the pods' children of the uplink."""
     host = net.node(node.name)
     if not on_switch(cluster):
+        if cluster.offload != "tso":
+            # A macvlan child keeps TX checksum offload and TSO whatever it is told ("on [requested
+            # off]"); its parent need not: with them off, the kernel completes checksums and cuts
+            # segments as the frame leaves the parent, before a userspace switch without TSO reads
+            # it (the checksum-offload trap: ../shared/DESIGN.md).
+            host.ns("ethtool", "-K", UPLINK_IFNAME, "tx", "off", "tso", "off")
         macvlan_children(host, [(p.port_name, net.pod(p.host_name).pid) for p in cluster.pods_on(node.name)])
         return
     pods = cluster.pods_on(node.name) if pods_tapped(cluster) else []

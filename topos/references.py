@@ -12,6 +12,7 @@ divided by one of these is then a ratio at equal offloads.  ``stop()`` removes e
 
 from __future__ import annotations
 
+import subprocess
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,8 +20,10 @@ from mininet.net import Mininet
 
 from k8snet.procs import OwnedProcess, deferred_signals
 from k8snet.rundir import RunDir
+from topos.agent import SCRIPT as AGENT
 from topos.nodes import NsHost
-from topos.ovs import OvsInstance
+from topos.ovs import OvsInstance, wait_for
+from topos.spawning import kill_group
 
 
 @dataclass
@@ -42,6 +45,7 @@ class Namespaces:
 
     def __init__(self, prefix: str = "") -> None:
         self.prefix = prefix
+        self._servers: list[subprocess.Popen] = []
         with deferred_signals():
             self.run: RunDir | None = RunDir.create()
         Mininet.inited = True
@@ -61,6 +65,18 @@ class Namespaces:
             self.run.record(OwnedProcess.of(host.pid, f"{self.kind} {name}"))
         return host
 
+    def serve(self, host: NsHost, port: int) -> None:
+        """The identity/echo server (:mod:`topos.agent`) in ``host``, recorded in the run
+        directory and stopped with everything; returns once it listens."""
+        assert self.run is not None
+        with deferred_signals():
+            proc = host.popen(["/usr/bin/python3", AGENT, "serve", "--name", host.name, "--port", str(port)],
+                              stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            self.run.record(OwnedProcess.of(proc.pid, f"{self.kind} agent serve {host.name}:{port}"))
+            self._servers.append(proc)
+        wait_for(lambda: bool(host.ns("ss", "-Htln", f"sport = :{port}").strip()) or proc.poll() is not None, 10,
+                 f"{host.name} to listen on {port}/tcp")
+
     def build(self) -> list[ReferencePath]:
         try:
             return self._build()
@@ -73,6 +89,9 @@ class Namespaces:
 
     def stop(self) -> None:
         with deferred_signals():
+            for proc in self._servers:
+                kill_group(proc)
+            self._servers = []
             for host in list(self.net.hosts):
                 host.terminate()
             self.net.hosts = []

@@ -61,3 +61,18 @@ def macvlan_path(cluster: "Cluster", a: "Node", b: "Node", host_end: bool = Fals
         return False, (f"macvlan: {a.name}'s pods sit on {a.subnet} and {what} on {b.subnet}; a macvlan pod "
                        f"reaches its own segment only, and no router there knows pod addresses")
     return True, ""
+
+
+def macvlan_service(cluster: "Cluster", via: "Node | None", endpoint: "Node") -> tuple[bool, str]:
+    """A Service connection to an endpoint on node ``endpoint`` when pods are macvlan:
+    ``via`` None -- a pod is the client, and its packets never meet a switch that knows
+    Services (it has no route to a ClusterIP); ``via`` a node -- that node's switch
+    translates (a NodePort, the load balancer's pick, the node's own ClusterIP
+    connection) and then reaches the endpoint on the wire: never its own pods."""
+    if via is None:
+        return False, ("macvlan: a pod's packets never meet a switch, and nothing else on their path knows "
+                       "ClusterIPs (the pod has no route to them)")
+    if via.name == endpoint.name:
+        return False, (f"macvlan: {via.name}'s switch translates the Service but never reaches its own pods "
+                       "(a macvlan child never hears its parent)")
+    return macvlan_path(cluster, via, endpoint, host_end=True)

@@ -168,3 +168,18 @@ def test_a_sigkilled_cluster_of_each_access_mode_is_cleaned_up(access, no_leaks)
     clean = subprocess.run([*K8SNET, "clean"], env=k8snet_env(), capture_output=True, text=True, timeout=120)
     assert clean.returncode == 0 and f"{run_dir}: removed" in clean.stdout, clean.stdout + clean.stderr
     assert not run_dir.exists()
+
+
+def test_macvlan_pods_answer_tcp_through_a_switch_without_tso(no_leaks):
+    """Offload none: a macvlan child keeps TX checksum offload whatever it is told, so its
+    parent's is turned off and the kernel completes the checksum as the frame leaves; a node's
+    userspace switch without TSO then takes the pod's TCP answers (topos/attach.py)."""
+    cluster = load_text(default_spec_text(), Overrides(access="macvlan", offload="none"))
+    with ClusterNet(cluster) as net:
+        web0 = net.cluster.pod("web-0")
+        assert "tx-checksumming: on" in net.pod("web-0").ns("ethtool", "-k", "eth0")  # (what it cannot change)
+        assert "tx-checksumming: off" in net.node(web0.node).ns("ethtool", "-k", "uplink")
+        net.serve("web-0", 8080)
+        other = next(n for n in net.cluster.nodes if n.name != web0.node)
+        answers = net.ask(other.name, str(web0.ip), 8080, count=3, timeout=2)
+        assert all(a["ok"] and a["server"] == "web-0" for a in answers), answers

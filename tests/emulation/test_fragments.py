@@ -110,3 +110,48 @@ def test_a_dns_answer_over_1472_bytes_through_the_cluster_dns_clusterip(net):
         net.apply(apply_text(net.cluster, many, delete=True))
     size = int(out.split("MSG SIZE  rcvd: ")[1].split()[0])
     assert "ANSWER: 100," in out and " tc " not in out.split("flags:")[1].split(";")[0] and size > 1472, out
+
+
+#: A sender that forbids fragmentation (IP_PMTUDISC_DO), sends ``size`` bytes of UDP twice,
+#: and prints what happened: the answer's length, or the error the kernel gave -- EMSGSIZE
+#: once an ICMP "fragmentation needed" for the path arrived -- and the socket's path MTU.
+DF_SENDER = r"""
+import json, socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.setsockopt(socket.IPPROTO_IP, 10, 2)             # IP_MTU_DISCOVER = IP_PMTUDISC_DO
+s.connect((sys.argv[1], int(sys.argv[2])))
+s.settimeout(1.5)
+out = []
+for _ in range(2):
+    try:
+        s.send(b"x" * int(sys.argv[3]))
+        out.append(len(s.recv(65535)))
+    except socket.timeout:
+        out.append("timeout")
+    except OSError as exc:
+        out.append(exc.errno)
+print(json.dumps({"results": out, "path_mtu": s.getsockopt(socket.IPPROTO_IP, 14)}))   # IP_MTU
+"""
+EMSGSIZE = 90
+
+
+def test_dont_fragment_from_outside_learns_the_pod_mtu_as_from_a_linux_node(net):
+    """A full-size datagram with Don't Fragment from outside, to a NodePort and a
+    LoadBalancer VIP.  host-gw: it fits the pod MTU and is answered.  VXLAN: as Flannel's
+    node would, the switch refuses it with ICMP fragmentation needed, MTU 1,450, which
+    reaches the sender with the addresses it used (conntrack undid the NodePort's and the
+    load balancer's NAT in the quoted header), so its kernel lowers the path MTU: the next
+    send fails at once with EMSGSIZE."""
+    import json
+
+    ext = net.cluster.underlay.external
+    try:
+        for path in ("nodeport", "loadbalancer"):
+            _, ip, port = paths(net)[path]
+            out = json.loads(net.net[ext.name].ns("python3", "-c", DF_SENDER, ip, str(port), "1472", timeout=30))
+            if net.cluster.pod_mtu < net.cluster.underlay.mtu:
+                assert out == {"results": [EMSGSIZE, EMSGSIZE], "path_mtu": net.cluster.pod_mtu}, (path, out)
+            else:
+                assert out == {"results": [1472, 1472], "path_mtu": net.cluster.underlay.mtu}, (path, out)
+    finally:  # (the learnt path MTU would make the external host fragment for the next tests)
+        net.net[ext.name].ns("ip", "route", "flush", "cache")

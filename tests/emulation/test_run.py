@@ -167,8 +167,14 @@ def test_latency_samples_every_path(all_run):
     got = {(s.path, s.protocol): s.n for s in r.summary if s.metric == "rtt"}
     assert got == {("same-node", "icmp"): 20, ("cross-node", "icmp"): 20, ("node-pod", "icmp"): 20,
                    ("same-node", "tcp"): 20, ("cross-node", "tcp"): 20, ("clusterip", "tcp"): 20,
-                   ("nodeport", "tcp"): 20, ("loadbalancer", "tcp"): 20}
+                   ("nodeport", "tcp"): 20, ("loadbalancer", "tcp"): 20,
+                   # ...and the references, for the ratios
+                   ("veth", "icmp"): 20, ("veth", "tcp"): 20, ("ovs-normal", "icmp"): 20, ("ovs-normal", "tcp"): 20}
     assert all(0 < m.value < 1000 for m in r.measurements if m.ok)
+    rows = {(s.path, s.protocol): s for s in r.summary if s.metric == "rtt"}
+    for (path, protocol), row in rows.items():
+        veth = rows[("veth", protocol)].median
+        assert abs(row.ratios["veth"] - row.median / veth) < 1e-9, (path, protocol, row.ratios)
 
 
 def test_services_spread_affinity_and_churn(all_run):
@@ -250,6 +256,34 @@ def test_backends_side_by_side(tmp_path, no_leaks):
     r = results_checks.check_run(directory)["reachability"]
     assert [c.label for c in r.metadata.clusters] == ["host-gw/flat", "vxlan/flat"]
     assert {m.backend for m in r.measurements} == {"host-gw", "vxlan"}
+
+
+def test_the_access_by_channel_grid(tmp_path, no_leaks):
+    """``--access bridge,macvlan``: a cluster per access mode, measured in the same rounds;
+    macvlan's paths that never meet a switch are recorded as not attempted, with the reason."""
+    proc, directory = k8snet_run("throughput", "latency", "--backend", "host-gw", "--access", "bridge,macvlan",
+                                 "--nodes", "2", "--pods-per-node", "1", "--seconds", "1", "--repeat", "1",
+                                 "--pings", "10", out=tmp_path)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    found = results_checks.check_run(directory)
+    for name in ("throughput", "latency"):
+        r = found[name]
+        assert [c.label for c in r.metadata.clusters] == ["host-gw/flat", "host-gw/flat/macvlan"]
+        assert f"{name}-grid" in {f.name for f in r.figures}
+        cross = {m.access: m for m in r.summary if m.path == "cross-node" and m.protocol == "tcp"
+                 and m.streams in (None, 1)}
+        assert cross["bridge"].median and cross["macvlan"].median, cross
+        assert cross["bridge"].ratios.get("veth") and cross["macvlan"].ratios.get("veth")
+        cip = [m for m in r.measurements if m.access == "macvlan" and m.path == "clusterip"]
+        assert cip and all(not m.ok and m.error.startswith("not attempted") and "macvlan" in m.error for m in cip)
+        served = [m for m in r.measurements if m.access == "bridge" and m.path == "clusterip"]
+        assert served and all(m.ok for m in served)
+    # A NodePort still works with macvlan: node-0's switch translates, then reaches the server
+    # pod on node-1 by its MAC on the wire.
+    node_port = [m for m in found["throughput"].measurements if m.access == "macvlan" and m.path == "nodeport"]
+    assert node_port and all(m.ok for m in node_port), [m.error for m in node_port]
+    page = (directory / "report.html").read_text()
+    assert "Access mode × channel" in page and "× veth" in page
 
 
 def test_interrupted_run_keeps_what_it_measured_and_leaves_nothing(tmp_path, no_leaks):

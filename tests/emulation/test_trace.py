@@ -229,7 +229,7 @@ def test_a_packet_larger_than_the_pod_mtu_with_df_never_leaves_the_pod(racks):
     agrees(fits)
 
 
-def test_a_full_size_datagram_from_outside_with_df_is_dropped_where_it_would_enter_the_tunnel(racks):
+def test_a_full_size_datagram_from_outside_with_df_is_refused_where_it_would_enter_the_tunnel(racks):
     from k8snet.model.apply import apply_text
 
     doc = """\
@@ -244,8 +244,9 @@ spec:
     racks.apply(apply_text(racks.cluster, doc))
     try:
         t = trace(racks, "external", "node-0:30053", protocol="udp", size=1500)
-        assert t.verdict == "dropped" and t.hops[-1].host == "node-0"
+        assert t.verdict == "rejected" and t.hops[-1].host == "node-0"
         assert "larger than 1464" in t.reason and "Don't Fragment" in t.reason
+        assert "ICMP fragmentation needed, MTU 1450" in t.reason
         agrees(t)
     finally:
         racks.apply(apply_text(racks.cluster, doc, delete=True))

@@ -101,3 +101,9 @@ def test_macvlan_pods_are_not_ports_and_other_nodes_pods_are_neighbours():
         # ...no flow delivers to a pod port, and other nodes' pods are reached by their MACs.
         assert not mine or f"output:{pod.ofport}" not in text, pod.name
         assert (f"set_field:{pod.mac}->eth_dst" in text) is (not mine), pod.name
+
+
+def test_the_command_line_exits_2_on_macvlan_over_a_tap_uplink(capsys):
+    assert main(["check", "--access", "macvlan", "--attach", "tap"]) == 2
+    out = capsys.readouterr().err.replace("\n", " ")
+    assert "--attach" in out and "children of the node's uplink" in out, out

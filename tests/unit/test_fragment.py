@@ -70,3 +70,32 @@ def test_dont_fragment_is_refused():
         fragment(frame, 1450)
     with pytest.raises(ValueError, match="not an IPv4 frame"):
         fragment(bytes(6) + bytes(6) + b"\x86\xdd" + bytes(40), 1450)
+
+
+def test_fragmentation_needed_answers_from_the_destination_quoting_the_header_and_8_bytes():
+    from controllers.fragment import frag_needed
+
+    udp = struct.pack("!HHHH", 40000, 30080, 8 + 1464, 0) + bytes(1464)
+    frame = ipv4(udp, flags_offset=DF)
+    reply = frag_needed(frame, 1450, eth_src="0a:58:0a:f4:02:02", eth_dst="0a:58:0a:f4:02:01")
+    assert reply[:6] == bytes.fromhex("0a580af40201") and reply[6:12] == bytes.fromhex("0a580af40202")
+    ip = reply[14:34]
+    assert checksum(ip) == 0 and ip[9] == 1 and ip[12:16] == bytes([10, 244, 2, 2]) and \
+        ip[16:20] == bytes([192, 168, 56, 5])                     # the destination answers the source
+    icmp = reply[34:]
+    assert checksum(icmp) == 0 and icmp[:2] == b"\x03\x04" and struct.unpack_from("!H", icmp, 6)[0] == 1450
+    assert icmp[8:] == frame[14:14 + 28]                           # RFC 792: the header and 8 bytes
+
+
+def test_the_refusal_enters_where_the_connections_reply_would():
+    from controllers.egress import reply_port
+    from k8snet.model.cluster import TUNNEL_OFPORT, UPLINK_OFPORT
+    from k8snet.model.manifests import Overrides, load_text
+    from topos.specs import default_spec_text
+
+    cluster = load_text(default_spec_text(), Overrides(backend="vxlan"))
+    node = cluster.node("node-0")
+    pod = cluster.pods_on("node-0")[0]
+    assert reply_port(cluster, node, pod.ofport, "192.168.56.5") == pod.ofport     # a local pod answers itself
+    assert reply_port(cluster, node, TUNNEL_OFPORT, str(node.ip)) == UPLINK_OFPORT  # masqueraded: pod -> node IP
+    assert reply_port(cluster, node, TUNNEL_OFPORT, str(node.gateway_ip)) == TUNNEL_OFPORT  # hairpin address

@@ -32,7 +32,7 @@ FLOORS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("scenarios", ("scenarios",)),
     ("top", ("k8snet.cli", "k8snet.check", "k8snet.term", "k8snet.runner", "k8snet.report", "k8snet.plots", "k8snet.plot_base",
              "k8snet.plots_policy", "k8snet.trace_cmd", "k8snet.trace_figure", "k8snet.fault_cmd", "k8snet.plots_faults",
-             "k8snet.pytest_plugin")),
+             "k8snet.pytest_plugin", "k8snet.grid")),
 )
 #: Old homes kept so users' imports keep working; the project itself must not use them.
 SHIMS = {"topos.model", "topos.manifests", "topos.apply"}

@@ -36,8 +36,8 @@ def test_a_failed_measurement_has_a_reason_and_no_value(fields):
 
 
 class FakeTarget:
-    def __init__(self, backend: str):
-        self.backend, self.underlay = backend, "flat"
+    def __init__(self, backend: str, access: str = "bridge"):
+        self.backend, self.underlay, self.access = backend, "flat", access
 
 
 def synthetic(run_id: str, scale: float = 1.0) -> list[results.ScenarioResult]:
@@ -183,6 +183,8 @@ def test_plot_refuses_a_folder_that_is_not_a_run(tmp_path):
     (["run", "bogus"], "no scenario 'bogus'"),
     (["run", "all", "--backend", "host-gw,,vxlan"], "distinct backends"),
     (["run", "all", "--backend", "udp"], "'udp' is not a backend"),
+    (["run", "all", "--access", "bridge,,macvlan"], "distinct access modes"),
+    (["run", "all", "--access", "bridge,sriov"], "'sriov' is not an access mode"),
     (["run", "all", "--repeat", "0"], "--repeat must be at least 1"),
     (["run", "all", "--seconds", "0"], "--seconds must be at least 1"),
     (["run", "all", "--spec", "nope"], "no spec file 'nope'"),

@@ -133,10 +133,11 @@ class SwitchStep:
         limit = next((int(m.group(1)) for step in t.steps if step.depth == 0 for a in step.actions
                       if (m := re.match(r"check_pkt_larger\((\d+)\)", a))), None)
         if h.length is not None and limit is not None and h.length + ETHERNET > limit:
-            return Exit("dropped", None, reason=f"{h.length + ETHERNET}-byte frame is larger than {limit} (the pod "
-                                                "MTU, check_pkt_larger): to the controller, which drops it because "
-                                                "Don't Fragment is set and counts it (mtu_drops); no ICMP "
-                                                "fragmentation needed is sent back")
+            return Exit("rejected", None, reason=f"{h.length + ETHERNET}-byte frame is larger than {limit} (the pod "
+                                                 "MTU, check_pkt_larger): to the controller, which refuses it because "
+                                                 "Don't Fragment is set (mtu_drops) and sends ICMP fragmentation "
+                                                 f"needed, MTU {limit - ETHERNET}, back through conntrack to the "
+                                                 "sender, as a Linux node would")
         after = self._headers_after(t, h)
         outputs = [o for o in t.outputs if not o.startswith("CONTROLLER")]
         if any(o.startswith("CONTROLLER") for o in t.outputs) and not outputs:
