@@ -127,8 +127,7 @@ def refuse(datapath: Any, frame: bytes, match: Any, cluster: Cluster, node: Node
     if len(frame) < ETH_HEADER + 28 or frame[12:14] != b"\x08\x00":
         return []
     parser, ofp = datapath.ofproto_parser, datapath.ofproto
-    mac = ":".join(f"{b:02x}" for b in frame[:6]), ":".join(f"{b:02x}" for b in frame[6:12])
-    answer = frag_needed(frame, cluster.pod_mtu, eth_src=mac[0], eth_dst=mac[1])
+    answer = frag_needed(frame, cluster.pod_mtu)
     port = reply_port(cluster, node, match.get(REG_OUT_PORT), str(ipaddress.IPv4Address(frame[26:30])))
     actions = []
     if port == TUNNEL_OFPORT:  # as decapsulated from the pod's node: the tunnel's far end, same VNI

@@ -72,11 +72,11 @@ def fragment(frame: bytes, mtu: int) -> list[bytes]:
 ICMP_DEST_UNREACH, ICMP_FRAG_NEEDED = 3, 4
 
 
-def frag_needed(frame: bytes, mtu: int, eth_src: str, eth_dst: str) -> bytes:
+def frag_needed(frame: bytes, mtu: int) -> bytes:
     """The ICMP "fragmentation needed" (type 3, code 4, RFC 1191's next-hop MTU ``mtu``) that
     refuses ``frame`` (IPv4 with Don't Fragment), written as the reply direction of its
-    connection: from the packet's destination to its source, quoting its IP header and the
-    first 8 bytes of its payload (RFC 792), in an Ethernet frame ``eth_src`` -> ``eth_dst``.
+    connection: from the packet's destination to its source (MACs and addresses swapped),
+    quoting its IP header and the first 8 bytes of its payload (RFC 792).
     Sent back through the switch as if the destination had answered, conntrack treats it
     as related to the connection and undoes every NAT in the outer and the quoted header,
     so the client reads the MTU for the address it sent to, as from a Linux router."""
@@ -88,5 +88,4 @@ def frag_needed(frame: bytes, mtu: int, eth_src: str, eth_dst: str) -> bytes:
     header = bytearray(struct.pack("!BBHHHBBH4s4s", 0x45, 0xC0, 20 + len(icmp), 0, 0, 64, 1, 0,
                                    ip[16:20], ip[12:16]))
     struct.pack_into("!H", header, 10, checksum(bytes(header)))
-    macs = bytes.fromhex(eth_dst.replace(":", "")) + bytes.fromhex(eth_src.replace(":", ""))
-    return macs + struct.pack("!H", ETH_TYPE_IP) + bytes(header) + bytes(icmp)
+    return frame[6:12] + frame[:6] + struct.pack("!H", ETH_TYPE_IP) + bytes(header) + bytes(icmp)

@@ -77,7 +77,8 @@ def test_fragmentation_needed_answers_from_the_destination_quoting_the_header_an
 
     udp = struct.pack("!HHHH", 40000, 30080, 8 + 1464, 0) + bytes(1464)
     frame = ipv4(udp, flags_offset=DF)
-    reply = frag_needed(frame, 1450, eth_src="0a:58:0a:f4:02:02", eth_dst="0a:58:0a:f4:02:01")
+    frame = bytes.fromhex("0a580af40202") + bytes.fromhex("0a580af40201") + frame[12:]  # gateway -> pod
+    reply = frag_needed(frame, 1450)
     assert reply[:6] == bytes.fromhex("0a580af40201") and reply[6:12] == bytes.fromhex("0a580af40202")
     ip = reply[14:34]
     assert checksum(ip) == 0 and ip[9] == 1 and ip[12:16] == bytes([10, 244, 2, 2]) and \
