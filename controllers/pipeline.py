@@ -11,9 +11,10 @@ categories live here too.
         └──IP──▶ unsnat ─▶ nodeport_dnat ─▶ conntrack ─▶ service_lb ─▶ service_pick ─▶ service_endpoint ─▶ service_dnat ─▶ hairpin_snat ─▶ l3_forwarding
                (ct zone 2   (ct zone 4,       (ct zone 1,  (resubmit to   (affinity hit,  (reg7 = endpoint    (ct commit,     (ct zone 2      │
                 or 3)        nat; node IP)     nat)         service_       else multipath  IP [, learn it])    nat dst=reg7)   or 3, nat src)  ▼
-                                           affinity)      -> reg3)                                        policy_egress ─▶ policy_ingress ─▶ policy_commit
-                                                                                                           (new connections only: NetworkPolicy)   │
-                                                                                                                                                   ▼
+                                           affinity)      -> reg3)                                        policy_egress ─▶ policy_ingress ─▶ commit
+                                                                                                           (new connections only: NetworkPolicy)  (null SNAT)
+                                                                                                                                                │
+                                                                                                                                                ▼
                                  l3_forwarding ─▶ local pod / LOCAL / uplink (host-gw) / vxlan0 (VXLAN)
 
 * ``classifier``: where did the packet come from?  A pod port (only with the pod's
@@ -68,8 +69,9 @@ _ORDER = (
                       "isolate it for egress (conjunctive matches, controllers/policy.py)"),
     ("policy_ingress", "NetworkPolicy: a new connection to a local pod (after DNAT), against the "
                        "policies that isolate it for ingress"),
-    ("policy_commit", "an allowed new connection that no NAT committed is committed, so its "
-                      "replies pass as replies"),
+    ("commit", "a new connection that no NAT committed is committed with a null SNAT binding: its "
+               "replies pass as replies, and a source port whose reply tuple another connection "
+               "holds is remapped (controllers/services.py, unique_tuple)"),
     ("l3_forwarding", "routing by destination IP: local pod, own node, peer pods (host-gw or "
                       "VXLAN) and peer nodes"),
     ("egress", "VXLAN clusters: a packet into a pod or the tunnel, checked against the pod MTU"),
@@ -91,7 +93,7 @@ SERVICE_DNAT = T["service_dnat"]
 HAIRPIN_SNAT = T["hairpin_snat"]
 POLICY_EGRESS = T["policy_egress"]
 POLICY_INGRESS = T["policy_ingress"]
-POLICY_COMMIT = T["policy_commit"]
+COMMIT = T["commit"]
 L3_FORWARDING = T["l3_forwarding"]
 EGRESS = T["egress"]
 EGRESS_OUT = T["egress_out"]
@@ -120,7 +122,7 @@ ZONE_NODEPORT_DNAT = 4
 CT_MARK_MASQUERADE = 0x1
 
 #: ct_state bits (value/mask as ovs-ofctl and OXM take them).
-CT_NEW, CT_EST, CT_REL, CT_RPL, CT_TRK = 0x01, 0x02, 0x04, 0x08, 0x20
+CT_NEW, CT_EST, CT_REL, CT_RPL, CT_TRK, CT_SNAT, CT_DNAT = 0x01, 0x02, 0x04, 0x08, 0x20, 0x40, 0x80
 
 
 def ct_state(*set_bits: int, clear: tuple[int, ...] = ()) -> str:
@@ -139,7 +141,6 @@ class Priority(IntEnum):
     BLACKHOLE = 170        # cluster ranges with no route: dropped, never sent outside
     FRAGMENT = 150         # an IP fragment: decided without the L4 ports its later pieces lack
     FALLBACK = 100         # whatever else a source may send
-    REMEMBER = 50          # a connection the node opens: committed, so its replies are replies
     DEFAULT_ROUTE = 10     # everything else: outside the cluster
     DROP = 0               # the table miss
 

@@ -17,8 +17,8 @@ from controllers.flows import (
     SetField,
 )
 from controllers.pipeline import (
-    ARP, CLASSIFIER, CONNTRACK, EGRESS, EGRESS_OUT, HAIRPIN_SNAT, IP_INGRESS, L3_FORWARDING, NODEPORT_DNAT,
-    POLICY_COMMIT, POLICY_EGRESS, POLICY_INGRESS, REG_SOURCE, ROUTING, SERVICE_AFFINITY,
+    ARP, CLASSIFIER, COMMIT, CONNTRACK, EGRESS, EGRESS_OUT, HAIRPIN_SNAT, IP_INGRESS, L3_FORWARDING, NODEPORT_DNAT,
+    POLICY_EGRESS, POLICY_INGRESS, REG_SOURCE, ROUTING, SERVICE_AFFINITY,
     SERVICE_DNAT, SERVICE_ENDPOINT, SERVICE_LB, SERVICE_PICK, UNSNAT,
     Feature, Priority, Source, cookie, source_match,
 )
@@ -61,8 +61,8 @@ def flows(cluster: Cluster, node: Node) -> Iterator[Flow]:
         yield Flow(table, Priority.DROP, Match(), (), cookie=node_cookie)
     # The Service and policy stages pass everything on unless their features say otherwise.
     for table, nxt in ((UNSNAT, CONNTRACK), (NODEPORT_DNAT, CONNTRACK), (CONNTRACK, SERVICE_LB),
-                       (SERVICE_LB, HAIRPIN_SNAT), (HAIRPIN_SNAT, ROUTING), (POLICY_EGRESS, POLICY_INGRESS), (POLICY_INGRESS, POLICY_COMMIT),
-                       (POLICY_COMMIT, L3_FORWARDING)):
+                       (SERVICE_LB, HAIRPIN_SNAT), (HAIRPIN_SNAT, ROUTING), (POLICY_EGRESS, POLICY_INGRESS),
+                       (POLICY_INGRESS, COMMIT), (COMMIT, L3_FORWARDING)):
         yield Flow(table, Priority.DROP, Match(), (), goto=nxt, cookie=node_cookie)
     for table in (SERVICE_AFFINITY, SERVICE_PICK, SERVICE_ENDPOINT, SERVICE_DNAT, EGRESS, EGRESS_OUT):
         yield Flow(table, Priority.DROP, Match(), (), cookie=node_cookie)

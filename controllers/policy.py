@@ -4,9 +4,9 @@ Where: after the Service stages, before routing, so a connection is judged on th
 that receives it (after DNAT) and on the address it arrives from (after a NodePort's
 SNAT), as Kubernetes specifies.  Each node judges its own pods: their egress
 (``policy_egress``: packets from a local pod port) and their ingress (``policy_ingress``:
-packets whose destination is a local pod).  ``policy_commit`` then commits the new
-connection to conntrack so that its later packets and its replies pass without being
-judged again.
+packets whose destination is a local pod).  ``commit`` then commits the new
+connection to conntrack (controllers/services.py, ``unique_tuple``) so that its later
+packets and its replies pass without being judged again.
 
 What is judged: the first packet of a connection (``ct_state=+new``).  Established
 packets and replies (``-new``) pass: a policy change leaves open connections open, as
@@ -35,18 +35,16 @@ import zlib
 from dataclasses import dataclass
 from typing import Any, Iterator, NamedTuple, Optional
 
-from controllers.flows import ETH_TYPE_IP, Ct, Flow, Match
+from controllers.flows import ETH_TYPE_IP, Flow, Match
 from controllers.pipeline import (
-    CT_NEW, CT_TRK, L3_FORWARDING, POLICY_COMMIT, POLICY_EGRESS, POLICY_INGRESS, REG_SOURCE, ZONE_SERVICE, Feature,
-    Priority, Source, cookie, ct_state, source_match,
+    COMMIT, CT_NEW, CT_TRK, L3_FORWARDING, POLICY_EGRESS, POLICY_INGRESS, REG_SOURCE, Feature, Priority, Source,
+    cookie, ct_state, source_match,
 )
 from k8snet.model.cluster import Cluster, Node, Pod
 from k8snet.model.policy import NetworkPolicy, Peer, PolicyPort, Rule
 from k8snet.model.policy_eval import peer_matches, selecting
 
 IP_PROTO = {"TCP": 6, "UDP": 17}
-#: ct_state bits: +dnat / +snat (a Service's NAT has committed the connection already).
-CT_SNAT, CT_DNAT = 0x40, 0x80
 
 
 @dataclass(frozen=True)
@@ -179,7 +177,7 @@ def _side(pod: Pod, direction: str) -> _Side:
     if direction == "egress":
         return _Side(POLICY_EGRESS, POLICY_INGRESS, {"ipv4_src": str(pod.ip), REG_SOURCE: source_match(Source.POD)},
                      "ipv4_dst")
-    return _Side(POLICY_INGRESS, POLICY_COMMIT, {"ipv4_dst": str(pod.ip)}, "ipv4_src")
+    return _Side(POLICY_INGRESS, COMMIT, {"ipv4_dst": str(pod.ip)}, "ipv4_src")
 
 
 def _rule_flows(b: _Builder, cluster: Cluster, policy: NetworkPolicy, index: int, rule: Rule, pod: Pod,
@@ -229,11 +227,6 @@ def node_flows(cluster: Cluster, node: Node) -> Iterator[Flow]:
     # Only the first packet of a connection is judged.
     yield Flow(POLICY_EGRESS, Priority.PASS_THROUGH, Match.of(**ip, ct_state=ct_state(CT_TRK, clear=(CT_NEW,))), (),
                goto=L3_FORWARDING, cookie=c)
-    # An allowed new connection that no NAT has committed is committed here; its replies
-    # are then replies.  (A Service's DNAT or SNAT committed its own connection already.)
-    yield Flow(POLICY_COMMIT, Priority.SPECIFIC,
-               Match.of(**ip, ct_state=ct_state(CT_NEW, CT_TRK, clear=(CT_SNAT, CT_DNAT))),
-               (Ct(zone=ZONE_SERVICE, table=L3_FORWARDING, commit=True),), cookie=c)
     b = _Builder()
     own_node = [str(node.ip), str(node.gateway_ip)]
     for pod in cluster.pods_on(node.name):

@@ -41,11 +41,10 @@ from controllers.flows import (
     ETH_TYPE_IP, OFPP_CONTROLLER, Ct, Flow, Learn, Match, Multipath, Nat, Output, Resubmit, SetField,
 )
 from controllers.pipeline import (
-    CONNTRACK, CT_EST, CT_MARK_MASQUERADE, CT_NEW, CT_REL, CT_RPL, CT_TRK, HAIRPIN_SNAT, MAX_OPENFLOW_TIMEOUT,
-    NODEPORT_DNAT, ROUTING, REG_AFFINITY, REG_ENDPOINT, REG_ENDPOINT_IP, REG_SCRATCH, REG_SERVICE_PORT, REG_SOURCE,
-    SERVICE_AFFINITY, SERVICE_DNAT, SERVICE_ENDPOINT, SERVICE_LB, SERVICE_PICK, UNSNAT, ZONE_HAIRPIN, ZONE_NODEPORT,
-    ZONE_NODEPORT_DNAT, ZONE_SERVICE,
-    Feature, Priority, Source, cookie, ct_state, source_match,
+    COMMIT, CONNTRACK, CT_DNAT, CT_EST, CT_MARK_MASQUERADE, CT_NEW, CT_REL, CT_RPL, CT_SNAT, CT_TRK, HAIRPIN_SNAT,
+    L3_FORWARDING, MAX_OPENFLOW_TIMEOUT, NODEPORT_DNAT, ROUTING, REG_AFFINITY, REG_ENDPOINT, REG_ENDPOINT_IP,
+    REG_SCRATCH, REG_SERVICE_PORT, SERVICE_AFFINITY, SERVICE_DNAT, SERVICE_ENDPOINT, SERVICE_LB, SERVICE_PICK, UNSNAT,
+    ZONE_HAIRPIN, ZONE_NODEPORT, ZONE_NODEPORT_DNAT, ZONE_SERVICE, Feature, Priority, cookie, ct_state,
 )
 from k8snet.model.cluster import Cluster, Node, Service, ServicePort
 
@@ -98,18 +97,33 @@ def node_flows(cluster: Cluster, node: Node) -> Iterator[Flow]:
                    (Ct(zone=ZONE_NODEPORT, table=ROUTING, commit=True, nat=Nat("src", str(node.ip))),), cookie=c)
     yield Flow(CONNTRACK, Priority.FALLBACK, Match.of(eth_type=ETH_TYPE_IP),
                (Ct(zone=ZONE_SERVICE, table=SERVICE_LB, nat=Nat()),), cookie=c)
-    # A connection the node itself opens (not to a Service) is committed, so that its
-    # replies are known as replies: uncommitted, a reply to the node's IP would look like
-    # a new connection to the node's IP -- a NodePort frontend, for a later fragment.
-    from_node = Match.of(eth_type=ETH_TYPE_IP, ct_state=ct_state(CT_NEW, CT_TRK),
-                         **{REG_SOURCE: source_match(Source.LOCAL)})
-    yield Flow(SERVICE_LB, Priority.REMEMBER, from_node, (Ct(zone=ZONE_SERVICE, table=HAIRPIN_SNAT, commit=True),),
-               cookie=c)
+    yield unique_tuple(c)
     for pod in cluster.pods_on(node.name):
         yield Flow(HAIRPIN_SNAT, Priority.SPECIFIC,
                    Match.of(eth_type=ETH_TYPE_IP, ipv4_src=str(pod.ip), ipv4_dst=str(pod.ip)),
                    (Ct(zone=ZONE_HAIRPIN, table=ROUTING, commit=True, nat=Nat("src", str(node.gateway_ip))),),
                    cookie=c)
+
+
+def unique_tuple(c: int) -> Flow:
+    """Every new connection that no NAT committed is committed in the Service zone with a
+    null SNAT binding: addresses kept, the source port kept unless the reply tuple is
+    already another connection's, then remapped.
+
+    Why: a Service connection's entry has the endpoint and the client as its reply tuple.
+    A later direct connection from the same client port to that endpoint (nginx
+    proxying through a ClusterIP, then curl to the pod's IP) has the same reply tuple:
+    uncommitted, or committed without NAT, its SYN-ACK matches the old entry (lingering
+    in TIME_WAIT for 30 s) and is un-DNATed to the VIP, and the connection hangs.  The
+    kernel under kube-proxy never shows this: netfilter gives every connection without a
+    NAT rule a null binding, which remaps the source port when the reply tuple is taken
+    (``nf_nat_alloc_null_binding`` -> ``get_unique_tuple``, net/netfilter/nf_nat_core.c).
+    Committing also makes replies replies: uncommitted, a reply to the node's IP would look
+    like a new connection to a NodePort frontend, and NetworkPolicy judges only the
+    first packet of a connection (controllers/policy.py)."""
+    return Flow(COMMIT, Priority.SPECIFIC,
+                Match.of(eth_type=ETH_TYPE_IP, ct_state=ct_state(CT_NEW, CT_TRK, clear=(CT_SNAT, CT_DNAT))),
+                (Ct(zone=ZONE_SERVICE, table=L3_FORWARDING, commit=True, nat=Nat("src")),), cookie=c)
 
 
 def affinity_learn(service: Service, port: ServicePort, c: int) -> Learn:

@@ -156,7 +156,8 @@ def public_dns_conf(listen: str, vip: str, directory: str) -> str:
     return authoritative_conf(directory, DOMAIN, [f"{DOMAIN}. 5 IN A {vip}"], interface=listen)
 
 
-_CURL_TAIL = re.compile(r"(\d{3}) ([\d.]+) ([\d.]+) (\d+)\s*$")
+#: What ``curl -w`` appends: status, seconds, bytes/s, bytes, curl's exit code and error.
+_CURL_TAIL = re.compile(r"\n(\d{3}) ([\d.]+) ([\d.]+) (\d+) (\d+) ?(.*?)\s*$")
 
 
 class Ingress(Scenario):
@@ -228,9 +229,10 @@ class Ingress(Scenario):
     # ------------------------------------------------------------------ measure
     def curl(self, target: Target, host: str, url: str, resolve: Optional[str] = None,
              header: Optional[str] = None, body: bool = True) -> tuple[int, float, float, int, str]:
-        """(status, seconds, bytes/s, bytes, body) or CommandError."""
+        """(status, seconds, bytes/s, bytes, body) or CommandError.  When curl got no answer
+        (status 0), the body is curl's own reason ("curl exit 28: Connection timed out ...")."""
         args = ["curl", "-sS", "--max-time", "30", "-w", "\n%{http_code} %{time_total} %{speed_download} "
-                "%{size_download}"]
+                "%{size_download} %{exitcode} %{errormsg}"]
         if resolve:
             args += ["--resolve", resolve]
         if header:
@@ -240,7 +242,10 @@ class Ingress(Scenario):
         m = _CURL_TAIL.search(out)
         if not m:
             raise CommandError(f"curl {url} from {host} gave no status: {out.strip()[-200:]}")
-        return int(m[1]), float(m[2]), float(m[3]), int(m[4]), out[:m.start()].strip()
+        body = out[:m.start()].strip()
+        if int(m[5]):
+            body = f"curl exit {m[5]}: {m[6]}"
+        return int(m[1]), float(m[2]), float(m[3]), int(m[4]), body
 
     def hop(self, target: Target, rec: Recorder, path: str, src: str, dst: str, url: str,
             resolve: Optional[str] = None, header: Optional[str] = None) -> None:

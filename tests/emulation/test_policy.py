@@ -294,14 +294,14 @@ def test_k8snet_check_three_tier_example(tmp_path, no_leaks):
 def test_the_matrix_flags_a_port_the_switch_lets_through_against_the_policy(net):
     """The check can fail: a flow slipped into one switch ahead of the ingress rules (a
     policy not enforced) makes every denied probe into x/a a surprise, ping and ports."""
-    from controllers.pipeline import POLICY_COMMIT, POLICY_INGRESS
+    from controllers.pipeline import COMMIT, POLICY_INGRESS
     from k8snet.model.cluster import BRIDGE_NAME
 
     set_policies(net, DENY_ALL_INGRESS_X)
     target = net.cluster.pod("a", "x")
     ovs = net.node(target.node).ovs
     bypass = f"table={POLICY_INGRESS},priority=65000,ip,nw_dst={target.ip}"
-    ovs.ofctl("add-flow", BRIDGE_NAME, f"{bypass},actions=goto_table:{POLICY_COMMIT}")
+    ovs.ofctl("add-flow", BRIDGE_NAME, f"{bypass},actions=goto_table:{COMMIT}")
     try:
         ovs.appctl("revalidator/purge")
         doc = net.matrix()
