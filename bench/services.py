@@ -27,6 +27,7 @@ Printed, and written as JSON (raw samples included).
 from __future__ import annotations
 
 import argparse
+import collections
 import math
 import os
 import statistics
@@ -141,7 +142,8 @@ def convergence(changes: int, gap: float = 0.5) -> dict[str, Any]:
     seen_remove = [v for v in removed if v is not None]
     failed = [r for r in samples if not r.get("ok")]
     return {"changes": changes, "gap_s": gap, "connections": len(samples), "failed": len(failed),
-            "failures": failed[:20], "add_ms": added, "remove_ms": removed,
+            "failures": failed[:20], "failed_by": dict(collections.Counter(r.get("errno") or r.get("error")
+                                                                            for r in failed)), "add_ms": added, "remove_ms": removed,
             "add_unobserved": added.count(None), "remove_unobserved": removed.count(None),
             "add_p50_ms": percentile(seen_add, 0.5) if seen_add else None,
             "add_p95_ms": percentile(seen_add, 0.95) if seen_add else None,
@@ -161,7 +163,8 @@ def convergence_verdict(b: dict[str, Any]) -> tuple[bool, str]:
         if p95 is None or p95 > goal["p95_ms"]:
             why.append(f"{side} p95 {'not measured' if p95 is None else f'{p95:.0f} ms'}")
     if b["failed"] > goal["failed"]:
-        why.append(f"{b['failed']} failed connections")
+        by = ", ".join(f"{n} {what}" for what, n in b.get("failed_by", {}).items())
+        why.append(f"{b['failed']} failed connections" + (f" ({by})" if by else ""))
     if b["connections"] < goal["min_connections"] or b["changes"] < goal["min_changes"]:
         why.append(f"only {b['connections']} connections over {b['changes']} changes (goal: >= "
                    f"{goal['min_connections']} over >= {goal['min_changes']})")

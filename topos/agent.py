@@ -44,6 +44,7 @@
 """
 
 import argparse
+import errno
 import json
 import os
 import signal
@@ -203,7 +204,9 @@ def ask_once(ip: str, port: int, proto: str, timeout: float, size: int = 1, spor
                     "bytes": len(data), "ms": round((time.monotonic() - t0) * 1000, 2), "t": time.time(),
                     "sport": _local_port(sock)}
         except (OSError, ValueError) as exc:
+            # errno's name says what a bare OSError does not (EADDRNOTAVAIL: the client is out of ports)
             return {"ok": False, "error": type(exc).__name__, "step": step, "sport": _local_port(sock),
+                    "errno": errno.errorcode.get(getattr(exc, "errno", None) or 0, ""),
                     "ms": round((time.monotonic() - t0) * 1000, 2), "t": time.time()}
 
 
