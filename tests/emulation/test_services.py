@@ -366,7 +366,7 @@ def test_a_client_reaches_an_endpoint_through_a_node_port_then_directly_from_the
 
 
 @pytest.mark.parametrize("proto", ["tcp", "udp"])
-def test_a_client_reaches_an_endpoint_through_the_clusterip_then_directly_from_the_same_source_port(net, proto):
+def test_a_client_reaches_an_endpoint_through_the_clusterip_and_directly_from_the_same_source_port(net, proto):
     """The ClusterIP connection's entry (reply tuple endpoint -> client:S, in TIME_WAIT for
     30 s after a TCP close) must not take the replies of a direct connection from the same
     port to the same endpoint: the kernel under kube-proxy remaps such a connection's source
@@ -387,6 +387,20 @@ def test_a_client_reaches_an_endpoint_through_the_clusterip_then_directly_from_t
             if not (direct["ok"] and direct["server"] == via_vip["server"]
                     and direct["from"] == ips[via_vip["server"]]):
                 failed.append((client, sport, via_vip["server"], direct))
+    # The other order: straight to the pod first, then through a ClusterIP from the same
+    # port, landing on the same pod (ClientIP affinity sees to it): now the Service
+    # connection's reply tuple is taken, and its DNAT remaps the source port (the kernel's
+    # DNAT does the same).
+    sticky = str(net.cluster.service("sticky").cluster_ip)
+    for client in ("client", "node-1"):
+        mine = net.ask(client, sticky, 80, proto=proto)[0]
+        assert mine["ok"], (client, mine)
+        for sport in range(base + (200 if client == "client" else 250), base + (206 if client == "client" else 256)):
+            direct = net.ask(client, ips[mine["server"]], 8080, proto=proto, sport=sport)[0]
+            via_vip = net.ask(client, sticky, 80, proto=proto, sport=sport)[0]
+            if not (direct["ok"] and via_vip["ok"] and via_vip["server"] == mine["server"]
+                    and via_vip["from"] == sticky):
+                failed.append((client, sport, mine["server"], direct, via_vip))
     assert failed == [], failed
 
 
