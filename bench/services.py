@@ -141,9 +141,9 @@ def convergence(changes: int, gap: float = 0.5) -> dict[str, Any]:
     seen_add = [v for v in added if v is not None]
     seen_remove = [v for v in removed if v is not None]
     failed = [r for r in samples if not r.get("ok")]
+    failed_by = collections.Counter(r.get("errno") or r.get("error") for r in failed)
     return {"changes": changes, "gap_s": gap, "connections": len(samples), "failed": len(failed),
-            "failures": failed[:20], "failed_by": dict(collections.Counter(r.get("errno") or r.get("error")
-                                                                            for r in failed)), "add_ms": added, "remove_ms": removed,
+            "failures": failed[:20], "failed_by": dict(failed_by), "add_ms": added, "remove_ms": removed,
             "add_unobserved": added.count(None), "remove_unobserved": removed.count(None),
             "add_p50_ms": percentile(seen_add, 0.5) if seen_add else None,
             "add_p95_ms": percentile(seen_add, 0.95) if seen_add else None,

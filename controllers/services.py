@@ -15,17 +15,20 @@ Here, on every node:
   ``ct(commit, zone=1, nat(dst=endpoint:targetPort))``; for ``sessionAffinity:
   ClientIP`` instead the endpoint's IP into reg7 and a ``learn`` of it
   (``service_affinity`` holds what was learned, ``service_pick`` prefers it to a fresh
-  pick), then ``service_dnat``, one flow per (port, endpoint IP), does the DNAT.  Affinity remembers the endpoint's IP, not its
-  index, so it survives other endpoints coming and going; a client whose endpoint is
-  gone is sent back for a fresh pick, which is learned in its place (kube-proxy drops
-  a removed endpoint's ``recent`` list the same way);
+  pick), then ``service_dnat``, one flow per (port, endpoint IP), does the DNAT.
+  Affinity remembers the endpoint's IP, not its index, so it survives other endpoints
+  coming and going; a client whose endpoint is gone is sent back for a fresh pick, which
+  is learned in its place (kube-proxy drops a removed endpoint's ``recent`` list the same
+  way);
 * ``internalTrafficPolicy: Local``: only this node's endpoints; with none, dropped.  (Not a ``select`` group: on
   OpenFlow 1.3 a group cannot choose its selection method, and the default ``dp_hash``
   of OVS 3.1's userspace datapath leaves UDP ports out of the hash, so every UDP flow
   from one client would reach the same endpoint.)
 * ``hairpin_snat``: a pod that reached itself (source == destination after DNAT) is
   SNATed to its gateway IP in zone 2, or it would answer itself directly and drop
-  the reply; ``unsnat`` undoes that on the reply.
+  the reply; ``unsnat`` undoes that on the reply;
+* ``commit``: every other new connection is committed with a null SNAT binding
+  (:func:`unique_tuple`), as netfilter commits every connection on a kube-proxy node.
 
 The backend sees the client pod's own IP (no SNAT except hairpin).  Every flow of a
 Service carries the Service's cookie, so a masked delete removes it whole.
