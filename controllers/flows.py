@@ -192,10 +192,7 @@ class GroupAction:
 
 @dataclass(frozen=True)
 class Nat:
-    """The ``nat`` inside ``ct``: bare (undo/apply an existing mapping), to one address, or
-    ``Nat("src")`` with none: a null binding, which keeps the addresses and changes the
-    source port only when the reply tuple is already another connection's (OVS 3.1's
-    userspace conntrack then searches the ephemeral range, as the kernel's does)."""
+    """The ``nat`` inside ``ct``: bare (undo/apply an existing mapping), or to one address."""
 
     kind: str = ""             # "", "dst" or "src"
     ip: str | None = None
@@ -204,8 +201,6 @@ class Nat:
     def ofctl(self) -> str:
         if not self.kind:
             return "nat"
-        if self.ip is None and self.port is None:
-            return f"nat({self.kind})"
         target = self.ip or ""
         if self.port is not None:
             target += f":{self.port}"
@@ -216,8 +211,6 @@ class Nat:
         if not self.kind:
             return cls(flags=0)
         flags = NX_NAT_F_DST if self.kind == "dst" else NX_NAT_F_SRC
-        if self.ip is None and self.port is None:
-            return cls(flags=flags)
         kwargs: dict[str, Any] = {"range_ipv4_min": self.ip, "range_ipv4_max": self.ip}
         if self.port is not None:
             kwargs.update(range_proto_min=self.port, range_proto_max=self.port)

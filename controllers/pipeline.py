@@ -12,7 +12,7 @@ categories live here too.
                (ct zone 2   (ct zone 4,       (ct zone 1,  (resubmit to   (affinity hit,  (reg7 = endpoint    (ct commit,     (ct zone 2      │
                 or 3)        nat; node IP)     nat)         service_       else multipath  IP [, learn it])    nat dst=reg7)   or 3, nat src)  ▼
                                            affinity)      -> reg3)                                        policy_egress ─▶ policy_ingress ─▶ commit
-                                                                                                           (new connections only: NetworkPolicy)  (null SNAT)
+                                                                                                           (new connections only: NetworkPolicy)  (ct commit)
                                                                                                                                                 │
                                                                                                                                                 ▼
                                  l3_forwarding ─▶ local pod / LOCAL / uplink (host-gw) / vxlan0 (VXLAN)
@@ -69,9 +69,9 @@ _ORDER = (
                       "isolate it for egress (conjunctive matches, controllers/policy.py)"),
     ("policy_ingress", "NetworkPolicy: a new connection to a local pod (after DNAT), against the "
                        "policies that isolate it for ingress"),
-    ("commit", "a new connection that no NAT committed is committed with a null SNAT binding: its "
-               "replies pass as replies, and a source port whose reply tuple another connection "
-               "holds is remapped (controllers/services.py, unique_tuple)"),
+    ("commit", "a new connection that no NAT committed is committed: its replies pass as replies, "
+               "not as those of an older Service connection with the same reply tuple "
+               "(controllers/services.py, commit_direct)"),
     ("l3_forwarding", "routing by destination IP: local pod, own node, peer pods (host-gw or "
                       "VXLAN) and peer nodes"),
     ("egress", "VXLAN clusters: a packet into a pod or the tunnel, checked against the pod MTU"),

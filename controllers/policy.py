@@ -5,7 +5,7 @@ that receives it (after DNAT) and on the address it arrives from (after a NodePo
 SNAT), as Kubernetes specifies.  Each node judges its own pods: their egress
 (``policy_egress``: packets from a local pod port) and their ingress (``policy_ingress``:
 packets whose destination is a local pod).  ``commit`` then commits the new
-connection to conntrack (controllers/services.py, ``unique_tuple``) so that its later
+connection to conntrack (controllers/services.py, ``commit_direct``) so that its later
 packets and its replies pass without being judged again.
 
 What is judged: the first packet of a connection (``ct_state=+new``).  Established

@@ -27,8 +27,8 @@ Here, on every node:
 * ``hairpin_snat``: a pod that reached itself (source == destination after DNAT) is
   SNATed to its gateway IP in zone 2, or it would answer itself directly and drop
   the reply; ``unsnat`` undoes that on the reply;
-* ``commit``: every other new connection is committed with a null SNAT binding
-  (:func:`unique_tuple`), as netfilter commits every connection on a kube-proxy node.
+* ``commit``: every other new connection is committed (:func:`commit_direct`), as
+  netfilter tracks every connection on a kube-proxy node.
 
 The backend sees the client pod's own IP (no SNAT except hairpin).  Every flow of a
 Service carries the Service's cookie, so a masked delete removes it whole.
@@ -100,7 +100,7 @@ def node_flows(cluster: Cluster, node: Node) -> Iterator[Flow]:
                    (Ct(zone=ZONE_NODEPORT, table=ROUTING, commit=True, nat=Nat("src", str(node.ip))),), cookie=c)
     yield Flow(CONNTRACK, Priority.FALLBACK, Match.of(eth_type=ETH_TYPE_IP),
                (Ct(zone=ZONE_SERVICE, table=SERVICE_LB, nat=Nat()),), cookie=c)
-    yield unique_tuple(c)
+    yield commit_direct(c)
     for pod in cluster.pods_on(node.name):
         yield Flow(HAIRPIN_SNAT, Priority.SPECIFIC,
                    Match.of(eth_type=ETH_TYPE_IP, ipv4_src=str(pod.ip), ipv4_dst=str(pod.ip)),
@@ -108,25 +108,32 @@ def node_flows(cluster: Cluster, node: Node) -> Iterator[Flow]:
                    cookie=c)
 
 
-def unique_tuple(c: int) -> Flow:
-    """Every new connection that no NAT committed is committed in the Service zone with a
-    null SNAT binding: addresses kept, the source port kept unless the reply tuple is
-    already another connection's, then remapped.
+def commit_direct(c: int) -> Flow:
+    """Every new connection that no NAT committed is committed in the Service zone.
 
-    Why: a Service connection's entry has the endpoint and the client as its reply tuple.
-    A later direct connection from the same client port to that endpoint (nginx
-    proxying through a ClusterIP, then curl to the pod's IP) has the same reply tuple:
-    uncommitted, or committed without NAT, its SYN-ACK matches the old entry (lingering
-    in TIME_WAIT for 30 s) and is un-DNATed to the VIP, and the connection hangs.  The
-    kernel under kube-proxy never shows this: netfilter gives every connection without a
-    NAT rule a null binding, which remaps the source port when the reply tuple is taken
-    (``nf_nat_alloc_null_binding`` -> ``get_unique_tuple``, net/netfilter/nf_nat_core.c).
-    Committing also makes replies replies: uncommitted, a reply to the node's IP would look
-    like a new connection to a NodePort frontend, and NetworkPolicy judges only the
+    Why: a Service connection's entry has the endpoint and the client as its reply tuple,
+    and lingers 30 s in TIME_WAIT after a TCP close.  A direct connection from the same
+    client port to that endpoint (nginx proxying through a ClusterIP, then curl to the
+    pod's IP, from a port the kernel handed out again) has the same reply tuple:
+    uncommitted, its SYN-ACK matched the old entry, was un-DNATed to the VIP, and the
+    connection hung.  Committed, the newer entry answers its replies (168 of 168 such
+    collisions in tests/emulation/test_services.py), and the other way round a Service
+    connection whose reply tuple a direct one holds gets its source port remapped by its
+    DNAT, as the kernel's DNAT does.
+
+    Not the kernel's null binding (``ct(commit, nat(src))``, which remaps the port on a
+    clash: ``nf_nat_alloc_null_binding``): OVS 3.1.0's userspace conntrack aborts on it
+    within minutes ("conntrack.c:1063: assertion conn->conn_type == CT_CONN_TYPE_DEFAULT
+    failed in conn_update_state()" in each of 4 ``k8snet run policy faults``): an
+    unchanged tuple puts the NAT companion entry in its connection's hash bucket with
+    mirrored keys, and the lookup for the connection can return the companion.
+
+    Committing also makes replies replies: uncommitted, a reply to the node's IP would
+    look like a new connection to a NodePort frontend, and NetworkPolicy judges only the
     first packet of a connection (controllers/policy.py)."""
     return Flow(COMMIT, Priority.SPECIFIC,
                 Match.of(eth_type=ETH_TYPE_IP, ct_state=ct_state(CT_NEW, CT_TRK, clear=(CT_SNAT, CT_DNAT))),
-                (Ct(zone=ZONE_SERVICE, table=L3_FORWARDING, commit=True, nat=Nat("src")),), cookie=c)
+                (Ct(zone=ZONE_SERVICE, table=L3_FORWARDING, commit=True),), cookie=c)
 
 
 def affinity_learn(service: Service, port: ServicePort, c: int) -> Learn:

@@ -369,11 +369,10 @@ def test_a_client_reaches_an_endpoint_through_a_node_port_then_directly_from_the
 def test_a_client_reaches_an_endpoint_through_the_clusterip_and_directly_from_the_same_source_port(net, proto):
     """The ClusterIP connection's entry (reply tuple endpoint -> client:S, in TIME_WAIT for
     30 s after a TCP close) must not take the replies of a direct connection from the same
-    port to the same endpoint: the kernel under kube-proxy remaps such a connection's source
-    port (a null NAT binding), and so does the switch (controllers/services.py,
-    unique_tuple).  Before, the direct SYN-ACK was un-DNATed to the VIP and the connection
-    hung (found as an ingress pod's curl to a shop-web pod that its nginx had just proxied
-    to through the ClusterIP timing out after 30 s)."""
+    port to the same endpoint; the switch commits the direct one, whose entry then answers
+    (controllers/services.py, commit_direct).  Before, the direct SYN-ACK was un-DNATed to
+    the VIP and the connection hung (found as an ingress pod's curl to a shop-web pod that
+    its nginx had just proxied to through the ClusterIP timing out after 30 s)."""
     ips = {p.host_name: str(p.ip) for p in live_web(net)}
     base = 20100 if proto == "tcp" else 20200  # below the ephemeral range: no other connection uses them
     failed = []
