@@ -185,6 +185,11 @@ class RunOutcome:
         return [r for r in self.results if r.status == "failed"]
 
 
+def _label(cluster: Cluster) -> str:
+    """The cluster's name in the run's log lines, as figures and tables name it."""
+    return results.label(cluster.backend.value, cluster.underlay.type.value, cluster.access)
+
+
 def _environment(cluster: Cluster) -> dict:
     iperf3 = run_cmd(["iperf3", "--version"], check=False).stdout.splitlines()[:1] if shutil.which("iperf3") else []
     nginx = run_cmd(["nginx", "-v"], check=False).stderr.strip() if shutil.which("nginx") else "not installed"
@@ -209,14 +214,14 @@ def run_scenarios(scenarios: list[Scenario], clusters: list[Cluster], options: O
                "options": options.as_dict(), "environment": env, "status": "running"}
     (directory / "run.json").write_text(json.dumps(run_doc, indent=1))
     log(f"run {directory.name}: {', '.join(scenario_names)} on "
-        f"{', '.join(results.label(c.backend.value, c.underlay.type.value, c.access) for c in clusters)} "
+        f"{', '.join(_label(c) for c in clusters)} "
         f"(OVS {env['ovs']}, offload {env['offload_detail']}; {env['datapath_choice']})")
     steps: Optional[Steps] = None
     try:
         with ExitStack() as stack:
             targets: list[Target] = []
             for cluster in clusters:
-                log(f"building {results.label(cluster.backend.value, cluster.underlay.type.value, cluster.access)}: "
+                log(f"building {_label(cluster)}: "
                     f"{cluster.summary()}")
                 net = ClusterNet(cluster, framework=framework, progress=lambda m: None)
                 stack.callback(net.stop)
