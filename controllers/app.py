@@ -22,6 +22,9 @@ It owns no forwarding logic.  It holds the desired cluster model, asks
   VXLAN clusters a packet too large for the pod MTU is fragmented and sent on
   (:mod:`controllers.egress`).
 
+Flow mods are encoded once and their bytes sent to every switch that needs them
+(:mod:`controllers.encoded`): most flows are the same on every node.
+
 Configuration comes from the environment so that ``ryu-manager`` can load the same
 app: ``K8SNET_STATE`` (the cluster model as JSON) and ``K8SNET_API`` (the API socket).
 """
@@ -38,7 +41,8 @@ from typing import Any, Optional
 from controllers import compiler, conntrack, dialer, egress, framework, services
 from controllers.api import ApiServer
 from controllers.changes import plan
-from controllers.flows import Desired, Flow, Group, flow_mod, group_mod
+from controllers.encoded import Encoder
+from controllers.flows import Desired, Flow, Group, group_mod
 from controllers.framework import (
     CONFIG_DISPATCHER, DEAD_DISPATCHER, MAIN_DISPATCHER, BaseApp, hub, make_lock, ofp_event,
     ofproto_v1_3, set_ev_cls,
@@ -90,6 +94,8 @@ class K8snetController(BaseApp):
         self.generation = random.randint(1, 0xFFFF)
         self.switches: dict[int, Switch] = {}
         self.errors: list[str] = []
+        # Most flows are the same on every node: each is encoded once (controllers/encoded.py).
+        self.encoder = Encoder()
         hub.spawn(self._sweep_loop)
         api_path = os.environ.get("K8SNET_API")
         if api_path:
@@ -156,6 +162,7 @@ class K8snetController(BaseApp):
                         for dpid, s in self.switches.items()}
             return {"ok": True, "framework": framework.NAME, "pid": os.getpid(),
                     "generation": self.generation, "switches": switches,
+                    "flow_mods": {"encoded": self.encoder.built, "reused": self.encoder.reused},
                     "errors": list(self.errors[-20:])}
 
     def apply(self, cluster: Cluster) -> None:
@@ -256,11 +263,11 @@ class K8snetController(BaseApp):
                                       table_id=SERVICE_AFFINITY, command=ofp.OFPFC_DELETE, out_port=ofp.OFPP_ANY,
                                       out_group=ofp.OFPG_ANY, match=parser.OFPMatch())
                     for service_cookie in sorted(touched)]
-        messages += [flow_mod(dp, flow, "delete_strict") for flow in changes.flow_deletes]
+        messages += [self.encoder.flow_mod(dp, flow, "delete_strict") for flow in changes.flow_deletes]
         messages += [group_mod(dp, group, "delete") for group in changes.group_deletes]
         messages += [group_mod(dp, group, "add") for group in changes.group_adds]
         messages += [group_mod(dp, group, "modify") for group in changes.group_modifies]
-        messages += [flow_mod(dp, flow, "add", cookie=self._stamp(flow)) for flow in changes.flow_adds]
+        messages += [self.encoder.flow_mod(dp, flow, "add", cookie=self._stamp(flow)) for flow in changes.flow_adds]
         self._commit(switch, messages)
         switch.installed = desired
         switch.synced = False
@@ -301,7 +308,8 @@ class K8snetController(BaseApp):
             parser, ofp = dp.ofproto_parser, dp.ofproto
             self._commit(switch, [group_mod(dp, group, "modify" if group.group_id in existing else "add")
                                   for group in desired.groups] +
-                         [flow_mod(dp, flow, "add", cookie=self._stamp(flow)) for flow in desired.flows] +
+                         [self.encoder.flow_mod(dp, flow, "add", cookie=self._stamp(flow))
+                          for flow in desired.flows] +
                          [parser.OFPFlowMod(datapath=dp, cookie=d.cookie, cookie_mask=d.mask,
                                             table_id=ofp.OFPTT_ALL if d.table is None else d.table,
                                             command=ofp.OFPFC_DELETE, out_port=ofp.OFPP_ANY,
