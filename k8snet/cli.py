@@ -102,6 +102,10 @@ def build_parser() -> argparse.ArgumentParser:
     runp.add_argument("--loss", metavar="P,P,...", default="",
                       help="throughput: also sweep TCP throughput over these underlay losses in percent "
                            "(e.g. 0,0.1,1,5), next to the Mathis et al. estimate")
+    runp.add_argument("--congestion", metavar="ALGO", default="",
+                      help="throughput: TCP congestion control for iperf3 (e.g. cubic, reno, bbr; default: the "
+                           "machine's, which pods inherit); the loss sweep's Mathis estimate is a model of "
+                           "loss-based ones (Reno, CUBIC)")
     runp.add_argument("--schedule", metavar="FILE", default="",
                       help="faults: the fault schedule to play (YAML; default: every kind of fault once)")
     runp.add_argument("--framework", choices=["os-ken", "ryu"], default="os-ken")
@@ -257,8 +261,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from k8snet.runner import (
-        UsageError, default_out, load_clusters, parse_backends, parse_list, parse_losses, parse_scenarios,
-        run_scenarios,
+        UsageError, default_out, load_clusters, parse_backends, parse_congestion, parse_list, parse_losses,
+        parse_scenarios, run_scenarios,
     )
     from k8snet.scenario import Options
     from scenarios import ScenarioError, discover
@@ -272,6 +276,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             if getattr(args, option) < 1:
                 raise UsageError(f"--{option} must be at least 1, not {getattr(args, option)}")
         losses = parse_losses(args.loss)
+        congestion = parse_congestion(args.congestion)
         out = Path(args.out) if args.out else default_out()
         if out.exists() and not out.is_dir():
             raise UsageError(f"--out {out}: exists and is not a folder; give a folder (created if missing)")
@@ -279,7 +284,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         console.print(f"[bold red]k8snet run:[/] {exc}", markup=True, soft_wrap=True)
         return EXIT_USAGE
     options = Options(seconds=args.seconds, repeat=args.repeat, pings=args.pings, connections=args.connections,
-                      schedule=args.schedule, loss=losses)
+                      schedule=args.schedule, loss=losses, congestion=congestion)
     scenarios = [found[n](options) for n in names]
     try:
         clusters = load_clusters(args.spec, backends, scenarios,

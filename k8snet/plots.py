@@ -128,11 +128,16 @@ def loss_sweep(result: ScenarioResult) -> list[Drawn]:
     ax.set_xlabel("loss measured on the receiving node's uplink (%)")
     ax.set_ylabel("TCP throughput, 1 stream (Gbit/s)")
     ax.legend(fontsize=7)
-    fig.suptitle("TCP throughput against underlay loss: median of the repeats, whiskers min-max")
+    algorithms = sorted({note.split("congestion=", 1)[1].split(";", 1)[0] for m in result.measurements
+                         if m.metric == "throughput_at_loss" and "congestion=" in (note := m.note)})
+    fig.suptitle("TCP throughput against underlay loss: median of the repeats, whiskers min-max\n"
+                 f"congestion control: {', '.join(algorithms) or 'not reported'}", fontsize=10)
     caption = ("One TCP stream cross-node while the server node's uplink drops a share of what it receives "
                "(nftables numgen, counted: x is the loss achieved). Dashed: the Mathis et al. estimate "
-               "MSS / (RTT sqrt(p)) with C = 1 from the same run's iperf3 mean RTT and MSS; dotted: the "
-               "lossless throughput.")
+               "MSS / (RTT sqrt(p)) with C = 1 from the same run's iperf3 mean RTT and MSS, a model of "
+               "loss-based congestion control (Reno, CUBIC): a BBR flow stays far above it, as it does not "
+               "back off on random loss (the title names what the flows used; --congestion chooses); "
+               "dotted: the lossless throughput.")
     return [Drawn("throughput-loss", "Throughput against loss", caption, fig)]
 
 

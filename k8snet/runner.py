@@ -88,6 +88,23 @@ def parse_losses(text: str) -> tuple[float, ...]:
     return losses
 
 
+#: Where the kernel lists the TCP congestion control algorithms a socket may ask for.
+AVAILABLE_CONGESTION = Path("/proc/sys/net/ipv4/tcp_available_congestion_control")
+
+
+def parse_congestion(text: str, available: Optional[str] = None) -> str:
+    """``--congestion cubic``: a TCP congestion control algorithm this kernel has (iperf3 -C
+    sets it on the test's sockets); empty: the pods' default, which they inherit from the
+    machine (``net.ipv4.tcp_congestion_control``)."""
+    if not text:
+        return ""
+    names = (available if available is not None else AVAILABLE_CONGESTION.read_text()).split()
+    if text not in names:
+        raise UsageError(f"--congestion {text!r}: this kernel has {', '.join(names)}; give one of them "
+                         "(or leave it out for the machine's default)")
+    return text
+
+
 def load_clusters(spec: Optional[str], backends: list[Optional[str]], scenarios: list[Scenario],
                   nodes: Optional[int] = None, pods_per_node: Optional[int] = None,
                   offload: Optional[str] = None, datapath_type: Optional[str] = None,

@@ -38,6 +38,7 @@ class Options:
     protocols: tuple[str, ...] = ("tcp", "udp")
     schedule: str = ""        # a fault schedule file for the faults scenario (k8snet/model/schedule.py)
     loss: tuple[float, ...] = ()  # throughput: the underlay losses (%) of the TCP-vs-loss sweep
+    congestion: str = ""      # throughput: TCP congestion control for iperf3 (-C); "" = the machine's default
 
     def as_dict(self) -> dict[str, Any]:
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.__dict__.items()}

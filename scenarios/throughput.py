@@ -10,7 +10,10 @@ node's uplink drops that percentage of what it receives (nftables, counted: the 
 achieved is recorded next to the one set), ``throughput_at_loss`` per loss next to the
 Mathis et al. estimate MSS / (RTT * sqrt(p)) (``mathis``; the constant C taken as 1, the
 paper's C is 0.87 to 1.22 by ACK strategy) from the same run's mean RTT and MSS as
-iperf3 reports them, and the loss p the counters measured.
+iperf3 reports them, and the loss p the counters measured.  The model is of loss-based
+congestion control (Reno, CUBIC); every TCP measurement names the algorithm its sender used
+(``congestion=``), and ``--congestion ALGO`` chooses it (default: the machine's, which pods
+inherit -- BBR on this one, which hardly slows down for random loss).
 """
 
 from __future__ import annotations
@@ -26,6 +29,16 @@ from topos.iperf import iperf
 from topos.references import References
 
 REFERENCES = ("veth", "ovs-normal")
+#: Congestion controls whose window follows loss (AIMD or close to it): what Mathis et al.
+#: model.  BBR paces to its estimate of bandwidth and RTT and does not back off on random
+#: loss, so it stays far above the estimate (`--congestion cubic` for the model's case).
+LOSS_BASED = ("reno", "cubic", "htcp", "bic", "scalable", "highspeed")
+
+
+def mathis_caveat(algorithm: str) -> str:
+    """Why the estimate does not describe a flow under ``algorithm``."""
+    return (f"the flow used {algorithm}, not a loss-based congestion control; the model describes Reno-like "
+            "AIMD (use --congestion cubic or reno to compare)")
 
 
 @dataclass
@@ -119,7 +132,7 @@ class Throughput(Scenario):
                         continue
                     target.net.impairments.set_loss(link, loss, "ingress")
                     result = iperf(client, server, str(perf.server.ip), IPERF_PORT, self.options.seconds,
-                                   protocol="tcp", streams=1)
+                                   protocol="tcp", streams=1, congestion=self.options.congestion)
                     count = next(c for c in target.net.impairments.counters()
                                  if c.link == link and c.direction.value == "ingress")
                     self.record_lossy(target, rec, path, where, round_no, loss, result, count)
@@ -135,8 +148,10 @@ class Throughput(Scenario):
             rec.add(target, path, "throughput_at_loss", "Gbit/s", **where, repeat=round_no, error=result["error"])
             return
         doc = result["doc"]
+        algorithm = result.get("congestion") or "unknown"
         rec.add(target, path, "throughput_at_loss", "Gbit/s", **where, repeat=round_no,
-                value=result["bits_per_second"] / 1e9, note=f"{note}; retransmits={result['retransmits']}", raw=doc)
+                value=result["bits_per_second"] / 1e9,
+                note=f"{note}; retransmits={result['retransmits']}; congestion={algorithm}", raw=doc)
         rec.add(target, path, "achieved_loss", "%", **where, repeat=round_no, value=achieved or 0.0, note=note)
         sender = doc["end"]["streams"][0]["sender"]
         rtt_s, mss = sender.get("mean_rtt", 0) / 1e6, doc["start"].get("tcp_mss_default", 0)
@@ -144,7 +159,8 @@ class Throughput(Scenario):
         if p > 0 and rtt_s > 0 and mss:
             rec.add(target, path, "mathis", "Gbit/s", **where, repeat=round_no,
                     value=mss * 8 / (rtt_s * p ** 0.5) / 1e9,
-                    note=f"MSS {mss} B / (RTT {rtt_s * 1000:.3f} ms * sqrt({p:.5f})), C = 1")
+                    note=f"MSS {mss} B / (RTT {rtt_s * 1000:.3f} ms * sqrt({p:.5f})), C = 1"
+                         + ("" if algorithm in LOSS_BASED else f"; {mathis_caveat(algorithm)}"))
         else:
             rec.add(target, path, "mathis", "Gbit/s", **where, repeat=round_no,
                     error="no estimate: " + ("no loss measured (the formula needs p > 0)" if p <= 0 else
@@ -158,10 +174,10 @@ class Throughput(Scenario):
             return
         switches = switch_pids(cell.target)
         result = iperf(cell.client, cell.server, cell.ip, cell.port, self.options.seconds, listen=cell.listen,
-                       protocol=protocol, streams=streams, watch=switches)
+                       protocol=protocol, streams=streams, watch=switches, congestion=self.options.congestion)
         note = ""
         if result.get("ok"):
-            note = (f"retransmits={result['retransmits']}" if protocol == "tcp"
+            note = (f"retransmits={result['retransmits']}; congestion={result['congestion']}" if protocol == "tcp"
                     else f"lost_percent={result['lost_percent']:.2f}") + "; " + cpu_note(result, bool(switches))
             if cell.target is not None:
                 note += f"; attach={cell.target.cluster.attach}"

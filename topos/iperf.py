@@ -111,12 +111,15 @@ def cpu_seconds(pids: Iterable[int]) -> float:
 
 
 def iperf(client: Any, server: Any, ip: str, port: int, seconds: int, listen: Optional[int] = None,
-          protocol: str = "tcp", streams: int = 1, udp_bitrate: str = "0", watch: Sequence[int] = ()) -> dict[str, Any]:
+          protocol: str = "tcp", streams: int = 1, udp_bitrate: str = "0", watch: Sequence[int] = (),
+          congestion: str = "") -> dict[str, Any]:
     """iperf3 -J from host ``client`` to ``ip:port``, the server in host ``server`` listening
     on ``listen`` (default ``port``; differs when ``ip:port`` is a Service frontend).
 
     ``protocol`` ``udp`` sends ``UDP_LENGTH``-byte datagrams at ``udp_bitrate`` (``0``:
-    as fast as the sender can); the figure is what the receiver got.
+    as fast as the sender can); the figure is what the receiver got.  ``congestion`` names
+    the TCP congestion control (``-C``; empty: the namespace's default); ``congestion`` in the
+    result is the one the sender used, as iperf3 reports it (None for UDP).
 
     Returns ``{"ok": True, "bits_per_second", "retransmits", "lost_percent", "bytes",
     "cpu_percent", "iperf3_end", "doc", "retried"}`` (``cpu_percent``: iperf3's own client and
@@ -130,6 +133,8 @@ def iperf(client: Any, server: Any, ip: str, port: int, seconds: int, listen: Op
             "-P", str(streams)]
     if protocol == "udp":
         args += ["-u", "-b", udp_bitrate, "-l", str(UDP_LENGTH)]
+    elif congestion:
+        args += ["-C", congestion]
     used, t0 = cpu_seconds(watch), time.monotonic()
     got = _attempt(client, server, args, listen or port, seconds)
     watched = (cpu_seconds(watch) - used) / max(1e-3, time.monotonic() - t0) * 100
@@ -153,4 +158,5 @@ def iperf(client: Any, server: Any, ip: str, port: int, seconds: int, listen: Op
             "cpu_percent": {"client": cpu.get("host_total"), "server": cpu.get("remote_total"),
                             **({"watched": round(watched, 1)} if watch else {})},
             "lost_percent": received.get("lost_percent"), "bytes": received["bytes"],
+            "congestion": end.get("sender_tcp_congestion"),
             "iperf3_end": end, "doc": doc, "retried": retried}

@@ -95,6 +95,10 @@ def test_throughput_has_references_repeats_ratios_and_raw_iperf3_json(all_run):
         if s.metric == "throughput":
             assert s.n == 2 and s.failed == 0 and 0 < s.min <= s.median <= s.max, s
             assert set(s.ratios) == {"veth", "ovs-normal"}
+    # Every TCP cell names the congestion control its sender used: the machine's default here.
+    default = Path("/proc/sys/net/ipv4/tcp_congestion_control").read_text().strip()
+    assert all(f"congestion={default}" in m.note for m in r.measurements
+               if m.metric == "throughput" and m.ok and m.protocol == "tcp")
     for m in r.measurements:
         if m.metric != "throughput":
             continue
@@ -106,7 +110,7 @@ def test_throughput_has_references_repeats_ratios_and_raw_iperf3_json(all_run):
 
 def test_throughput_against_loss_with_the_loss_counted_and_the_mathis_estimate(tmp_path, no_leaks):
     proc, directory = k8snet_run("throughput", "--nodes", "2", "--pods-per-node", "1", "--seconds", "1",
-                                 "--repeat", "2", "--loss", "0,5", out=tmp_path)
+                                 "--repeat", "2", "--loss", "0,5", "--congestion", "cubic", out=tmp_path)
     assert proc.returncode == 0, proc.stderr[-2000:]
     r = results_checks.check_run(directory)["throughput"]
     # auto took offload none: a TSO frame would carry ~45 packets, and the loss is per frame.
@@ -119,7 +123,11 @@ def test_throughput_against_loss_with_the_loss_counted_and_the_mathis_estimate(t
     assert 3.0 <= rows[("loss 5%", "achieved_loss")].median <= 7.0, rows[("loss 5%", "achieved_loss")]
     assert rows[("loss 5%", "mathis")].n == 2 and rows[("loss 0%", "mathis")].n == 0  # Mathis needs p > 0
     assert "throughput-loss" in {f.name for f in r.figures}
-    assert r.metadata.options["loss"] == [0.0, 5.0]
+    assert r.metadata.options["loss"] == [0.0, 5.0] and r.metadata.options["congestion"] == "cubic"
+    # The flows used what was asked (iperf3 -C), which is a case the model describes: no caveat.
+    swept = [m for m in r.measurements if m.metric in ("throughput_at_loss", "mathis") and m.ok]
+    assert all("congestion=cubic" in m.note for m in swept if m.metric == "throughput_at_loss")
+    assert not any("not a loss-based" in m.note for m in swept)
 
 
 def test_faults_timeline_outages_and_the_nodes_kubernetes_gave_up_on(all_run):

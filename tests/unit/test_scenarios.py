@@ -85,6 +85,7 @@ def test_k8snet_run_exits_2_on_a_broken_scenario_folder(tmp_path):
     (["faults", "--schedule", "MISSING"], "No such file or directory; give a YAML file"),
     (["throughput", "--loss", "0,100"], "--loss '0,100': each loss is a distinct percentage"),
     (["throughput", "--loss", "one"], "--loss 'one': give percentages separated by commas"),
+    (["throughput", "--congestion", "no-such-cc"], "--congestion 'no-such-cc': this kernel has"),
 ])
 def test_k8snet_run_refuses_a_bad_schedule_or_loss_before_anything_starts(tmp_path, args, needle):
     files = {"SCHEDULE": "- {at: 1, for: 2, fault: node, target: node-9}\n",
@@ -97,3 +98,17 @@ def test_k8snet_run_refuses_a_bad_schedule_or_loss_before_anything_starts(tmp_pa
                             env={**os.environ, "COLUMNS": "300"})
     assert result.returncode == 2 and needle in result.stderr, result.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_congestion_control_is_one_the_kernel_has_or_the_default():
+    from k8snet.runner import UsageError, parse_congestion
+    assert parse_congestion("", available="reno cubic") == ""
+    assert parse_congestion("cubic", available="reno cubic") == "cubic"
+    with pytest.raises(UsageError, match="--congestion 'bbr': this kernel has reno, cubic; give one of them"):
+        parse_congestion("bbr", available="reno cubic")
+
+
+def test_the_mathis_estimate_names_its_caveat_for_a_flow_that_is_not_loss_based():
+    from scenarios.throughput import LOSS_BASED, mathis_caveat
+    assert "cubic" in LOSS_BASED and "reno" in LOSS_BASED and "bbr" not in LOSS_BASED
+    assert "the flow used bbr, not a loss-based congestion control" in mathis_caveat("bbr")
