@@ -128,8 +128,10 @@ def loss_sweep(result: ScenarioResult) -> list[Drawn]:
     ax.set_xlabel("loss measured on the receiving node's uplink (%)")
     ax.set_ylabel("TCP throughput, 1 stream (Gbit/s)")
     ax.legend(fontsize=7)
-    algorithms = sorted({note.split("congestion=", 1)[1].split(";", 1)[0] for m in result.measurements
-                         if m.metric == "throughput_at_loss" and "congestion=" in (note := m.note)})
+    # What iperf3 reported its sender used (its raw JSON is kept with the result).
+    algorithms = sorted({algorithm for m in result.measurements
+                         if m.metric == "throughput_at_loss" and m.raw in result.raw
+                         and (algorithm := result.raw[m.raw].get("end", {}).get("sender_tcp_congestion"))})
     fig.suptitle("TCP throughput against underlay loss: median of the repeats, whiskers min-max\n"
                  f"congestion control: {', '.join(algorithms) or 'not reported'}", fontsize=10)
     caption = ("One TCP stream cross-node while the server node's uplink drops a share of what it receives "
